@@ -1,0 +1,637 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Anomaly-detection metrics, with the conventions the papers use.
+
+Every function states its convention; ``docs/METRICS.md`` collects them.
+Labels are binary with 1 = anomaly (the positive class); scores are higher
+for "more anomalous". Where a metric is undefined (no positives or no
+negatives), it is ``nan``, never a made-up number.
+
+Frame level (exact, from all scores at once):
+
+* :func:`auroc` — area under the ROC curve, trapezoidal over the distinct
+  thresholds; equal to scikit-learn's ``roc_auc_score``.
+* :func:`average_precision` — step-wise AP, ``sum_k (R_k - R_{k-1}) P_k``
+  over distinct thresholds in decreasing order; scikit-learn's
+  ``average_precision_score``.
+* :func:`pr_auc_trapezoid` — trapezoidal area under the PR curve starting at
+  (recall 0, precision 1); scikit-learn's ``auc(recall, precision)``. Some
+  hazard-detection code reports this as "AUPRC"; it is not AP.
+* :func:`fpr_at_tpr` — FPR at the first threshold, scanning from the highest
+  score down, where TPR >= 0.95 (FPR95). Tied scores enter together.
+
+Pixel level (streaming): :class:`BinaryScoreAccumulator` ignores void
+(255) pixels and accumulates counts per score bin, so memory does not grow
+with the number of images; see its docstring for the binning.
+"""
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+VOID = 255
+
+
+# --- curves from counts -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class BinaryCurve:
+    """Cumulative counts at every distinct threshold, highest threshold first.
+
+    Attributes:
+        thresholds: distinct scores in decreasing order.
+        tps: positives with ``score >= thresholds[k]``.
+        fps: negatives with ``score >= thresholds[k]``.
+
+    """
+
+    thresholds: np.ndarray
+    tps: np.ndarray
+    fps: np.ndarray
+
+    @property
+    def n_pos(self):
+        return int(self.tps[-1]) if self.tps.size else 0
+
+    @property
+    def n_neg(self):
+        return int(self.fps[-1]) if self.fps.size else 0
+
+    @classmethod
+    def from_counts(cls, thresholds_desc, pos, neg):
+        """Build from per-threshold (not cumulative) counts in decreasing score order."""
+        return cls(np.asarray(thresholds_desc), np.cumsum(pos, dtype=np.int64),
+                   np.cumsum(neg, dtype=np.int64))
+
+    def roc(self):
+        """Return ``(fpr, tpr, thresholds)``, starting at (0, 0) with threshold +inf."""
+        if self.n_pos == 0 or self.n_neg == 0:
+            nan = np.array([np.nan])
+            return nan, nan, nan
+        fpr = np.concatenate([[0.0], self.fps / self.n_neg])
+        tpr = np.concatenate([[0.0], self.tps / self.n_pos])
+        return fpr, tpr, np.concatenate([[np.inf], self.thresholds])
+
+    def precision_recall(self):
+        """Return ``(precision, recall, thresholds)`` in decreasing threshold order."""
+        if self.n_pos == 0:
+            nan = np.array([np.nan])
+            return nan, nan, nan
+        precision = self.tps / (self.tps + self.fps)
+        recall = self.tps / self.n_pos
+        return precision, recall, self.thresholds
+
+    def auroc(self):
+        """Area under ROC (trapezoidal); ``nan`` without both classes."""
+        fpr, tpr, _ = self.roc()
+        if np.isnan(fpr[0]):
+            return float('nan')
+        return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
+
+    def average_precision(self):
+        """Step-wise AP (scikit-learn convention); ``nan`` without positives."""
+        precision, recall, _ = self.precision_recall()
+        if np.isnan(recall[0]):
+            return float('nan')
+        return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+    def pr_auc_trapezoid(self):
+        """Trapezoidal area under PR from (recall 0, precision 1); ``nan`` without positives."""
+        precision, recall, _ = self.precision_recall()
+        if np.isnan(recall[0]):
+            return float('nan')
+        p = np.concatenate([[1.0], precision])
+        r = np.concatenate([[0.0], recall])
+        return float(np.sum(np.diff(r) * (p[1:] + p[:-1])) / 2.0)
+
+    def fpr_at_tpr(self, tpr=0.95):
+        """FPR at the first threshold (highest first) whose TPR reaches ``tpr``."""
+        if self.n_pos == 0 or self.n_neg == 0:
+            return float('nan')
+        # Integer comparison: TPR >= t  <=>  tps >= ceil(t * n_pos), free of rounding.
+        need = int(np.ceil(tpr * self.n_pos - 1e-9))
+        k = int(np.searchsorted(self.tps, need, side='left'))
+        return float(self.fps[k] / self.n_neg)
+
+    def threshold_at_tpr(self, tpr=0.95):
+        """Return the score threshold at which :meth:`fpr_at_tpr` is taken."""
+        if self.n_pos == 0:
+            return float('nan')
+        need = int(np.ceil(tpr * self.n_pos - 1e-9))
+        return float(self.thresholds[int(np.searchsorted(self.tps, need, side='left'))])
+
+    def summary(self):
+        """Return the usual numbers as a dict: auroc, ap, fpr95, pr_auc_trapezoid, counts."""
+        return {
+            'auroc': self.auroc(),
+            'ap': self.average_precision(),
+            'fpr95': self.fpr_at_tpr(0.95),
+            'pr_auc_trapezoid': self.pr_auc_trapezoid(),
+            'n_pos': self.n_pos,
+            'n_neg': self.n_neg,
+        }
+
+    def flipped(self):
+        """Return the curve of the opposite question: classes swapped, scores negated.
+
+        Used for "success" metrics (AP-Suc), where the correct pixels are the
+        positives and a lower failure score means more confident.
+        """
+        pos = np.diff(self.tps, prepend=0)[::-1]
+        neg = np.diff(self.fps, prepend=0)[::-1]
+        return BinaryCurve.from_counts(-self.thresholds[::-1], neg, pos)
+
+
+def _check_binary(labels, scores):
+    labels = np.asarray(labels).reshape(-1)
+    scores = np.asarray(scores).reshape(-1)
+    if labels.shape != scores.shape:
+        raise ValueError(f'labels ({labels.size}) and scores ({scores.size}) differ in length')
+    if labels.dtype != np.bool_:
+        uniq = np.unique(labels)
+        if not np.all(np.isin(uniq, (0, 1))):
+            raise ValueError(f'labels must be 0/1 or bool, found values {uniq[:10].tolist()}')
+        labels = labels.astype(bool)
+    if scores.dtype.kind not in 'fiub':
+        raise ValueError(f'scores must be numeric, got {scores.dtype}')
+    if scores.dtype.kind == 'f' and not np.all(np.isfinite(scores)):
+        raise ValueError('scores contain NaN or infinite values; score them or drop them first')
+    return labels, scores
+
+
+def binary_curve(labels, scores):
+    """Exact :class:`BinaryCurve` from all labels (1/True = anomaly) and scores."""
+    labels, scores = _check_binary(labels, scores)
+    if scores.size == 0:
+        return BinaryCurve(np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    order = np.argsort(scores)[::-1]
+    sorted_scores = scores[order]
+    sorted_labels = labels[order]
+    starts = np.concatenate([[0], np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]) + 1])
+    pos = np.add.reduceat(sorted_labels.astype(np.int64), starts)
+    size = np.diff(np.append(starts, sorted_scores.size))
+    return BinaryCurve.from_counts(sorted_scores[starts], pos, size - pos)
+
+
+def auroc(labels, scores):
+    """Area under the ROC curve (scikit-learn ``roc_auc_score``); ``nan`` if one class."""
+    return binary_curve(labels, scores).auroc()
+
+
+def average_precision(labels, scores):
+    """Step-wise average precision (scikit-learn ``average_precision_score``)."""
+    return binary_curve(labels, scores).average_precision()
+
+
+def pr_auc_trapezoid(labels, scores):
+    """Trapezoidal PR area from (0, 1) (scikit-learn ``auc(recall, precision)``)."""
+    return binary_curve(labels, scores).pr_auc_trapezoid()
+
+
+def fpr_at_tpr(labels, scores, tpr=0.95):
+    """FPR at the first threshold, highest first, where TPR >= ``tpr`` (FPR95)."""
+    return binary_curve(labels, scores).fpr_at_tpr(tpr)
+
+
+# --- streaming pixel metrics --------------------------------------------------------------
+
+
+def _float_keys(scores, shift):
+    """Map float32 scores to uint32 keys in the same order (then drop ``shift`` low bits)."""
+    bits = np.ascontiguousarray(scores, dtype=np.float32).view(np.uint32)
+    keys = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))
+    return keys >> np.uint32(shift) if shift else keys
+
+
+def _key_values(keys, shift):
+    """Inverse of :func:`_float_keys`: the smallest float32 of each key's bin."""
+    bits = keys.astype(np.uint32) << np.uint32(shift)
+    raw = np.where(bits & np.uint32(0x80000000), bits & np.uint32(0x7FFFFFFF), ~bits)
+    return raw.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+class BinaryScoreAccumulator:
+    """Streaming ROC/PR statistics over many images, ignoring void pixels.
+
+    Scores are binned on their float32 bit pattern, keeping
+    ``mantissa_bits`` of the 23 mantissa bits: the bins are relative
+    (``2**-mantissa_bits`` of the value) and need no score range, so NLL in
+    nats, MaxLogit and probabilities all work. With ``mantissa_bits=23`` the
+    result is exact for float32 scores; the default 12 bits bounds memory to
+    a few thousand bins per octave of scores and changes AUROC/AP by far
+    less than 1e-3 on typical maps. The result does not depend on how the
+    pixels are split across :meth:`update` calls or their order.
+
+    Example::
+
+        acc = BinaryScoreAccumulator()
+        for label, score in dataset:        # label: uint8 [H, W], 0/1/255
+            acc.update(label, score)
+        print(acc.curve().summary())
+
+    """
+
+    def __init__(self, mantissa_bits=12, ignore_index=VOID):
+        if not 0 <= mantissa_bits <= 23:
+            raise ValueError(f'mantissa_bits must be in 0..23, got {mantissa_bits}')
+        self.shift = 23 - int(mantissa_bits)
+        self.ignore_index = ignore_index
+        self._keys = np.zeros(0, np.uint32)
+        self._pos = np.zeros(0, np.int64)
+        self._neg = np.zeros(0, np.int64)
+
+    def update(self, labels, scores, valid=None):
+        """Add one image (or any batch of pixels).
+
+        Args:
+            labels: int/bool array, 1 = anomaly, 0 = normal, ``ignore_index`` = void.
+            scores: float array of the same shape.
+            valid: optional bool mask of pixels to use (ANDed with non-void).
+
+        """
+        labels = np.asarray(labels)
+        scores = np.asarray(scores)
+        if labels.shape != scores.shape:
+            raise ValueError(f'labels {labels.shape} and scores {scores.shape} differ in shape')
+        keep = labels != self.ignore_index if self.ignore_index is not None else (
+            np.ones(labels.shape, bool))
+        if valid is not None:
+            keep &= np.asarray(valid, dtype=bool)
+        lab, sco = _check_binary(labels[keep], scores[keep])
+        keys = _float_keys(sco, self.shift)
+        pos_keys, pos_counts = np.unique(keys[lab], return_counts=True)
+        neg_keys, neg_counts = np.unique(keys[~lab], return_counts=True)
+        self._merge(pos_keys, pos_counts, neg_keys, neg_counts)
+
+    def _merge(self, pos_keys, pos_counts, neg_keys, neg_counts):
+        all_keys = np.concatenate([self._keys, pos_keys, neg_keys])
+        uniq, inverse = np.unique(all_keys, return_inverse=True)
+        n_old, n_pos = self._keys.size, pos_keys.size
+        pos = np.zeros(uniq.size, np.int64)
+        neg = np.zeros(uniq.size, np.int64)
+        np.add.at(pos, inverse[:n_old], self._pos)
+        np.add.at(neg, inverse[:n_old], self._neg)
+        np.add.at(pos, inverse[n_old:n_old + n_pos], pos_counts)
+        np.add.at(neg, inverse[n_old + n_pos:], neg_counts)
+        self._keys, self._pos, self._neg = uniq, pos, neg
+
+    def merge(self, other):
+        """Add the counts of another accumulator with the same binning."""
+        if other.shift != self.shift:
+            raise ValueError('cannot merge accumulators with different mantissa_bits')
+        self._merge(other._keys, other._pos, other._neg[:0], other._neg[:0])
+        self._merge(other._keys[:0], other._pos[:0], other._keys, other._neg)
+
+    @property
+    def n_bins(self):
+        return int(self._keys.size)
+
+    def curve(self):
+        """Return the :class:`BinaryCurve` of everything added (thresholds: bin lower edges)."""
+        thresholds = _key_values(self._keys[::-1], self.shift)
+        return BinaryCurve.from_counts(thresholds, self._pos[::-1], self._neg[::-1])
+
+    def summary(self):
+        return self.curve().summary()
+
+
+# --- segmentation ---------------------------------------------------------------------------
+
+
+class ConfusionMatrix:
+    """Semantic-segmentation confusion matrix (rows = ground truth, columns = prediction).
+
+    Pixels whose ground truth is ``ignore_index`` are skipped. IoU of class c
+    is ``TP / (TP + FP + FN)``; classes absent from both ground truth and
+    prediction have IoU ``nan`` and are left out of the mean (mIoU).
+    """
+
+    def __init__(self, num_classes, ignore_index=VOID):
+        self.num_classes = int(num_classes)
+        self.ignore_index = ignore_index
+        self.matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
+
+    def update(self, prediction, target):
+        prediction = np.asarray(prediction).reshape(-1)
+        target = np.asarray(target).reshape(-1)
+        if prediction.shape != target.shape:
+            raise ValueError('prediction and target differ in size')
+        keep = target != self.ignore_index
+        prediction, target = prediction[keep].astype(np.int64), target[keep].astype(np.int64)
+        for name, arr in (('prediction', prediction), ('target', target)):
+            if arr.size and (arr.min() < 0 or arr.max() >= self.num_classes):
+                raise ValueError(
+                    f'{name} holds class ids outside 0..{self.num_classes - 1} '
+                    f'(found {arr.min()}..{arr.max()})'
+                )
+        idx = target * self.num_classes + prediction
+        self.matrix += np.bincount(idx, minlength=self.num_classes ** 2).reshape(
+            self.num_classes, self.num_classes)
+
+    def iou(self):
+        tp = np.diag(self.matrix).astype(np.float64)
+        denom = self.matrix.sum(0) + self.matrix.sum(1) - tp
+        with np.errstate(invalid='ignore', divide='ignore'):
+            return np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
+
+    def miou(self):
+        iou = self.iou()
+        return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float('nan')
+
+    def pixel_accuracy(self):
+        total = self.matrix.sum()
+        return float(np.trace(self.matrix) / total) if total else float('nan')
+
+
+class FailureDetectionAccumulator:
+    """FSNet-style failure-detection metrics over many images.
+
+    A pixel is an *error* when the segmentation's prediction differs from
+    the ground truth (void pixels ignored). The failure map scores "this
+    pixel is wrong" (higher = more likely an error).
+
+    * ``ap_err``: AP with the errors as positives, ranked by failure score;
+    * ``ap_suc``: AP with the correct pixels as positives, ranked by
+      confidence (negated failure score);
+    * ``auroc``: errors vs correct pixels (the same either way round);
+    * ``fpr95``: the fraction of errors accepted as correct at the
+      confidence threshold that accepts 95% of the correct pixels (the
+      ConfidNet/FSNet convention: the positives of TPR are correct pixels).
+    """
+
+    def __init__(self, mantissa_bits=12, ignore_index=VOID):
+        self._acc = BinaryScoreAccumulator(mantissa_bits, ignore_index=None)
+        self.ignore_index = ignore_index
+
+    def update(self, failure_score, prediction, target):
+        prediction = np.asarray(prediction)
+        target = np.asarray(target)
+        if not (prediction.shape == target.shape == np.shape(failure_score)):
+            raise ValueError('failure_score, prediction and target must have the same shape')
+        valid = target != self.ignore_index
+        errors = (prediction != target).astype(np.uint8)
+        self._acc.update(errors, np.asarray(failure_score), valid=valid)
+
+    def results(self):
+        err = self._acc.curve()
+        suc = err.flipped()
+        return {
+            'ap_err': err.average_precision(),
+            'ap_suc': suc.average_precision(),
+            'auroc': err.auroc(),
+            'fpr95': suc.fpr_at_tpr(0.95),
+            'n_errors': err.n_pos,
+            'n_correct': err.n_neg,
+        }
+
+
+# --- instances ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _ImageMatches:
+    gt_sizes: np.ndarray        # [G]
+    pred_sizes: np.ndarray      # [K]
+    pred_scores: np.ndarray     # [K]
+    pred_void: np.ndarray       # [K] pixels of each prediction inside void
+    intersections: np.ndarray   # [K, G]
+
+
+class InstanceAPAccumulator:
+    """Instance-level AP of anomaly instances, Cityscapes protocol.
+
+    Per IoU threshold ``t`` (0.5:0.05:0.95 by default):
+
+    * ground-truth instances under ``min_region_size`` pixels (10) are not
+      counted; predictions on them, like predictions in void, are not false
+      positives;
+    * a ground truth is matched by every prediction with IoU > t; the
+      highest-scoring one is a true positive and the others false positives;
+      unmatched ground truths are false negatives;
+    * a prediction that matches nothing is a false positive unless more than
+      a fraction t of it lies in void or on ignored small instances;
+    * AP integrates the PR curve of all images together the way the
+      Cityscapes script does (precision times the centred recall step, with
+      an artificial point at recall 0, precision 1).
+
+    ``iAP`` is the mean over thresholds, ``iAP50`` the value at 0.5. With
+    ground truth but no predictions AP is 0; with neither it is ``nan``.
+    """
+
+    def __init__(self, iou_thresholds=None, min_region_size=10):
+        if iou_thresholds is None:
+            iou_thresholds = np.round(np.arange(0.5, 0.951, 0.05), 2)
+        self.iou_thresholds = np.asarray(iou_thresholds, dtype=np.float64)
+        self.min_region_size = int(min_region_size)
+        self._images = []
+
+    def update(self, gt_instances, pred_masks, pred_scores, void=None):
+        """Add one image.
+
+        Args:
+            gt_instances: int ``[H, W]``, 0 = no anomaly, k > 0 = anomaly instance k.
+            pred_masks: bool ``[K, H, W]`` predicted instances (K may be 0).
+            pred_scores: ``[K]`` confidence of each prediction.
+            void: optional bool ``[H, W]`` of pixels to ignore.
+
+        """
+        gt = np.asarray(gt_instances)
+        masks = np.asarray(pred_masks, dtype=bool).reshape(-1, *gt.shape)
+        scores = np.asarray(pred_scores, dtype=np.float64).reshape(-1)
+        if masks.shape[0] != scores.size:
+            raise ValueError(f'{masks.shape[0]} masks but {scores.size} scores')
+        ids, gt_index = np.unique(gt, return_inverse=True)
+        gt_index = gt_index.reshape(-1)
+        if ids.size and ids[0] <= 0:      # background (0) is not an instance
+            gt_index = gt_index - 1
+            ids = ids[1:]
+        npix = gt.size
+        void = np.zeros(npix, bool) if void is None else np.asarray(void, bool).reshape(-1)
+        flat = masks.reshape(masks.shape[0], npix)
+        inter = np.zeros((flat.shape[0], ids.size), np.int64)
+        for k in range(flat.shape[0]):
+            hits = gt_index[flat[k]]
+            hits = hits[hits >= 0]
+            inter[k] = np.bincount(hits, minlength=ids.size)[:ids.size]
+        self._images.append(_ImageMatches(
+            gt_sizes=np.bincount(gt_index[gt_index >= 0], minlength=ids.size)[:ids.size],
+            pred_sizes=flat.sum(1).astype(np.int64),
+            pred_scores=scores,
+            pred_void=(flat & void[None]).sum(1).astype(np.int64),
+            intersections=inter,
+        ))
+
+    def _match(self, t):
+        y_true, y_score = [], []
+        hard_fn = 0
+        have_gt = have_pred = False
+        for im in self._images:
+            valid_gt = im.gt_sizes >= self.min_region_size
+            have_gt |= bool(valid_gt.any())
+            have_pred |= bool(im.pred_sizes.size)
+            union = im.pred_sizes[:, None] + im.gt_sizes[None, :] - im.intersections
+            with np.errstate(invalid='ignore', divide='ignore'):
+                iou = np.where(union > 0, im.intersections / np.maximum(union, 1), 0.0)
+            hit = (iou > t) & (im.intersections > 0)
+            for g in np.flatnonzero(valid_gt):
+                preds = np.flatnonzero(hit[:, g])
+                if preds.size == 0:
+                    hard_fn += 1
+                    continue
+                ranked = np.sort(im.pred_scores[preds])[::-1]
+                y_true.append(1)
+                y_score.append(ranked[0])
+                y_true.extend([0] * (ranked.size - 1))
+                y_score.extend(ranked[1:].tolist())
+            for k in range(im.pred_sizes.size):
+                if hit[k].any():
+                    continue
+                ignored = im.pred_void[k] + im.intersections[k, ~valid_gt].sum()
+                if im.pred_sizes[k] == 0 or ignored / im.pred_sizes[k] <= t:
+                    y_true.append(0)
+                    y_score.append(im.pred_scores[k])
+        return np.asarray(y_true), np.asarray(y_score, np.float64), hard_fn, have_gt, have_pred
+
+    def ap_at(self, t):
+        """AP at one IoU threshold."""
+        y_true, y_score, hard_fn, have_gt, have_pred = self._match(t)
+        if not have_gt:
+            return float('nan')
+        if not have_pred or y_true.sum() == 0:
+            return 0.0
+        order = np.argsort(y_score, kind='mergesort')
+        y_true, y_score = y_true[order], y_score[order]
+        cum = np.cumsum(y_true)
+        n_true = int(cum[-1])
+        _, first = np.unique(y_score, return_index=True)
+        below = np.where(first > 0, cum[np.maximum(first - 1, 0)], 0)
+        tp = n_true - below
+        fp = y_true.size - first - tp
+        fn = below + hard_fn
+        precision = np.append(tp / (tp + fp), 1.0)
+        recall = np.append(tp / (tp + fn), 0.0)
+        padded = np.concatenate([[recall[0]], recall, [0.0]])
+        step = 0.5 * (padded[:-2] - padded[2:])
+        return float(np.dot(precision, step))
+
+    def results(self):
+        aps = {float(t): self.ap_at(t) for t in self.iou_thresholds}
+        values = np.array(list(aps.values()))
+        return {
+            'iAP': float(np.mean(values)) if not np.all(np.isnan(values)) else float('nan'),
+            'iAP50': aps.get(0.5, float('nan')),
+            'ap_per_iou': aps,
+        }
+
+
+# --- component-level F1 (SegmentMeIfYouCan) -------------------------------------------------
+
+
+def _components(mask, connectivity):
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=connectivity)
+    return count - 1, labels
+
+
+class ComponentF1Accumulator:
+    r"""Component-level sIoU / PPV / F1* of SegmentMeIfYouCan, over many images.
+
+    Ground-truth components K are the anomaly instances (or the connected
+    components of the anomaly mask); predicted components K̂ are the
+    8-connected components of the binary prediction, with void pixels
+    removed first.
+
+    * sIoU(k) = |k ∩ K̂(k)| / |(k ∪ K̂(k)) \\ A(k)|, where K̂(k) is the
+      union of predicted components touching k and A(k) the pixels of the
+      other ground-truth components;
+    * PPV(k̂) = |k̂ ∩ K(k̂)| / |k̂|, where K(k̂) is the union of
+      ground-truth components touching k̂;
+    * at threshold τ: TP = #{k: sIoU(k) > τ}, FN = #{k: sIoU(k) <= τ},
+      FP = #{k̂: PPV(k̂) <= τ}, F1(τ) = 2TP / (2TP + FN + FP), counted over
+      the whole dataset;
+    * F1* is the mean of F1(τ) over τ = 0.25, 0.30, ..., 0.75.
+    """
+
+    def __init__(self, thresholds=None, ignore_index=VOID, connectivity=8):
+        if thresholds is None:
+            thresholds = np.round(np.arange(0.25, 0.751, 0.05), 2)
+        self.thresholds = np.asarray(thresholds, dtype=np.float64)
+        self.ignore_index = ignore_index
+        self.connectivity = connectivity
+        self.siou = []
+        self.ppv = []
+
+    def update(self, gt_labels, prediction, gt_instances=None):
+        """Add one image.
+
+        Args:
+            gt_labels: uint8 ``[H, W]``: 1 anomaly, 0 normal, ``ignore_index`` void.
+            prediction: bool ``[H, W]`` binary anomaly prediction.
+            gt_instances: optional int ``[H, W]`` instance ids (> 0) of the
+                anomalies; without it the connected components are used.
+
+        """
+        gt_labels = np.asarray(gt_labels)
+        pred = np.asarray(prediction, dtype=bool) & (gt_labels != self.ignore_index)
+        anomaly = gt_labels == 1
+        if gt_instances is not None:
+            inst = np.where(anomaly, np.asarray(gt_instances), 0)
+            ids = np.unique(inst)
+            ids = ids[ids > 0]
+            gt_comp = np.zeros(inst.shape, np.int32)
+            for n, i in enumerate(ids, start=1):
+                gt_comp[inst == i] = n
+            n_gt = ids.size
+        else:
+            n_gt, gt_comp = _components(anomaly, self.connectivity)
+        n_pred, pred_comp = _components(pred, self.connectivity)
+
+        # Joint histogram of (gt component, predicted component) ids, 0 = none.
+        joint = np.bincount(gt_comp.reshape(-1).astype(np.int64) * (n_pred + 1)
+                            + pred_comp.reshape(-1), minlength=(n_gt + 1) * (n_pred + 1))
+        joint = joint.reshape(n_gt + 1, n_pred + 1)
+        gt_size = joint.sum(1)
+        pred_size = joint.sum(0)
+        for g in range(1, n_gt + 1):
+            touching = np.flatnonzero(joint[g, 1:]) + 1
+            inter = joint[g, touching].sum()
+            # Union of k and K̂(k), minus the pixels of other gt components.
+            pred_union_outside_other_gt = joint[0, touching].sum() + inter
+            union = gt_size[g] + pred_union_outside_other_gt - inter
+            self.siou.append(inter / union if union else 0.0)
+        for p in range(1, n_pred + 1):
+            touching = np.flatnonzero(joint[1:, p]) + 1
+            self.ppv.append(joint[touching, p].sum() / pred_size[p])
+
+    def results(self):
+        siou = np.asarray(self.siou, dtype=np.float64)
+        ppv = np.asarray(self.ppv, dtype=np.float64)
+        f1 = {}
+        for t in self.thresholds:
+            tp = int(np.sum(siou > t))
+            fn = int(np.sum(siou <= t))
+            fp = int(np.sum(ppv <= t))
+            denom = 2 * tp + fn + fp
+            f1[float(t)] = 2 * tp / denom if denom else float('nan')
+        values = np.array(list(f1.values()))
+        return {
+            'f1_star': float(np.mean(values)) if not np.all(np.isnan(values)) else float('nan'),
+            'f1_per_threshold': f1,
+            'mean_siou': float(siou.mean()) if siou.size else float('nan'),
+            'mean_ppv': float(ppv.mean()) if ppv.size else float('nan'),
+            'n_gt_components': int(siou.size),
+            'n_pred_components': int(ppv.size),
+        }

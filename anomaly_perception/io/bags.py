@@ -1,0 +1,530 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Read and write ROS 2 bags (sqlite3 and mcap storage) without ROS.
+
+Built on the ``rosbags`` library. :class:`BagReader` lists topics, iterates
+deserialized messages and decoded image frames with their header stamps;
+:class:`BagWriter` writes any message type of the project's type stores
+(vision_msgs included) and appears at its path only when complete.
+
+Errors name the bag and say what is wrong: a missing or truncated file, a
+corrupt database, a topic that is not there (listing the image topics that
+are).
+"""
+
+import contextlib
+import dataclasses
+from pathlib import Path
+import sqlite3
+
+from rosbags.interfaces import MessageDefinitionFormat
+from rosbags.interfaces import Qos
+from rosbags.interfaces import QosDurability
+from rosbags.interfaces import QosHistory
+from rosbags.interfaces import QosLiveliness
+from rosbags.interfaces import QosReliability
+from rosbags.interfaces import QosTime
+from rosbags.rosbag2 import Reader
+from rosbags.rosbag2 import StoragePlugin
+from rosbags.rosbag2 import Writer
+from rosbags.typesys import get_types_from_idl
+from rosbags.typesys import get_types_from_msg
+from rosbags.typesys import get_typestore
+from rosbags.typesys import Stores
+
+from .files import atomic_directory
+from .images import compressed_to_numpy
+from .images import image_to_numpy
+from .messages import RosbagsMessageFactory
+from .messages import stamp_to_ns
+from .msgdefs import DEFAULT_DISTRO
+from .msgdefs import DISTROS
+from .msgdefs import project_typestore
+from ..errors import AnomalyPerceptionError
+from ..errors import BagError
+from ..errors import TopicNotFoundError
+
+IMAGE_TYPE = 'sensor_msgs/msg/Image'
+COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
+IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
+
+STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
+DEFAULT_STORAGE = 'mcap'
+
+# rosbag2 metadata versions: Humble's rosbag2 reads up to 5 but rosbags writes
+# 8 or 9; version 8 keeps the QoS profiles in the string form older
+# rosbag2 releases parse. Jazzy writes 9 itself.
+_BAG_VERSION = {'humble': 8, 'jazzy': 9}
+
+_LATER_DISTROS = ('iron', 'kilted', 'lyrical', 'rolling')
+_INFINITE = QosTime(2147483647, 4294967295)
+
+
+def default_qos(depth=10, reliable=True):
+    """Return the QoS profile recorded for the topics we write: keep-last, volatile."""
+    return Qos(
+        history=QosHistory.KEEP_LAST,
+        depth=depth,
+        reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
+        durability=QosDurability.VOLATILE,
+        deadline=_INFINITE,
+        lifespan=_INFINITE,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=_INFINITE,
+        avoid_ros_namespace_conventions=False,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicSummary:
+    """One topic of a bag."""
+
+    name: str
+    msgtype: str
+    count: int
+
+
+@dataclasses.dataclass
+class ImageFrame:
+    """One decoded image of an image topic.
+
+    Attributes:
+        index: position of the message in its topic (0-based).
+        stamp_ns: the message header stamp, integer nanoseconds.
+        log_time_ns: when the bag recorded it, integer nanoseconds.
+        frame_id: the header frame_id.
+        encoding: the Image encoding, or the CompressedImage format string.
+        image: decoded pixels (see :func:`.images.image_to_numpy`).
+        header: the message's header object, to copy into outputs.
+
+    """
+
+    index: int
+    stamp_ns: int
+    log_time_ns: int
+    frame_id: str
+    encoding: str
+    image: object
+    header: object = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedMessage:
+    """A message that could not be used, and why."""
+
+    topic: str
+    index: int
+    log_time_ns: int
+    reason: str
+
+
+def _describe(err):
+    # Library messages can span lines (YAML marks, SQL); keep ours one line.
+    text = ' '.join(str(err).split()) or type(err).__name__
+    return text if text.endswith('.') else text + '.'
+
+
+class BagReader:
+    """Read a ROS 2 bag (a directory with ``metadata.yaml``, or one ``.mcap``/``.db3`` file).
+
+    Use as a context manager::
+
+        with BagReader('patrol_bag') as bag:
+            print(bag.topics)
+            for frame in bag.read_images('/robomaster/camera/image_color'):
+                ...
+
+    Message types are taken from the project's type store for the bag's ROS
+    distribution (Humble unless the bag says otherwise, vision_msgs
+    included); types the store lacks are registered from the definitions
+    stored in the bag.
+    """
+
+    def __init__(self, path, *, distro=None):
+        self.path = Path(path)
+        self._distro = distro
+        self._reader = None
+        self.typestore = None
+        self.skipped = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def open(self):  # noqa: A003 - the context-manager protocol of rosbags readers
+        """Open the bag (done by ``with``); return ``self``."""
+        if not self.path.exists():
+            raise BagError(f'Bag {str(self.path)!r} does not exist.')
+        try:
+            reader = Reader(self.path)
+            reader.open()
+        except (AnomalyPerceptionError, KeyboardInterrupt):
+            raise
+        except Exception as err:  # noqa: B902 - rosbags, sqlite3, yaml and struct errors alike
+            raise BagError(
+                f'Cannot open bag {str(self.path)!r}: {_describe(err)} '
+                'The file may be truncated, corrupt, or not a ROS 2 bag.'
+            ) from err
+        self._reader = reader
+        distro = self._distro or self._guess_distro(reader)
+        self.distro = distro
+        self.typestore = get_typestore(Stores.EMPTY)
+        self.typestore.register(project_typestore(distro).fielddefs)
+        self._register_bag_types(reader)
+        self.factory = RosbagsMessageFactory(distro, typestore=self.typestore)
+        return self
+
+    def close(self):
+        """Close the bag (done by ``with``)."""
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                self._reader.close()
+            self._reader = None
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @staticmethod
+    def _guess_distro(reader):
+        distro = (reader.ros_distro or '').lower()
+        if distro in DISTROS:
+            return distro
+        # Iron and newer record their distro; their message types match Jazzy's.
+        # Bags that do not say (Humble's, or other writers') read as Humble.
+        return 'jazzy' if distro in _LATER_DISTROS else DEFAULT_DISTRO
+
+    def _register_bag_types(self, reader):
+        types = {}
+        for conn in reader.connections:
+            if conn.msgtype in self.typestore.fielddefs:
+                continue
+            msgdef = conn.msgdef
+            try:
+                if msgdef.format == MessageDefinitionFormat.MSG and msgdef.data:
+                    types.update(get_types_from_msg(msgdef.data, conn.msgtype))
+                elif msgdef.format == MessageDefinitionFormat.IDL and msgdef.data:
+                    types.update(get_types_from_idl(msgdef.data))
+            except Exception:  # noqa: B902 - an unparsable definition only hides that topic
+                continue
+        if types:
+            self.typestore.register(types)
+
+    def _require_open(self):
+        if self._reader is None:
+            raise BagError(f'Bag {str(self.path)!r} is not open; use it in a with-statement.')
+        return self._reader
+
+    # -- metadata ------------------------------------------------------------------------
+
+    @property
+    def storage(self):
+        """``'mcap'`` or ``'sqlite3'``."""
+        self._require_open()
+        files = [self.path] if self.path.is_file() else sorted(self.path.iterdir())
+        return 'mcap' if any(p.suffix == '.mcap' for p in files) else 'sqlite3'
+
+    @property
+    def start_ns(self):
+        return self._require_open().start_time
+
+    @property
+    def end_ns(self):
+        return self._require_open().end_time
+
+    @property
+    def duration_ns(self):
+        return self._require_open().duration
+
+    @property
+    def message_count(self):
+        return self._require_open().message_count
+
+    @property
+    def topics(self):
+        """``{name: TopicSummary}`` for every topic, sorted by name."""
+        reader = self._require_open()
+        return {
+            name: TopicSummary(name, info.msgtype or '?', info.msgcount)
+            for name, info in sorted(reader.topics.items())
+        }
+
+    @property
+    def image_topics(self):
+        """Names of the topics holding Image or CompressedImage messages."""
+        return [t.name for t in self.topics.values() if t.msgtype in IMAGE_TYPES]
+
+    def require_topic(self, topic, msgtypes=None):
+        """Return the :class:`TopicSummary` of ``topic``, or raise a helpful error.
+
+        Raises:
+            TopicNotFoundError: the topic is absent; the message lists the
+                image topics the bag does have.
+            BagError: the topic's type is not one of ``msgtypes``.
+
+        """
+        summary = self.topics.get(topic)
+        if summary is None:
+            images = self.image_topics
+            have = ', '.join(images) if images else 'none'
+            raise TopicNotFoundError(
+                f'Bag {str(self.path)!r} has no topic {topic!r}. Image topics in it: {have}.'
+            )
+        if msgtypes and summary.msgtype not in msgtypes:
+            raise BagError(
+                f'Topic {topic!r} in bag {str(self.path)!r} holds {summary.msgtype}, '
+                f'expected {" or ".join(msgtypes)}.'
+            )
+        return summary
+
+    def find_image_topic(self, topic=None):
+        """Return ``topic`` if given (checked), else the bag's only image topic.
+
+        Raises:
+            BagError: no image topic, or several and none chosen (lists them).
+
+        """
+        if topic:
+            self.require_topic(topic, IMAGE_TYPES)
+            return topic
+        images = self.image_topics
+        if len(images) == 1:
+            return images[0]
+        if not images:
+            listed = ', '.join(f'{t.name} ({t.msgtype})' for t in self.topics.values())
+            raise BagError(
+                f'Bag {str(self.path)!r} has no Image or CompressedImage topic. '
+                f'Its topics: {listed or "none"}.'
+            )
+        raise BagError(
+            f'Bag {str(self.path)!r} has several image topics: {", ".join(images)}; '
+            'choose one with --topic.'
+        )
+
+    # -- messages ------------------------------------------------------------------------
+
+    def raw_messages(self, topics=None):
+        """Yield ``(topic, msgtype, log_time_ns, rawdata)`` in log-time order.
+
+        Raises:
+            BagError: the bag's storage fails while reading (truncated or
+                corrupt data).
+
+        """
+        reader = self._require_open()
+        wanted = set(topics) if topics is not None else None
+        if wanted is not None:
+            for topic in wanted:
+                self.require_topic(topic)
+        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        if not conns:
+            return
+        expected = {}
+        for conn in conns:
+            expected[conn.topic] = expected.get(conn.topic, 0) + conn.msgcount
+        seen = dict.fromkeys(expected, 0)
+        iterator = reader.messages(connections=conns)
+        while True:
+            try:
+                conn, log_time, raw = next(iterator)
+            except StopIteration:
+                self._check_counts(expected, seen)
+                return
+            except (AnomalyPerceptionError, KeyboardInterrupt):
+                raise
+            except (Exception, sqlite3.Error) as err:  # noqa: B902 - storage-level failure
+                raise BagError(
+                    f'Reading bag {str(self.path)!r} failed: {_describe(err)} '
+                    'The bag is probably truncated or corrupt.'
+                ) from err
+            seen[conn.topic] += 1
+            yield conn.topic, conn.msgtype, log_time, raw
+
+    def _check_counts(self, expected, seen):
+        # A damaged mcap can lose whole chunks without any read error; the
+        # counts in the bag's metadata are what give it away.
+        short = [f'{t}: {seen[t]} of {n}' for t, n in expected.items() if seen[t] < n]
+        if short:
+            raise BagError(
+                f'Bag {str(self.path)!r} is truncated or corrupt: fewer messages could be '
+                f'read than its metadata lists ({"; ".join(short)}).'
+            )
+
+    def deserialize(self, raw, msgtype):
+        """Deserialize CDR bytes of ``msgtype`` (raises ``BagError`` on bad data)."""
+        try:
+            return self.typestore.deserialize_cdr(raw, msgtype)
+        except KeyError:
+            raise BagError(
+                f'Bag {str(self.path)!r}: message type {msgtype!r} is unknown and the bag '
+                'holds no definition for it.'
+            ) from None
+        except Exception as err:  # noqa: B902 - malformed CDR raises many kinds
+            raise BagError(
+                f'Bag {str(self.path)!r}: a {msgtype} message does not deserialize: '
+                f'{_describe(err)}'
+            ) from err
+
+    def messages(self, topics=None):
+        """Yield ``(topic, log_time_ns, message)`` deserialized, in log-time order."""
+        for topic, msgtype, log_time, raw in self.raw_messages(topics):
+            yield topic, log_time, self.deserialize(raw, msgtype)
+
+    def read_images(self, topic=None, *, output='rgb', on_error='raise'):
+        """Yield :class:`ImageFrame` for every message of an image topic.
+
+        Args:
+            topic: Image or CompressedImage topic; ``None`` picks the bag's
+                only image topic.
+            output: see :func:`.images.image_to_numpy`.
+            on_error: ``'raise'`` stops at the first message that does not
+                decode; ``'skip'`` records it in :attr:`skipped` (a list of
+                :class:`SkippedMessage`) and goes on.
+
+        Raises:
+            ImageMessageError: a malformed image and ``on_error='raise'``.
+            BagError: the topic is missing, or the bag's storage fails.
+
+        """
+        if on_error not in ('raise', 'skip'):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        topic = self.find_image_topic(topic)
+        for index, (_, msgtype, log_time, raw) in enumerate(self.raw_messages([topic])):
+            try:
+                msg = self.deserialize(raw, msgtype)
+                if msgtype == COMPRESSED_TYPE:
+                    image = compressed_to_numpy(msg, output=output)
+                    encoding = msg.format
+                else:
+                    image = image_to_numpy(msg, output=output)
+                    encoding = msg.encoding
+            except AnomalyPerceptionError as err:
+                if on_error == 'raise':
+                    raise type(err)(f'{topic} message {index} in {str(self.path)!r}: {err}') \
+                        from err
+                self.skipped.append(SkippedMessage(topic, index, log_time, str(err)))
+                continue
+            yield ImageFrame(
+                index=index,
+                stamp_ns=stamp_to_ns(msg.header.stamp),
+                log_time_ns=log_time,
+                frame_id=msg.header.frame_id,
+                encoding=encoding,
+                image=image,
+                header=msg.header,
+            )
+
+
+def open_bag(path, **kwargs):
+    """Open a bag for reading (see :class:`BagReader`); use in a with-statement."""
+    return BagReader(path, **kwargs).open()
+
+
+class BagWriter:
+    """Write a ROS 2 bag that appears at ``path`` only once it is complete.
+
+    Example::
+
+        with BagWriter('out_bag', storage='mcap') as bag:
+            bag.add_topic('/score', 'vision_msgs/msg/Classification')
+            bag.write('/score', msg)           # log time = msg.header.stamp
+
+    Messages are built with :attr:`factory` (a :class:`RosbagsMessageFactory`
+    for the chosen distribution). Leaving the ``with`` block through an
+    exception removes the partial bag.
+
+    Args:
+        path: the bag directory to create.
+        storage: ``'mcap'`` (default) or ``'sqlite3'``.
+        distro: ``'humble'`` (default) or ``'jazzy'``: the type store and
+            metadata version used.
+        overwrite: replace an existing bag at ``path``.
+
+    """
+
+    def __init__(self, path, *, storage=DEFAULT_STORAGE, distro=DEFAULT_DISTRO, overwrite=False):
+        if storage not in STORAGES:
+            raise BagError(
+                f'Unknown bag storage {storage!r}; supported: {", ".join(STORAGES)}.'
+            )
+        self.path = Path(path)
+        self.storage = storage
+        self.distro = distro
+        self.typestore = project_typestore(distro)
+        self.factory = RosbagsMessageFactory(distro)
+        self.overwrite = overwrite
+        self._stack = None
+        self._writer = None
+        self._connections = {}
+        self.counts = {}
+
+    def __enter__(self):
+        stack = contextlib.ExitStack()
+        try:
+            tmp = stack.enter_context(
+                atomic_directory(self.path, overwrite=self.overwrite, create=False))
+            writer = Writer(tmp, version=_BAG_VERSION[self.distro],
+                            storage_plugin=STORAGES[self.storage])
+            writer.open()
+        except BaseException:
+            stack.close()
+            raise
+        self._stack, self._writer = stack, writer
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        writer, self._writer = self._writer, None
+        stack, self._stack = self._stack, None
+        try:
+            if exc_type is None:
+                writer.close()
+            else:
+                with contextlib.suppress(Exception):
+                    writer.abort()
+        finally:
+            # Renames the finished bag into place, or removes the partial one.
+            stack.__exit__(exc_type, exc, tb)
+        return False
+
+    def add_topic(self, topic, msgtype, *, qos=None):
+        """Declare ``topic`` with message type ``msgtype`` (e.g. ``'sensor_msgs/msg/Image'``)."""
+        if self._writer is None:
+            raise BagError('BagWriter is not open; use it in a with-statement.')
+        if topic in self._connections:
+            raise BagError(f'Topic {topic!r} was already added to {str(self.path)!r}.')
+        if msgtype not in self.typestore.fielddefs:
+            raise BagError(f'Unknown message type {msgtype!r} for topic {topic!r}.')
+        self._connections[topic] = self._writer.add_connection(
+            topic, msgtype, typestore=self.typestore,
+            offered_qos_profiles=[qos or default_qos()])
+        self.counts[topic] = 0
+
+    def write(self, topic, msg, log_time_ns=None):
+        """Serialize and write ``msg`` on ``topic``.
+
+        ``log_time_ns`` defaults to the message header stamp, which is what
+        ``ros2 bag play`` replays on, so outputs line up with their inputs.
+        """
+        conn = self._connections.get(topic)
+        if conn is None:
+            raise BagError(f'Topic {topic!r} was not added; call add_topic first.')
+        if log_time_ns is None:
+            header = getattr(msg, 'header', None)
+            if header is None:
+                raise BagError(f'{conn.msgtype} has no header; pass log_time_ns.')
+            log_time_ns = stamp_to_ns(header.stamp)
+        raw = self.typestore.serialize_cdr(msg, conn.msgtype)
+        self._writer.write(conn, int(log_time_ns), raw)
+        self.counts[topic] += 1
