@@ -29,13 +29,12 @@ test: setup
 	$(PY) -m pytest
 
 demo: setup
-	@echo "make demo: the synthetic patrol world and the detectors are not built yet;"
-	@echo "this runs the command line's help until they are."
-	$(VENV)/bin/anomaly-perception --help
+	$(VENV)/bin/anomaly-perception demo --out out/demo
 
 bench: setup
 	$(PY) benchmarks/bench_io.py
 	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_synth.py
 
 lint: setup
 	$(PY) -m flake8 $(SOURCES)

@@ -16,6 +16,8 @@
 
 import sys
 
-from .cli import main
+from anomaly_perception.cli import main
 
-sys.exit(main())
+# Guarded: worker processes started with 'spawn' import this module again.
+if __name__ == '__main__':
+    sys.exit(main())

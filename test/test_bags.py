@@ -264,3 +264,20 @@ def test_reader_registers_types_defined_only_in_the_bag(tmp_path):
     with BagReader(Path(tmp_path / 'b')) as bag:
         (_, _, back), = list(bag.messages(['/alert']))
         assert (back.hazard, back.where) == (0.5, 'corridor')
+
+
+@pytest.mark.parametrize('storage', STORAGES)
+def test_compressed_bag_with_custom_data_reads_back(tmp_path, storage):
+    frames = _frames(3, 32, 32)
+    with BagWriter(tmp_path / 'bag', storage=storage, compression='zstd',
+                   custom_data={'origin': 'test'}) as bag:
+        bag.add_topic('/img', 'sensor_msgs/msg/Image')
+        for i, rgb in enumerate(frames):
+            bag.write('/img', numpy_to_image(rgb, 'rgb8', bag.factory.header(i + 1, 'c'),
+                                             bag.factory))
+    with BagReader(tmp_path / 'bag') as bag:
+        assert bag.custom_data == {'origin': 'test'}
+        for frame, rgb in zip(bag.read_images('/img'), frames):
+            np.testing.assert_array_equal(frame.image, rgb)
+    with pytest.raises(BagError, match="Unknown bag compression 'lz9'"):
+        BagWriter(tmp_path / 'other', compression='lz9')

@@ -14,6 +14,7 @@
 
 """The command line: help everywhere, one-line errors, real work."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -25,13 +26,24 @@ import numpy as np
 import pytest
 
 
-def _commands():
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == 'command')
-    return sorted(sub.choices)
+def _command_paths(parser=None, prefix=()):
+    """Every command and sub-command, as argv prefixes (argparse has no public walk)."""
+    parser = parser or build_parser()
+    paths = [list(prefix)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in sorted(action.choices.items()):
+                paths += _command_paths(sub, (*prefix, name))
+    return paths
 
 
-@pytest.mark.parametrize('argv', [[]] + [[c] for c in _commands()])
+def test_every_command_is_reached():
+    names = {' '.join(p) for p in _command_paths()}
+    assert {'inspect', 'synth dataset', 'synth bag', 'synth stats', 'synth compare',
+            'demo'} <= names
+
+
+@pytest.mark.parametrize('argv', _command_paths())
 def test_help_on_every_command(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv + ['--help'])

@@ -36,6 +36,8 @@ from rosbags.interfaces import QosHistory
 from rosbags.interfaces import QosLiveliness
 from rosbags.interfaces import QosReliability
 from rosbags.interfaces import QosTime
+from rosbags.rosbag2 import CompressionFormat
+from rosbags.rosbag2 import CompressionMode
 from rosbags.rosbag2 import Reader
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer
@@ -253,6 +255,13 @@ class BagReader:
         return self._require_open().message_count
 
     @property
+    def custom_data(self):
+        """String key/values from the bag's metadata (``{}`` if none)."""
+        reader = self._require_open()
+        meta = getattr(reader.storage, 'metadata', None)
+        return dict(getattr(meta, 'custom', None) or {})
+
+    @property
     def topics(self):
         """``{name: TopicSummary}`` for every topic, sorted by name."""
         reader = self._require_open()
@@ -451,14 +460,22 @@ class BagWriter:
         distro: ``'humble'`` (default) or ``'jazzy'``: the type store and
             metadata version used.
         overwrite: replace an existing bag at ``path``.
+        compression: ``'zstd'`` compresses inside the storage file; None
+            (default) writes uncompressed.
+        custom_data: string key/values stored in the bag's metadata.
 
     """
 
-    def __init__(self, path, *, storage=DEFAULT_STORAGE, distro=DEFAULT_DISTRO, overwrite=False):
+    def __init__(self, path, *, storage=DEFAULT_STORAGE, distro=DEFAULT_DISTRO, overwrite=False,
+                 compression=None, custom_data=None):
         if storage not in STORAGES:
             raise BagError(
                 f'Unknown bag storage {storage!r}; supported: {", ".join(STORAGES)}.'
             )
+        if compression not in (None, 'zstd'):
+            raise BagError(f"Unknown bag compression {compression!r}; use 'zstd' or none.")
+        self.compression = compression
+        self.custom_data = dict(custom_data or {})
         self.path = Path(path)
         self.storage = storage
         self.distro = distro
@@ -477,6 +494,14 @@ class BagWriter:
                 atomic_directory(self.path, overwrite=self.overwrite, create=False))
             writer = Writer(tmp, version=_BAG_VERSION[self.distro],
                             storage_plugin=STORAGES[self.storage])
+            if self.compression == 'zstd':
+                # mcap compresses its chunks; sqlite3 bags compress each message
+                # (rosbag2's 'message' mode). ros2 bag reads both as they are.
+                mode = CompressionMode.STORAGE if self.storage == 'mcap' else (
+                    CompressionMode.MESSAGE)
+                writer.set_compression(mode, CompressionFormat.ZSTD)
+            for key, value in self.custom_data.items():
+                writer.set_custom_data(key, value)
             writer.open()
         except BaseException:
             stack.close()
