@@ -71,3 +71,16 @@ def test_unwritable_destination_is_one_clear_error(tmp_path):
     blocker.write_text('')
     with pytest.raises(AnomalyPerceptionError, match='Cannot create the folder'):
         atomic_write_json(blocker / 'sub' / 'report.json', {})
+
+
+def test_results_get_normal_permissions(tmp_path):
+    import os
+    import stat
+    mask = os.umask(0)
+    os.umask(mask)
+    atomic_write_json(tmp_path / 'r.json', {})
+    with atomic_directory(tmp_path / 'd') as tmp:
+        (tmp / 'x').write_text('x')
+    # Not tempfile's private 0600/0700: what open() and mkdir() would give.
+    assert stat.S_IMODE((tmp_path / 'r.json').stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / 'd').stat().st_mode) == 0o777 & ~mask

@@ -207,6 +207,25 @@ def fpr_at_tpr(labels, scores, tpr=0.95):
     return binary_curve(labels, scores).fpr_at_tpr(tpr)
 
 
+def per_type_auroc(labels, names, scores, environments=None):
+    """AUROC of normal frames vs the frames of each anomaly type.
+
+    With ``environments`` (one per frame), a type is compared with the
+    normal frames of the environments its frames come from, so that a
+    tunnel-only type is not ranked against corridor normals.
+    """
+    labels, names = np.asarray(labels), np.asarray(names)
+    envs = np.asarray(environments) if environments is not None else None
+    out = {}
+    for name in sorted(set(names[labels != 0]), key=lambda n: int(labels[names == n][0])):
+        normal = labels == 0
+        if envs is not None:
+            normal &= np.isin(envs, np.unique(envs[names == name]))
+        sel = normal | (names == name)
+        out[name] = binary_curve(labels[sel] != 0, scores[sel]).auroc()
+    return out
+
+
 # --- streaming pixel metrics --------------------------------------------------------------
 
 

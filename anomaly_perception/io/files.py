@@ -34,6 +34,18 @@ class OutputExistsError(AnomalyPerceptionError, FileExistsError):
     """The destination exists and overwriting was not asked for."""
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# tempfile creates private (0600/0700) entries; results get the usual
+# permissions (0644/0755 under the common umask) before they are renamed.
+_FILE_MODE = 0o666 & ~_umask()
+_DIR_MODE = 0o777 & ~_umask()
+
+
 def _check_parent(path):
     parent = path.parent
     try:
@@ -56,6 +68,7 @@ def atomic_write_bytes(path, data):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -104,6 +117,8 @@ def atomic_directory(path, *, overwrite=False, create=True):
         tmp.mkdir()
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, _DIR_MODE)
         if path.exists():
             old = holder / (path.name + '.old')
             os.replace(path, old)

@@ -151,15 +151,15 @@ def _random_curve(rng, start, n, step, turn):
 
 
 def _cable(rng, scene, z, x, ids):
-    size = rng.uniform(0.9, 1.6)
+    size = rng.uniform(1.0, 2.0)
     canvas = Canvas(size, size, 250, flip_y=False)
     ident = next(ids)
     colour = [(0.05, 0.05, 0.05), (0.85, 0.85, 0.82), (0.15, 0.15, 0.6),
               (0.55, 0.55, 0.55)][rng.integers(4)]
-    for _ in range(rng.integers(1, 3)):
-        pts = _random_curve(rng, (size / 2, size / 2), 60, size / 45, 0.35)
+    for _ in range(rng.integers(2, 4)):
+        pts = _random_curve(rng, (size / 2, size / 2), 70, size / 40, 0.35)
         pts = np.clip(pts, 0.03, size - 0.03)
-        th = rng.uniform(0.007, 0.014)
+        th = rng.uniform(0.01, 0.02)
         canvas.line(pts, _shade(colour, 0.7), th * 1.3, ident=ident)
         canvas.line(pts, colour, th)
     rgba, idmap = canvas.finish()
@@ -190,11 +190,11 @@ def _hanging_cable(rng, scene, z, x, ids):
 def _cellophane(rng, scene, z, x, ids):
     ident = next(ids)
     if rng.random() < 0.5:
-        size = rng.uniform(0.5, 1.1)
-        canvas = Canvas(size, size, 200, flip_y=False)
+        size = rng.uniform(0.8, 1.5)
+        canvas = Canvas(size, size, 160, flip_y=False)
     else:
-        size = rng.uniform(0.6, 1.2)
-        canvas = Canvas(size, size, 160)
+        size = rng.uniform(0.9, 1.6)
+        canvas = Canvas(size, size, 120)
     centre = np.array([size / 2, size / 2])
     ang = np.sort(rng.uniform(0, 2 * np.pi, 14))
     rad = size / 2 * rng.uniform(0.55, 0.98, 14)
@@ -282,22 +282,22 @@ def _human(rng, scene, z, x, ids):
 
 
 def _screws(rng, scene, z, x, ids):
-    size = rng.uniform(0.35, 0.8)
-    canvas = Canvas(size, size, 600, flip_y=False)
+    size = rng.uniform(0.3, 0.6)
+    canvas = Canvas(size, size, 500, flip_y=False)
     placement = Placement()
-    metal = [(0.25, 0.25, 0.27), (0.55, 0.55, 0.58), (0.6, 0.5, 0.3)]
-    for _ in range(rng.integers(12, 45)):
+    metal = [(0.15, 0.15, 0.17), (0.3, 0.3, 0.32), (0.45, 0.38, 0.25)]
+    for _ in range(rng.integers(25, 60)):
         ident = next(ids)
         p = rng.uniform(0.03, size - 0.03, 2)
         c = metal[rng.integers(3)]
         if rng.random() < 0.7:
-            length = rng.uniform(0.02, 0.05)
+            length = rng.uniform(0.03, 0.07)
             a = rng.uniform(0, np.pi)
             d = np.array([np.cos(a), np.sin(a)]) * length / 2
-            canvas.line([p - d, p + d], _shade(c, 0.6), rng.uniform(0.004, 0.008), ident=ident)
-            canvas.ellipse(p - d, (0.007, 0.007), 0, c, ident=ident)
+            canvas.line([p - d, p + d], _shade(c, 0.6), rng.uniform(0.006, 0.011), ident=ident)
+            canvas.ellipse(p - d, (0.009, 0.009), 0, c, ident=ident)
         else:
-            r = rng.uniform(0.007, 0.014)
+            r = rng.uniform(0.009, 0.018)
             canvas.ellipse(p, (r, r), 0, c, ident=ident)
             canvas.ellipse(p, (r * 0.4, r * 0.4), 0, _shade(c, 0.3))
         placement.instances.append(ident)
@@ -446,12 +446,12 @@ def _trolley(rng, scene, z, x, ids):
 
 def _debris(rng, scene, z, x, ids):
     placement = Placement()
-    for _ in range(rng.integers(3, 9)):
+    for _ in range(rng.integers(4, 10)):
         ident = next(ids)
-        px, pz = x + rng.uniform(-0.6, 0.6), z + rng.uniform(-0.5, 0.8)
+        px, pz = x + rng.uniform(-0.5, 0.5), z + rng.uniform(-0.4, 0.6)
         kind = rng.integers(3)
         if kind == 0:      # a paper cup, standing or fallen
-            w, h = rng.uniform(0.07, 0.1), rng.uniform(0.09, 0.13)
+            w, h = rng.uniform(0.08, 0.12), rng.uniform(0.1, 0.16)
             canvas = Canvas(w, h, 400)
             body = (0.95, 0.95, 0.93)
             canvas.poly([(w * 0.15, 0), (w * 0.85, 0), (w, h), (0, h)], body, ident=ident)
@@ -469,8 +469,8 @@ def _debris(rng, scene, z, x, ids):
             rgba, idmap = canvas.finish()
             placement.sprites.append(Sprite(px, pz, w, h, rgba, ids=idmap, emissive=0.1))
         else:              # crumpled paper / wrapper on the floor
-            s = rng.uniform(0.08, 0.25)
-            canvas = Canvas(s, s, 400, flip_y=False)
+            s = rng.uniform(0.12, 0.35)
+            canvas = Canvas(s, s, 300, flip_y=False)
             ang = np.sort(rng.uniform(0, 2 * np.pi, 9))
             rad = s / 2 * rng.uniform(0.4, 0.95, 9)
             pts = s / 2 + np.stack([np.cos(ang) * rad, np.sin(ang) * rad], 1)
@@ -483,8 +483,8 @@ def _debris(rng, scene, z, x, ids):
 
 
 def _sawdust(rng, scene, z, x, ids):
-    w, length = rng.uniform(0.3, 0.9), rng.uniform(0.3, 0.9)
-    ppm = 300
+    w, length = rng.uniform(0.5, 1.1), rng.uniform(0.5, 1.1)
+    ppm = 250
     shape = (int(length * ppm), int(w * ppm))
     blob = _blob(rng, shape, 0.9)
     grain = rng.random(shape, dtype=np.float32)
@@ -497,7 +497,7 @@ def _sawdust(rng, scene, z, x, ids):
     angle = rng.uniform(-0.3, 0.3)
     decal = Decal('floor', (x, z), (w, length), rgba, angle=angle, ids=idmap)
     # The heap itself: a low mound facing the robot.
-    height = rng.uniform(0.04, 0.12)
+    height = rng.uniform(0.06, 0.16)
     canvas = Canvas(w, height, 300)
     xs = np.linspace(0, w, 30)
     profile = height * np.sin(np.linspace(0, np.pi, 30)) ** 0.7 * rng.uniform(0.7, 1.0, 30)
@@ -514,7 +514,7 @@ def _foam(rng, scene, z, x, ids):
     placement = Placement()
     for k in range(rng.integers(1, 4)):
         ident = next(ids)
-        size = (rng.uniform(0.12, 0.45), rng.uniform(0.06, 0.3), rng.uniform(0.12, 0.45))
+        size = (rng.uniform(0.2, 0.6), rng.uniform(0.1, 0.35), rng.uniform(0.2, 0.6))
         fx, fz = x + rng.uniform(-0.5, 0.5) * k, z + rng.uniform(-0.3, 0.5) * k
         colour = (0.97, 0.97, 0.95) if rng.random() < 0.7 else (0.95, 0.9, 0.6)
         placement.boxes.append(Box(fx, fz, size, colour, yaw=rng.uniform(0, np.pi),
@@ -570,10 +570,10 @@ def _clutter(rng, scene, z, x, ids):
 def _roots(rng, scene, z, x, ids):
     placement = Placement()
     top = scene.axis_height + scene.radius * 0.95 if scene.shape == 'tunnel' else scene.height
-    for _ in range(rng.integers(1, 4)):
+    for _ in range(rng.integers(2, 5)):
         ident = next(ids)
-        length = rng.uniform(0.6, top - 0.2)
-        width = rng.uniform(0.4, 0.9)
+        length = rng.uniform(0.9, top - 0.1)
+        width = rng.uniform(0.5, 1.0)
         canvas = Canvas(width, length, 150)
         colour = (0.62, 0.55, 0.45)
 
@@ -581,7 +581,7 @@ def _roots(rng, scene, z, x, ids):
             if depth == 0 or size < 0.03:
                 return
             end = p + size * np.array([np.sin(angle), -np.cos(angle)])
-            canvas.line([p, end], colour, 0.004 + 0.004 * depth, ident=ident)
+            canvas.line([p, end], colour, 0.006 + 0.006 * depth, ident=ident)
             for _ in range(2):
                 grow(end, angle + rng.normal(0, 0.5), size * rng.uniform(0.5, 0.8), depth - 1)
 

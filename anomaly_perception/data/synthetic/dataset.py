@@ -143,6 +143,16 @@ def plan_dataset(preset='small', frames=None, seed=0, types=None):
     rng = np.random.default_rng(_seed_int(seed, 7))
     tasks = []
     counter = 0
+    turn = {}
+
+    def scene_for(split, env, n_scenes):
+        # Round-robin over the split's scenes of that environment, shared by
+        # normal and anomalous runs: every place hosts both, so no place's
+        # look can stand in for "anomalous".
+        k = turn.get((split, env), int(rng.integers(n_scenes)))
+        turn[(split, env)] = k + 1
+        return _scene_seed(seed, split, env, k % n_scenes)
+
     for split in SPLITS:
         n_split = max(1, int(round(total * SPLIT_SHARE[split])))
         n_anom = int(round(n_split * ANOMALY_SHARE[split]))
@@ -159,8 +169,7 @@ def plan_dataset(preset='small', frames=None, seed=0, types=None):
             k = min(per_seq, remaining)
             env = _pick_environment(rng, list(ENVIRONMENTS))
             spec = SequenceSpec(seed=_seed_int(seed, 2, counter), environment=env,
-                                scene_seed=_scene_seed(seed, split, env,
-                                                       rng.integers(n_scenes)),
+                                scene_seed=scene_for(split, env, n_scenes),
                                 duration_s=float(rng.uniform(15, 40)))
             tasks.append(SequenceTask(split, f'{split.split("_")[0]}_s{counter:05d}', spec,
                                       k, False))
@@ -175,8 +184,7 @@ def plan_dataset(preset='small', frames=None, seed=0, types=None):
                 k = min(per_seq, remaining)
                 env = _pick_environment(rng, list(kind.environments))
                 spec = SequenceSpec(seed=_seed_int(seed, 3, counter), environment=env,
-                                    scene_seed=_scene_seed(seed, split, env,
-                                                           rng.integers(n_scenes)),
+                                    scene_seed=scene_for(split, env, n_scenes),
                                     anomaly=kind.name, duration_s=float(rng.uniform(10, 25)))
                 tasks.append(SequenceTask(split, f'{split.split("_")[0]}_s{counter:05d}',
                                           spec, k, True))

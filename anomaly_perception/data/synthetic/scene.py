@@ -128,31 +128,46 @@ def _end_wall(rng, width, height, px_per_m, bright):
     return tx.Texture(img, labels, px_per_m, emission if bright else None)
 
 
+# One building per environment, as in the Robomaster dataset: scenes are
+# different corridors of the same university building, so their materials
+# come from one small palette (with a little wear and tint), while geometry,
+# doors, signs, lighting and texture details differ from scene to scene.
+CORRIDOR_FLOORS = (
+    ('terrazzo', (0.72, 0.70, 0.66), (0.15, 0.35), (0.2, 0.5)),
+    ('terrazzo', (0.62, 0.61, 0.59), (0.15, 0.35), (0.2, 0.5)),
+    ('polished', (0.62, 0.63, 0.64), (0.35, 0.7), (0.4, 0.85)),
+)
+CORRIDOR_WALLS = {'concrete': (0.66, 0.66, 0.64), 'wood': (0.72, 0.48, 0.22)}
+CORRIDOR_CEILINGS = ((0.32, 0.32, 0.32), (0.78, 0.78, 0.78))
+#: The robot's camera: one mounting for every run (pitch in degrees, down < 0).
+CORRIDOR_CAMERA = {'height': 0.13, 'pitch': -7.0, 'hfov': 88.0}
+
+
+def _jitter(rng, base, amount=0.05):
+    return np.asarray(base) * rng.uniform(1 - amount, 1 + amount)
+
+
 def _corridor(seed):
     rng = _rng(seed, 1)
-    width = rng.uniform(2.0, 3.2)
-    height = rng.uniform(2.6, 3.4)
-    floor_kind = rng.choice(['terrazzo', 'polished'], p=[0.6, 0.4])
-    if floor_kind == 'terrazzo':
-        base = np.array([0.72, 0.7, 0.66]) * rng.uniform(0.85, 1.1)
-        img, lab = tx.terrazzo(rng, width, FLOOR_TILE_M, 384, base,
-                               speckle=rng.uniform(0.6, 1.3))
-        gloss, sharp = rng.uniform(0.15, 0.35), rng.uniform(0.2, 0.5)
+    width = rng.uniform(2.2, 3.0)
+    height = rng.uniform(2.8, 3.2)
+    kind, base, gloss_range, sharp_range = CORRIDOR_FLOORS[rng.integers(len(CORRIDOR_FLOORS))]
+    if kind == 'terrazzo':
+        img, lab = tx.terrazzo(rng, width, FLOOR_TILE_M, 384, _jitter(rng, base),
+                               speckle=rng.uniform(0.8, 1.2))
     else:
-        base = np.array([0.62, 0.63, 0.64]) * rng.uniform(0.85, 1.15)
-        img, lab = tx.polished_floor(rng, width, FLOOR_TILE_M, 384, base)
-        gloss, sharp = rng.uniform(0.35, 0.7), rng.uniform(0.4, 0.85)
+        img, lab = tx.polished_floor(rng, width, FLOOR_TILE_M, 384, _jitter(rng, base))
+    gloss, sharp = rng.uniform(*gloss_range), rng.uniform(*sharp_range)
     floor = tx.Texture(img, lab, 384)
 
     walls, doors = {}, []
     for side, surf in (('left', LEFT), ('right', RIGHT)):
         kind = rng.choice(['concrete', 'wood'], p=[0.55, 0.45])
+        base = _jitter(rng, CORRIDOR_WALLS[kind])
         if kind == 'concrete':
-            base = np.array([0.66, 0.66, 0.64]) * rng.uniform(0.85, 1.1)
             img, lab = tx.concrete_wall(rng, TILE_M, height, 90, base)
             style = 'wood' if rng.random() < 0.5 else 'grey'
         else:
-            base = np.array([0.72, 0.48, 0.22]) * rng.uniform(0.8, 1.1)
             img, lab = tx.wood_wall(rng, TILE_M, height, 90, base)
             style = 'grey'
         for z in tx.add_doors(rng, img, lab, 90, TILE_M, rng.uniform(3.5, 9.0), style):
@@ -160,24 +175,25 @@ def _corridor(seed):
         tx.add_signs(rng, img, lab, 90, TILE_M, int(rng.integers(1, 5)))
         walls[surf] = tx.Texture(img, lab, 90)
 
-    ceil_base = np.array([0.8, 0.8, 0.8]) * rng.uniform(0.35, 1.0)
+    ceil_base = _jitter(rng, CORRIDOR_CEILINGS[rng.integers(len(CORRIDOR_CEILINGS))])
     img, lab, em = tx.corridor_ceiling(rng, width, TILE_M, 60, ceil_base,
-                                       int(rng.integers(1, 3)), rng.uniform(0.08, 0.22),
+                                       int(rng.integers(1, 3)), rng.uniform(0.1, 0.2),
                                        rng.random() < 0.6)
     ceiling = tx.Texture(img, lab, 60, em)
     end = _end_wall(rng, width, height, 40, rng.random() < 0.7)
-    level = rng.uniform(0.8, 1.15)
-    lighting = Lighting(level=level, ambient=0.08, pools=rng.uniform(0.2, 0.5),
-                        left_gain=rng.uniform(0.85, 1.1), right_gain=rng.uniform(0.85, 1.1),
-                        ceiling_gain=rng.uniform(0.6, 0.9), end_gain=rng.uniform(0.9, 1.6),
-                        lamp_radiance=rng.uniform(2.5, 4.0))
-    camera = CameraSetup(height=rng.uniform(0.1, 0.16), pitch=np.radians(rng.uniform(-12, -3)),
-                         hfov_deg=rng.uniform(80, 95))
+    lighting = Lighting(level=rng.uniform(0.9, 1.1), ambient=0.08, pools=rng.uniform(0.25, 0.45),
+                        left_gain=rng.uniform(0.9, 1.05), right_gain=rng.uniform(0.9, 1.05),
+                        ceiling_gain=rng.uniform(0.65, 0.85), end_gain=rng.uniform(1.0, 1.5),
+                        lamp_radiance=rng.uniform(2.8, 3.6))
+    cam = CORRIDOR_CAMERA
+    camera = CameraSetup(height=cam['height'] + rng.uniform(-0.005, 0.005),
+                         pitch=np.radians(cam['pitch'] + rng.uniform(-1, 1)),
+                         hfov_deg=cam['hfov'] + rng.uniform(-1, 1))
     return Scene('corridor', seed, 'box', width, height, 80.0,
                  {FLOOR: floor, CEILING: ceiling, LEFT: walls[LEFT], RIGHT: walls[RIGHT],
                   END: end},
                  lighting, camera, floor_gloss=gloss, floor_sharpness=sharp, doors=doors,
-                 body_tint=(1.0, rng.uniform(0.45, 0.6), 0.06))
+                 body_tint=(1.0, 0.52, 0.06))
 
 
 def _factory_wall(rng, length, height, px_per_m):
@@ -204,7 +220,7 @@ def _factory_wall(rng, length, height, px_per_m):
 
 def _factory(seed):
     rng = _rng(seed, 2)
-    width, height = rng.uniform(8, 14), rng.uniform(6, 9)
+    width, height = rng.uniform(9, 12), rng.uniform(6.5, 8)
     base = np.array([0.55, 0.55, 0.55]) * rng.uniform(0.8, 1.1)
     img, lab = tx.polished_floor(rng, width, TILE_M, 50, base)
     floor = tx.Texture(img, lab, 50)
@@ -228,8 +244,9 @@ def _factory(seed):
     end = _end_wall(rng, width, height, 10, True)
     lighting = Lighting(level=rng.uniform(0.8, 1.1), ambient=0.12, pools=0.2,
                         ceiling_gain=0.6, end_gain=1.3, lamp_radiance=rng.uniform(1.5, 2.5))
-    camera = CameraSetup(height=rng.uniform(0.25, 0.4), pitch=np.radians(rng.uniform(25, 45)),
-                         hfov_deg=rng.uniform(135, 160), fisheye=True, grayscale=True,
+    camera = CameraSetup(height=0.32 + rng.uniform(-0.01, 0.01),
+                         pitch=np.radians(35 + rng.uniform(-2, 2)),
+                         hfov_deg=148 + rng.uniform(-2, 2), fisheye=True, grayscale=True,
                          robot_body=False)
     return Scene('factory', seed, 'box', width, height, 80.0,
                  {FLOOR: floor, CEILING: ceiling, LEFT: walls[LEFT], RIGHT: walls[RIGHT],
@@ -240,8 +257,8 @@ def _factory(seed):
 
 def _tunnel(seed):
     rng = _rng(seed, 3)
-    radius = rng.uniform(1.7, 2.4)
-    axis = radius * rng.uniform(0.45, 0.7)
+    radius = rng.uniform(1.9, 2.3)
+    axis = radius * rng.uniform(0.5, 0.65)
     arc = 2 * np.pi * radius
     img, lab = tx.rock_wall(rng, TILE_M, arc, 60, np.array([0.55, 0.52, 0.5]))
     vault = tx.Texture(img, lab, 60)
@@ -251,8 +268,9 @@ def _tunnel(seed):
     lighting = Lighting(level=0.0, ambient=rng.uniform(0.01, 0.03),
                         headlamp=rng.uniform(2.5, 4.0), spot_width=rng.uniform(0.12, 0.25),
                         falloff_m=rng.uniform(2.5, 5.0), lamp_radiance=0.0)
-    camera = CameraSetup(height=rng.uniform(0.3, 0.5), pitch=np.radians(rng.uniform(4, 16)),
-                         hfov_deg=rng.uniform(95, 115), grayscale=True, robot_body=False)
+    camera = CameraSetup(height=0.4 + rng.uniform(-0.01, 0.01),
+                         pitch=np.radians(10 + rng.uniform(-2, 2)),
+                         hfov_deg=105 + rng.uniform(-2, 2), grayscale=True, robot_body=False)
     scene = Scene('tunnel', seed, 'tunnel', 2 * half, 2 * radius, 80.0,
                   {FLOOR: floor, VAULT: vault}, lighting, camera,
                   floor_gloss=rng.uniform(0.0, 0.1), floor_sharpness=0.2, radius=radius,

@@ -25,7 +25,8 @@ against the normal training frames:
 
 If either separated anomalies well, the dataset would be too easy to say
 anything about real detectors. AUROC is reported overall and per type
-(normal test frames vs frames of that type).
+(the frames of that type vs the normal test frames of the same
+environments, see docs/METRICS.md).
 """
 
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 from .dataset import read_labels
 from ...errors import AnomalyPerceptionError
 from ...evaluation.metrics import auroc
+from ...evaluation.metrics import per_type_auroc
 from ...io.files import atomic_write_json
 from ...io.files import atomic_write_text
 
@@ -100,17 +102,11 @@ def baseline_stats(root, split='test_set'):
         'nn16': nearest_neighbour_scores(train16, test16),
     }
     result = {'split': split, 'n_train': len(train), 'n_test': len(test), 'baselines': {}}
-    types = sorted({n for n in names if n != 'normal'},
-                   key=lambda n: int(next(r['label'] for r in test if r['label_name'] == n)))
-    normal = labels == 0
+    envs = np.array([r.get('environment') or 'unknown' for r in test])
     for name, s in scores.items():
-        per_type = {}
-        for t in types:
-            sel = normal | (np.array(names) == t)
-            per_type[t] = auroc((labels[sel] != 0).astype(int), s[sel])
         result['baselines'][name] = {
             'overall_auroc': auroc((labels != 0).astype(int), s),
-            'per_type_auroc': per_type,
+            'per_type_auroc': per_type_auroc(labels, names, s, envs),
         }
     return result
 
