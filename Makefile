@@ -35,6 +35,7 @@ bench: setup
 	$(PY) benchmarks/bench_io.py
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_synth.py
+	$(PY) benchmarks/bench_frame.py
 
 lint: setup
 	$(PY) -m flake8 $(SOURCES)

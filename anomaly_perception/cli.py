@@ -243,6 +243,314 @@ def _run_synth_compare(args):
     return 0
 
 
+# --- train / score / evaluate / experiment ------------------------------------------------------
+
+
+def _exposed(text):
+    if text == 'all':
+        return 'all'
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or 'all', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'expected a count >= 0, got {value}')
+    return value
+
+
+def _add_ae_options(p):
+    g = p.add_argument_group('autoencoder')
+    g.add_argument('--width', type=_positive_int, default=16,
+                   help='channels of the first convolution (default 16; see docs/RESULTS.md)')
+    g.add_argument('--ae-epochs', type=_positive_int, default=30, help='default 30')
+    g.add_argument('--ae-batch-size', type=_positive_int, default=64)
+    g.add_argument('--no-augment', action='store_true', help='train without augmentation')
+
+
+def _add_density_options(p):
+    g = p.add_argument_group('density')
+    g.add_argument('--density-epochs', type=_positive_int, default=200, help='default 200')
+    g.add_argument('--lambda', dest='lam', type=float, default=1.0, help='OE weight (1)')
+    g.add_argument('--gamma', type=float, default=100.0, help='OE margin in nats (100)')
+
+
+def _ae_config(args):
+    from .train.frame import AutoencoderConfig
+    return AutoencoderConfig(width=args.width, epochs=args.ae_epochs,
+                             batch_size=args.ae_batch_size, augment=not args.no_augment,
+                             seed=args.seed)
+
+
+def _density_config(args, oe=True):
+    from .train.frame import DensityConfig
+    return DensityConfig(epochs=args.density_epochs, lam=args.lam, gamma=args.gamma, oe=oe,
+                         seed=args.seed)
+
+
+def _add_train(sub):
+    p = sub.add_parser('train', help='train models (frame branch)',
+                       description='Offline training. Every step checkpoints each epoch into '
+                                   'its --out directory and resumes from there when run again.')
+    tsub = p.add_subparsers(dest='train_command', metavar='SUBCOMMAND', required=True,
+                            parser_class=_Parser)
+
+    a = tsub.add_parser('autoencoder', help='the convolutional autoencoder (normal frames)',
+                        description='Train the 64x64 autoencoder on train_set normals; the best '
+                                    'epoch by validation reconstruction loss is kept.')
+    a.add_argument('--data', required=True, help='dataset in the Hazards&Robots layout')
+    a.add_argument('--out', required=True, help='output directory')
+    a.add_argument('--seed', type=int, default=0)
+    _add_ae_options(a)
+    a.set_defaults(run=_run_train_autoencoder)
+
+    d = tsub.add_parser('density', help='Real-NVP on embeddings, with or without outlier '
+                                        'exposure',
+                        description="Train Real-NVP on the autoencoder's embeddings of normal "
+                                    'frames; with --oe, exposed anomalies from outliers_set are '
+                                    'pushed --gamma nats above normals. Embeddings are cached '
+                                    'in the autoencoder directory.')
+    d.add_argument('--data', required=True)
+    d.add_argument('--autoencoder', required=True, help='directory of train autoencoder')
+    d.add_argument('--out', required=True)
+    d.add_argument('--oe', action=argparse.BooleanOptionalAction, default=True,
+                   help='outlier exposure (default on)')
+    d.add_argument('--exposed', type=_exposed, default='all',
+                   help="number of exposed anomalous frames, or 'all' (default)")
+    d.add_argument('--seed', type=int, default=0)
+    _add_density_options(d)
+    d.set_defaults(run=_run_train_density)
+
+    b = tsub.add_parser('bclass', help='binary classifier baseline on embeddings',
+                        description='Train BCLASS (256-64-1 MLP) on normal vs exposed '
+                                    'anomalous embeddings.')
+    b.add_argument('--data', required=True)
+    b.add_argument('--autoencoder', required=True)
+    b.add_argument('--out', required=True)
+    b.add_argument('--exposed', type=_exposed, default='all')
+    b.add_argument('--epochs', type=_positive_int, default=100)
+    b.add_argument('--seed', type=int, default=0)
+    b.set_defaults(run=_run_train_bclass)
+
+    f = tsub.add_parser('frame', help='the whole chain into a deployable model directory',
+                        description='Autoencoder -> embeddings -> Real-NVP+OE -> calibration on '
+                                    'normal validation frames -> MODEL_DIR (manifest.yaml + '
+                                    'frame_model.pt).')
+    f.add_argument('--data', required=True)
+    f.add_argument('--out', required=True, help='model directory to write')
+    f.add_argument('--work', help='directory for intermediate steps (default out/train/<name>)')
+    f.add_argument('--exposed', type=_exposed, default='all')
+    f.add_argument('--target-fpr', type=float, default=0.05,
+                   help='false-positive rate of the default threshold on normal frames (0.05)')
+    f.add_argument('--seed', type=int, default=0)
+    f.add_argument('--overwrite', action='store_true')
+    _add_ae_options(f)
+    _add_density_options(f)
+    f.set_defaults(run=_run_train_frame)
+
+
+def _frame_data(args, size=64):
+    from .train.frame_model import load_frame_data
+    return load_frame_data(args.data, size, getattr(args, 'exposed', 0), args.seed)
+
+
+def _run_train_autoencoder(args):
+    from .train.frame import train_autoencoder
+    data = _frame_data(args)
+    metrics = train_autoencoder(data.train, data.val[data.val_labels == 0], args.out,
+                                _ae_config(args))
+    print(f"best epoch {metrics['best_epoch']}: validation loss {metrics['best_val_loss']:.4f}; "
+          f'written {args.out}/autoencoder.pt')
+    return 0
+
+
+def _run_train_density(args):
+    from .train.frame import auroc_summary
+    from .train.frame import cached_embeddings
+    from .train.frame import density_scores
+    from .train.frame import load_density
+    from .train.frame import train_density
+    if not args.oe:
+        args.exposed = 0
+    data = _frame_data(args)
+    z_train = cached_embeddings(args.autoencoder, data.train, 'train')
+    z_val = cached_embeddings(args.autoencoder, data.val, 'val')
+    z_exp = None
+    if len(data.exposed):
+        z_exp = cached_embeddings(args.autoencoder, data.exposed, 'exposed')
+    metrics = train_density(z_train, z_val[data.val_labels == 0], args.out,
+                            _density_config(args, args.oe), z_exp)
+    print(f"best epoch {metrics['best_epoch']}: validation NLL {metrics['best_val_nll']:.2f}")
+    if (data.val_labels != 0).any():
+        scores = density_scores(*load_density(args.out), z_val)
+        s = auroc_summary(data.val_labels, scores)
+        print(f"validation AUROC {s['auroc']:.3f}  AP {s['ap']:.3f}  FPR95 {s['fpr95']:.3f}")
+    return 0
+
+
+def _run_train_bclass(args):
+    from .train.frame import cached_embeddings
+    from .train.frame import ClassifierConfig
+    from .train.frame import train_bclass
+    data = _frame_data(args)
+    z_train = cached_embeddings(args.autoencoder, data.train, 'train')
+    z_val = cached_embeddings(args.autoencoder, data.val, 'val')
+    z_exp = None
+    if len(data.exposed):
+        z_exp = cached_embeddings(args.autoencoder, data.exposed, 'exposed')
+    metrics = train_bclass(z_train, z_exp, z_val, data.val_labels != 0, args.out,
+                           ClassifierConfig(epochs=args.epochs, seed=args.seed))
+    print(f"best epoch {metrics['best_epoch']}: validation BCE {metrics['best_val_bce']:.4f}")
+    return 0
+
+
+def _run_train_frame(args):
+    from pathlib import Path
+
+    from .train.frame_model import FrameTrainingConfig
+    from .train.frame_model import train_frame_model
+    work = args.work or str(Path('out') / 'train' / Path(args.out).name)
+    config = FrameTrainingConfig(autoencoder=_ae_config(args), density=_density_config(args),
+                                 exposed=args.exposed, target_fpr=args.target_fpr,
+                                 seed=args.seed)
+    command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    manifest = train_frame_model(args.data, args.out, work, config, overwrite=args.overwrite,
+                                 command=command)
+    v = manifest['validation']
+    print(f'written {args.out} (work files in {work})')
+    if 'auroc' in v:
+        print(f"validation: AUROC {v['auroc']:.3f}  AP {v['ap']:.3f}  FPR95 {v['fpr95']:.3f} "
+              f"({v['n_normal']} normal, {v['n_anomalous']} anomalous frames)")
+    return 0
+
+
+def _add_score(sub):
+    p = sub.add_parser('score', help='score images with a frame model',
+                       description='Score image files (or folders of them) with a frame model: '
+                                   'one row per image with the raw score (NLL, nats), the '
+                                   'calibrated probability and the hazard flag.')
+    p.add_argument('paths', nargs='+', help='image files or folders')
+    p.add_argument('--model', default=None,
+                   help='model directory (default: the shipped models/frame_rnvp_oe)')
+    p.add_argument('--csv', help='also write the rows to this CSV file')
+    p.add_argument('--target-fpr', type=float, help="override the model's threshold target")
+    p.set_defaults(run=_run_score)
+
+
+def _default_frame_model():
+    from .runtime.manifest import shipped_model_dir
+    return shipped_model_dir('frame_rnvp_oe')
+
+
+def _run_score(args):
+    import csv
+    import io
+    from pathlib import Path
+
+    import cv2
+
+    from .io.files import atomic_write_text
+    from .perception.frame import FrameAnomalyDetector
+    from .errors import AnomalyPerceptionError
+
+    model = args.model or _default_frame_model()
+    detector = FrameAnomalyDetector.from_model_dir(model, target_fpr=args.target_fpr)
+    files = []
+    for p in map(Path, args.paths):
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir()
+                            if f.suffix.lower() in ('.jpg', '.jpeg', '.png', '.bmp'))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise AnomalyPerceptionError(f'{str(p)!r} is neither an image file nor a folder.')
+    if not files:
+        raise AnomalyPerceptionError('No images to score.')
+    rows = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise AnomalyPerceptionError(f'Cannot decode image {str(f)!r}.')
+        s = detector.score(img, channel_order='bgr')
+        rows.append({'path': str(f), 'raw_score': float(s.raw[0]),
+                     'probability': float(s.probability[0]), 'flag': int(s.flag[0])})
+    width = max(len(r['path']) for r in rows)
+    print(f"{'image':<{width}}  {'raw (nats)':>10}  {'prob':>6}  flag   "
+          f'(threshold {detector.threshold:.2f} nats, model {model})')
+    for r in rows:
+        print(f"{r['path']:<{width}}  {r['raw_score']:10.2f}  {r['probability']:6.3f}  "
+              f"{'HAZARD' if r['flag'] else '-'}")
+    if args.csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator='\n')
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(args.csv, buf.getvalue())
+        print(f'written {args.csv}')
+    return 0
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser('evaluate', help='evaluate a model on a labelled dataset',
+                       description='Evaluate models against labels, with plots.')
+    esub = p.add_subparsers(dest='evaluate_command', metavar='SUBCOMMAND', required=True,
+                            parser_class=_Parser)
+    f = esub.add_parser('frame', help='a frame model on a dataset split',
+                        description='AUROC, AP, FPR95 overall and per anomaly type, ROC and PR '
+                                    'curves and a score histogram (report.json, roc.png, '
+                                    'pr.png, histogram.png in --out).')
+    f.add_argument('--model', required=True)
+    f.add_argument('--data', required=True)
+    f.add_argument('--out', required=True, help='report directory')
+    f.add_argument('--split', default='test_set')
+    f.set_defaults(run=_run_evaluate_frame)
+
+
+def _run_evaluate_frame(args):
+    from .evaluation.frame_eval import evaluate_frame
+    from .evaluation.frame_eval import format_report
+    report = evaluate_frame(args.model, args.data, args.out, args.split)
+    print(format_report(report))
+    print(f'written {args.out}/report.json, roc.png, pr.png, histogram.png')
+    return 0
+
+
+def _add_experiment(sub):
+    p = sub.add_parser('experiment', help="reproduce the papers' comparisons",
+                       description='Reproduce published comparisons on a dataset of ours.')
+    xsub = p.add_subparsers(dest='experiment_command', metavar='SUBCOMMAND', required=True,
+                            parser_class=_Parser)
+    f = xsub.add_parser('frame-baselines', help='RNVP+OE Table II and Fig. 7',
+                        description='Train AE-MAE, AE-MSE, RNVP, BCLASS and RNVP+OE for each '
+                                    'seed, and the exposure sweep of Fig. 7; write results.json, '
+                                    'table2.md, fig7.md, fig7.png and a ROC plot.')
+    f.add_argument('--data', required=True)
+    f.add_argument('--out', required=True)
+    f.add_argument('--seeds', default='0,1,2', help='comma-separated seeds (default 0,1,2)')
+    f.add_argument('--exposures', default='0,2,8,64,512,all',
+                   help='exposed anomaly counts for Fig. 7')
+    f.add_argument('--bclass-epochs', type=_positive_int, default=100)
+    _add_ae_options(f)
+    _add_density_options(f)
+    f.set_defaults(run=_run_experiment_frame)
+
+
+def _run_experiment_frame(args):
+    from .evaluation.frame_experiments import format_fig7
+    from .evaluation.frame_experiments import format_table2
+    from .evaluation.frame_experiments import run_frame_baselines
+    from .train.frame import ClassifierConfig
+    seeds = [int(s) for s in args.seeds.split(',')]
+    exposures = [_exposed(e) for e in args.exposures.split(',')]
+    args.seed = seeds[0]
+    results = run_frame_baselines(args.data, args.out, seeds, _ae_config(args),
+                                  _density_config(args),
+                                  ClassifierConfig(epochs=args.bclass_epochs), exposures)
+    print(format_table2(results))
+    print(format_fig7(results))
+    print(f'written {args.out}/results.json, table2.md, fig7.md, fig7.png')
+    return 0
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 
@@ -250,7 +558,8 @@ def _add_demo(sub):
     p = sub.add_parser(
         'demo', help='the main job on the embedded default data',
         description='Generate a short synthetic patrol bag and a small labelled dataset, '
-                    'and print where they are.')
+                    'score the dataset with the shipped frame model, and print where '
+                    'everything is.')
     p.add_argument('--out', default='out/demo', help='output folder (default out/demo)')
     p.add_argument('--seconds', type=float, default=30.0, help='patrol length (default 30)')
     p.add_argument('--workers', type=_positive_int, default=2)
@@ -263,16 +572,22 @@ def _run_demo(args):
     from .data.synthetic.dataset import write_dataset
     from .data.synthetic.patrol import PatrolConfig
     from .data.synthetic.patrol import write_patrol_bag
+    from .evaluation.frame_eval import evaluate_frame
     from .io.bags import BagReader
 
     out = Path(args.out)
     bag_path, data_path = out / 'patrol_bag', out / 'dataset'
-    print(f'[1/2] synthetic patrol bag ({args.seconds:g} s, 640x360 at 30 fps)')
+    report_path = out / 'frame_report'
+    model = _default_frame_model()
+    print(f'[1/3] synthetic patrol bag ({args.seconds:g} s, 640x360 at 30 fps)')
     summary = write_patrol_bag(bag_path, PatrolConfig(seconds=args.seconds, anomaly_rate=0.5),
                                workers=args.workers, overwrite=True)
-    print('[2/2] small labelled dataset (tiny preset, 256 px)')
-    manifest = write_dataset(data_path, preset='tiny', image_size=256, workers=args.workers,
-                             overwrite=True)
+    print('[2/3] small labelled dataset (400 frames, 256 px, seed 7: scenes the model has '
+          'not seen)')
+    manifest = write_dataset(data_path, preset='tiny', frames=400, image_size=256, seed=7,
+                             workers=args.workers, overwrite=True)
+    print(f'[3/3] scoring its test frames with the shipped frame model ({model})')
+    report = evaluate_frame(model, data_path, report_path, show_progress=False)
     with BagReader(bag_path) as bag:
         topics = bag.topics
     print()
@@ -283,13 +598,19 @@ def _run_demo(args):
         print(f'    {name:40s} {t.count:6d}  {t.msgtype}')
     print(f"dataset:       {data_path}  ({manifest['frames']} frames)")
     print(f'contact sheet: {data_path / "contact_sheet.png"}')
-    print('The detectors are not built yet: this demo shows the data they will run on.')
+    print(f"frame model on the dataset's test split ({report['n_normal']} normal, "
+          f"{report['n_anomalous']} anomalous frames): AUROC {report['auroc']:.3f}, "
+          f"AP {report['ap']:.3f}, FPR95 {report['fpr95']:.3f}")
+    print(f'    report and plots: {report_path}/report.json, roc.png, pr.png, histogram.png')
+    print('Replaying the bag through the detectors comes with the ROS node and replay '
+          'command.')
     return 0
 
 
 # --- entry point ----------------------------------------------------------------------------
 
-COMMANDS = [_add_inspect, _add_synth, _add_demo]
+COMMANDS = [_add_inspect, _add_synth, _add_train, _add_score, _add_evaluate, _add_experiment,
+            _add_demo]
 
 
 def build_parser():

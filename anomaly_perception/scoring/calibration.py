@@ -1,0 +1,89 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Calibration: raw scores -> probabilities people can act on.
+
+Raw scores (NLL in nats, MaxLogit, reconstruction error) are not
+comparable across models. :class:`EmpiricalCalibration` maps a raw score
+to the fraction of *normal validation* samples that scored lower (the
+empirical CDF), a number in [0, 1] with the same meaning for every model:
+0.99 means "higher than 99% of normal frames". A threshold is chosen as a
+target false-alarm rate on normal data.
+
+The calibration is stored as sorted normal scores (at most
+``max_points`` quantiles) in the model manifest.
+"""
+
+import numpy as np
+
+
+class EmpiricalCalibration:
+    """Empirical CDF of normal validation scores.
+
+    Example::
+
+        cal = EmpiricalCalibration.fit(nll_of_normal_validation_frames)
+        p = cal.probability(new_scores)          # in [0, 1]
+        threshold = cal.threshold_for_fpr(0.01)  # flags ~1% of normal frames
+
+    """
+
+    def __init__(self, sorted_scores, n_samples=None):
+        scores = np.asarray(sorted_scores, dtype=np.float64)
+        if scores.ndim != 1 or scores.size == 0:
+            raise ValueError('calibration needs at least one normal score')
+        if not np.all(np.isfinite(scores)):
+            raise ValueError('calibration scores must be finite')
+        if np.any(np.diff(scores) < 0):
+            raise ValueError('calibration scores must be sorted')
+        self.scores = scores
+        self.n_samples = int(n_samples if n_samples is not None else scores.size)
+
+    @classmethod
+    def fit(cls, normal_scores, max_points=2001):
+        """Calibrate on scores of normal samples (NaN/inf are dropped)."""
+        scores = np.asarray(normal_scores, dtype=np.float64).reshape(-1)
+        scores = np.sort(scores[np.isfinite(scores)])
+        if scores.size == 0:
+            raise ValueError('calibration needs at least one finite normal score')
+        n = scores.size
+        if n > max_points:
+            scores = np.quantile(scores, np.linspace(0, 1, max_points), method='linear')
+        return cls(scores, n)
+
+    def probability(self, raw):
+        """Fraction of normal scores strictly below ``raw`` (NaN stays NaN).
+
+        Monotone non-decreasing; the normal samples it was fitted on map to
+        an (almost) uniform spread over [0, 1].
+        """
+        raw = np.asarray(raw, dtype=np.float64)
+        below = np.searchsorted(self.scores, raw, side='left') / self.scores.size
+        return np.where(np.isnan(raw), np.nan, below)
+
+    def threshold_for_fpr(self, fpr):
+        """Raw-score threshold above which about ``fpr`` of normal samples fall."""
+        if not 0 < fpr < 1:
+            raise ValueError(f'target false-positive rate must be in (0, 1), got {fpr}')
+        return float(np.quantile(self.scores, 1 - fpr))
+
+    def to_dict(self):
+        return {'method': 'empirical_cdf', 'n_samples': self.n_samples,
+                'sorted_scores': [float(v) for v in self.scores]}
+
+    @classmethod
+    def from_dict(cls, data):
+        if data.get('method') != 'empirical_cdf':
+            raise ValueError(f"unknown calibration method {data.get('method')!r}")
+        return cls(data['sorted_scores'], data.get('n_samples'))
