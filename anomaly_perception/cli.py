@@ -433,6 +433,8 @@ def _add_score(sub):
                    help='model directory (default: the shipped models/frame_rnvp_oe)')
     p.add_argument('--csv', help='also write the rows to this CSV file')
     p.add_argument('--target-fpr', type=float, help="override the model's threshold target")
+    p.add_argument('--backend', default='torch',
+                   help='torch, onnxruntime, tensorrt or auto (default torch)')
     p.set_defaults(run=_run_score)
 
 
@@ -453,7 +455,8 @@ def _run_score(args):
     from .errors import AnomalyPerceptionError
 
     model = args.model or _default_frame_model()
-    detector = FrameAnomalyDetector.from_model_dir(model, target_fpr=args.target_fpr)
+    detector = FrameAnomalyDetector.from_model_dir(model, args.backend,
+                                                   target_fpr=args.target_fpr)
     files = []
     for p in map(Path, args.paths):
         if p.is_dir():
@@ -475,7 +478,8 @@ def _run_score(args):
                      'probability': float(s.probability[0]), 'flag': int(s.flag[0])})
     width = max(len(r['path']) for r in rows)
     print(f"{'image':<{width}}  {'raw (nats)':>10}  {'prob':>6}  flag   "
-          f'(threshold {detector.threshold:.2f} nats, model {model})')
+          f'(threshold {detector.threshold:.2f} nats, model {model}, backend '
+          f'{detector.backend.name})')
     for r in rows:
         print(f"{r['path']:<{width}}  {r['raw_score']:10.2f}  {r['probability']:6.3f}  "
               f"{'HAZARD' if r['flag'] else '-'}")
@@ -551,6 +555,67 @@ def _run_experiment_frame(args):
     return 0
 
 
+# --- export / bench -----------------------------------------------------------------------------
+
+
+def _add_export(sub):
+    p = sub.add_parser('export', help='export a model to ONNX (recorded in its manifest)',
+                       description="Write the model's ONNX graph into its directory "
+                                   '(model.onnx, or model_fp16.onnx) and record file, sha256, '
+                                   'opset and input/output names and shapes in the manifest. '
+                                   "The frame graph takes uint8 images at the model's input "
+                                   'size (batch dynamic) and returns the raw score.')
+    p.add_argument('--model', required=True, help='model directory')
+    p.add_argument('--opset', type=_positive_int, default=17, help='ONNX opset (17)')
+    p.add_argument('--fp16', action='store_true', help='fp16 weights and convolutions')
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args):
+    from .runtime.export import export_model
+    entry = export_model(args.model, opset=args.opset, fp16=args.fp16)
+    shape = 'x'.join(str(v) for v in entry['inputs'][0]['shape'])
+    print(f"written {args.model}/{entry['file']} (opset {entry['opset']}, {entry['precision']}, "
+          f"input {entry['inputs'][0]['name']} {entry['inputs'][0]['dtype']} [{shape}], "
+          f"sha256 {entry['sha256'][:12]}...)")
+    return 0
+
+
+def _add_bench(sub):
+    p = sub.add_parser('bench', help='measure the frame path on each backend',
+                       description='Warm up, then time the whole frame path (640x360 bgr8 '
+                                   'frames -> scores) and the model alone for each backend '
+                                   'and batch size: median/p90/p99 latency, throughput, '
+                                   'memory, and the ratio to PyTorch eager on the same device.')
+    p.add_argument('--model', help='model directory (default: the shipped frame model)')
+    p.add_argument('--backend', default='torch,onnxruntime,tensorrt,auto',
+                   help='comma-separated backends (default: all four)')
+    p.add_argument('--batch', default='1,8,32', help='comma-separated batch sizes')
+    p.add_argument('--seconds', type=float, default=3.0, help='timing per case (3)')
+    p.add_argument('--device', default='cpu', help="torch device: 'cpu' or 'cuda'")
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16'])
+    p.add_argument('--json', help='write the results here too (default out/bench/)')
+    p.set_defaults(run=_run_bench)
+
+
+def _run_bench(args):
+    from pathlib import Path
+
+    from .runtime.bench import format_table
+    from .runtime.bench import run_bench
+    from .io.files import atomic_write_json
+    model = args.model or _default_frame_model()
+    backends = [b.strip() for b in args.backend.split(',') if b.strip()]
+    batches = [int(b) for b in args.batch.split(',')]
+    results = run_bench(model, backends, batches, args.seconds, device=args.device,
+                        precision=args.precision)
+    print(format_table(results))
+    out = Path(args.json or Path('out') / 'bench' / f'bench_{Path(model).name}.json')
+    atomic_write_json(out, results)
+    print(f'written {out}')
+    return 0
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 
@@ -610,7 +675,7 @@ def _run_demo(args):
 # --- entry point ----------------------------------------------------------------------------
 
 COMMANDS = [_add_inspect, _add_synth, _add_train, _add_score, _add_evaluate, _add_experiment,
-            _add_demo]
+            _add_export, _add_bench, _add_demo]
 
 
 def build_parser():

@@ -62,7 +62,7 @@ def main():
     batched = measure(lambda: det.score(batch, channel_order='bgr'), seconds=3.0)
     frames64 = rng.integers(0, 256, (1024, 64, 64, 3), dtype=np.uint8)
     encoder = torch.nn.Module()
-    encoder.encoder = det.model.encoder
+    encoder.encoder = det.backend.module.encoder
     encoder.config = {'embedding_dim': 128}
     embed = measure(lambda: compute_embeddings(encoder, frames64), repeats=5, warmup=1)
     results = {

@@ -28,6 +28,7 @@ from anomaly_perception.models.realnvp import RealNVP
 from anomaly_perception.perception.frame import FrameAnomalyDetector
 from anomaly_perception.perception.frame import load_frame_model
 from anomaly_perception.perception.preprocess import ImageInputError
+from anomaly_perception.runtime.backends import TorchBackend
 from anomaly_perception.runtime.manifest import ModelError
 from anomaly_perception.scoring.calibration import EmpiricalCalibration
 from anomaly_perception.train import common
@@ -219,7 +220,7 @@ def _tiny_detector(seed=0):
     manifest = {'name': 'tiny', 'preprocessing': {'input_size': 32},
                 'calibration': EmpiricalCalibration.fit(np.arange(100.0)).to_dict(),
                 'threshold': {'target_fpr': 0.1}}
-    return FrameAnomalyDetector(model, manifest)
+    return FrameAnomalyDetector(TorchBackend(model), manifest)
 
 
 def test_detector_single_and_batched_frames_give_the_same_scores():
@@ -251,7 +252,7 @@ def test_detector_rejects_bad_images(images, match):
 
 def test_nan_embeddings_are_unscorable_never_normal(monkeypatch):
     det = _tiny_detector()
-    monkeypatch.setattr(det.model.encoder, 'forward',
+    monkeypatch.setattr(det.backend.module.encoder, 'forward',
                         lambda x: torch.full((x.shape[0], 8), float('nan')))
     scores = det.score(np.zeros((2, 32, 32, 3), np.uint8))
     assert not scores.scorable.any()

@@ -68,9 +68,15 @@ class FrameDensityModel(nn.Module):
             embedding_dim), RealNVP(embedding_dim, n_couplings, hidden))
 
     def embed(self, images):
-        """uint8 NHWC images -> embeddings ``[N, D]``."""
-        x = images.permute(0, 3, 1, 2).to(torch.float32)
-        return self.encoder(standardize(x))
+        """uint8 NHWC images -> float32 embeddings ``[N, D]``.
+
+        Standardisation is always computed in float32 (pixel variances
+        overflow fp16); an fp16 encoder gets the standardised image in fp16
+        and its embedding is returned in float32 for the density.
+        """
+        x = standardize(images.permute(0, 3, 1, 2).to(torch.float32))
+        dtype = self.encoder.embed.weight.dtype
+        return self.encoder(x.to(dtype)).to(torch.float32)
 
     def nll_from_embeddings(self, z):
         return self.flow.nll(self.normalizer(z)) + self.normalizer.log_scale

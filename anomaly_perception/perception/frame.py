@@ -24,13 +24,16 @@ A frame whose embedding or score is NaN/inf is *unscorable*: its raw score
 and probability are NaN and its flag is raised (fail-safe), never "normal".
 """
 
+from concurrent.futures import ThreadPoolExecutor
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .preprocess import as_batch
+from .preprocess import ImageInputError
 from .preprocess import square_resize
 from ..models.frame import FrameDensityModel
 from ..runtime.manifest import load_manifest
@@ -38,6 +41,14 @@ from ..runtime.manifest import ModelError
 from ..scoring.calibration import EmpiricalCalibration
 
 MODEL_FILE = 'frame_model.pt'
+_POOL = []
+
+
+def _resize_pool():
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                                        thread_name_prefix='frame-preprocess'))
+    return _POOL[0]
 
 
 @dataclasses.dataclass
@@ -63,8 +74,8 @@ class FrameScores:
         return len(self.raw)
 
 
-def load_frame_model(model_dir):
-    """Verify a frame model directory and build its network.
+def load_frame_model(model_dir, manifest=None):
+    """Verify a frame model directory (unless ``manifest`` is given) and build its network.
 
     Returns:
         ``(FrameDensityModel in eval mode, manifest dict)``.
@@ -73,7 +84,8 @@ def load_frame_model(model_dir):
         ModelError: missing/corrupt files (named), or not a frame model.
 
     """
-    manifest = load_manifest(model_dir, branch='frame')
+    if manifest is None:
+        manifest = load_manifest(model_dir, branch='frame')
     arch = manifest.get('architecture', {})
     if arch.get('type') != 'frame_rnvp_oe':
         raise ModelError(f'{str(model_dir)!r}: unknown frame architecture {arch.get("type")!r}.')
@@ -99,23 +111,23 @@ class FrameAnomalyDetector:
 
     Example::
 
-        detector = FrameAnomalyDetector.from_model_dir('models/frame_rnvp_oe')
+        detector = FrameAnomalyDetector.from_model_dir('models/frame_rnvp_oe',
+                                                       backend='onnxruntime')
         scores = detector.score(bgr_frame, channel_order='bgr')
         print(scores.probability[0], scores.flag[0])
 
     Args:
-        model: a :class:`FrameDensityModel` (uint8 NHWC -> NLL).
-        manifest: its manifest (preprocessing, calibration, threshold).
+        backend: a :class:`~anomaly_perception.runtime.backends.Backend`
+            running the model (uint8 NHWC -> NLL).
+        manifest: the model's manifest (preprocessing, calibration, threshold).
         target_fpr: override the manifest's false-positive-rate target.
         threshold: override with a raw-score threshold.
-        device: torch device for inference.
 
     """
 
-    def __init__(self, model, manifest, *, target_fpr=None, threshold=None, device='cpu'):
-        self.model = model.to(device).eval()
+    def __init__(self, backend, manifest, *, target_fpr=None, threshold=None):
+        self.backend = backend
         self.manifest = manifest
-        self.device = torch.device(device)
         prep = manifest['preprocessing']
         self.input_size = int(prep['input_size'])
         self.calibration = EmpiricalCalibration.from_dict(manifest['calibration'])
@@ -128,9 +140,19 @@ class FrameAnomalyDetector:
             self.threshold = self.calibration.threshold_for_fpr(self.target_fpr)
 
     @classmethod
-    def from_model_dir(cls, model_dir, **kwargs):
-        model, manifest = load_frame_model(model_dir)
-        return cls(model, manifest, **kwargs)
+    def from_model_dir(cls, model_dir, backend='torch', *, target_fpr=None, threshold=None,
+                       **backend_options):
+        """Load a model directory and run it on ``backend`` (see runtime.backends).
+
+        ``backend_options`` go to :func:`~anomaly_perception.runtime.backends.create_backend`
+        (``device``, ``precision``, ``threads``, ``max_batch``, ``cache_dir``).
+        """
+        from ..runtime.backends import create_backend
+        manifest = load_manifest(model_dir, branch='frame')
+        runner = create_backend(backend, model_dir, manifest,
+                                lambda: load_frame_model(model_dir, manifest)[0],
+                                **backend_options)
+        return cls(runner, manifest, target_fpr=target_fpr, threshold=threshold)
 
     @property
     def name(self):
@@ -138,17 +160,26 @@ class FrameAnomalyDetector:
 
     def preprocess(self, images, channel_order='rgb'):
         """Images as accepted by :meth:`score` -> uint8 ``[N, S, S, 3]`` RGB model input."""
-        items = as_batch(images, channel_order)
+        if channel_order not in ('rgb', 'bgr'):
+            raise ImageInputError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}.")
+        items = as_batch(images, 'rgb')  # channel order is swapped after resizing: cheaper
         out = np.empty((len(items), self.input_size, self.input_size, 3), np.uint8)
-        for i, image in enumerate(items):
-            out[i] = square_resize(image, self.input_size)
+
+        def one(i):
+            small = square_resize(items[i], self.input_size)
+            out[i] = small[..., ::-1] if channel_order == 'bgr' else small
+
+        if len(items) >= 4:
+            # OpenCV releases the GIL: resizing a batch on all cores is ~1.8x faster on two.
+            list(_resize_pool().map(one, range(len(items))))
+        else:
+            for i in range(len(items)):
+                one(i)
         return out
 
-    @torch.inference_mode()
     def raw_scores(self, batch):
         """NLL of preprocessed uint8 ``[N, S, S, 3]`` frames (float64, NaN if unscorable)."""
-        x = torch.from_numpy(batch).to(self.device)
-        raw = self.model(x).double().cpu().numpy()
+        raw = np.asarray(self.backend.infer(batch), np.float64)
         return np.where(np.isfinite(raw), raw, np.nan)
 
     def score(self, images, channel_order='rgb'):
