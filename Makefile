@@ -13,7 +13,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
-SOURCES := anomaly_perception test benchmarks setup.py
+SOURCES := anomaly_perception test benchmarks launch setup.py
 
 .PHONY: setup test demo bench lint clean
 
@@ -36,6 +36,7 @@ bench: setup
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_synth.py
 	$(PY) benchmarks/bench_frame.py
+	$(PY) benchmarks/bench_replay.py
 
 lint: setup
 	$(PY) -m flake8 $(SOURCES)

@@ -89,6 +89,7 @@ setup(
     entry_points={
         'console_scripts': [
             'anomaly-perception = anomaly_perception.cli:main',
+            'frame_anomaly_node = anomaly_perception.nodes.frame_anomaly_node:main',
         ],
     },
 )

@@ -165,6 +165,9 @@ def _add_synth(sub):
     b.add_argument('--types', help='comma-separated anomaly types (default: all that occur '
                                    'in the environment)')
     b.add_argument('--distro', default='humble', choices=['humble', 'jazzy'])
+    b.add_argument('--scene-seed', type=int,
+                   help='the place to patrol (default: a corridor the default datasets train '
+                        'on, as a deployed robot would patrol its own building)')
     b.add_argument('--seed', type=int, default=0)
     b.add_argument('--workers', type=_positive_int, default=1)
     b.add_argument('--overwrite', action='store_true')
@@ -215,7 +218,7 @@ def _run_synth_bag(args):
                           anomaly_rate=args.anomaly_rate, namespace=args.namespace,
                           storage=args.storage, seed=args.seed,
                           environment=args.environment, types=args.types,
-                          distro=args.distro)
+                          distro=args.distro, scene_seed=args.scene_seed)
     summary = write_patrol_bag(args.out, config, workers=args.workers,
                                overwrite=args.overwrite, progress=not args.no_progress)
     print(f"wrote {summary['frames']} frames to {args.out} "
@@ -555,6 +558,72 @@ def _run_experiment_frame(args):
     return 0
 
 
+# --- replay ---------------------------------------------------------------------------------
+
+
+def _add_replay(sub):
+    p = sub.add_parser(
+        'replay', help='run a recorded ROS 2 bag through the pipelines, with metrics',
+        description="Run every frame of the bag's image topic through the pipeline the node "
+                    "runs; write OUT/outputs (a bag with the node's topics, stamped like the "
+                    "input) and, with labels (the bag's label topic or --labels), "
+                    'report.json, roc.png, pr.png, timeline.png and top_frames.png. '
+                    'See docs/REPLAY.md.')
+    p.add_argument('bag', help='bag directory, or a single .mcap / .db3 file')
+    p.add_argument('--out', required=True, help='output directory (must not exist)')
+    p.add_argument('--topic', help='image topic (default: the only camera image topic)')
+    p.add_argument('--pipelines', default='frame', help="pipelines to run (now: 'frame')")
+    p.add_argument('--model', help='frame model directory (default: the shipped one)')
+    p.add_argument('--backend', default='auto', help='torch, onnxruntime, tensorrt, auto')
+    p.add_argument('--labels', help="intervals file (YAML) instead of the bag's labels")
+    p.add_argument('--params', help='a frame node parameter file (config/frame_anomaly.yaml)')
+    p.add_argument('--namespace', help='robot namespace of the output topics (default: from '
+                                       'the image topic)')
+    p.add_argument('--batch', type=_positive_int, default=32)
+    p.add_argument('--overwrite', action='store_true')
+    p.add_argument('--no-progress', action='store_true')
+    p.set_defaults(run=_run_replay)
+
+
+def _run_replay(args):
+    from .config import load_config
+    from .evaluation.replay import replay
+    from .errors import AnomalyPerceptionError
+    from .perception.frame_config import FrameNodeConfig
+    if args.pipelines.strip() != 'frame':
+        raise AnomalyPerceptionError(
+            f"--pipelines {args.pipelines!r}: only 'frame' is available so far.")
+    config = load_config(FrameNodeConfig, args.params) if args.params else FrameNodeConfig()
+    report = replay(args.bag, args.out, topic=args.topic, model_dir=args.model,
+                    backend=args.backend, labels=args.labels, namespace=args.namespace,
+                    config=config, batch=args.batch, overwrite=args.overwrite,
+                    show_progress=not args.no_progress)
+    print(format_replay(report, args.out))
+    return 0
+
+
+def format_replay(report, out):
+    """Summary lines of a replay report."""
+    lines = [f"{report['frames_scored']} frames of {report['image_topic']} scored "
+             f"({report['frames_per_s']:.0f} frames/s, {report['realtime_factor']:.1f}x real "
+             f"time, backend {report['backend']['backend']}); "
+             f"{report['malformed']['count']} malformed skipped"]
+    if 'auroc' in report:
+        ev = report['events']
+        lines.append(f"labels ({report['labels']}): {report['n_normal']} normal, "
+                     f"{report['n_anomalous']} anomalous frames")
+        lines.append(f"frame AUROC {report['auroc']:.3f}  AP {report['ap']:.3f}  "
+                     f"FPR95 {report['fpr95']:.3f}")
+        lines.append(f"hazard flag: {ev['detected']}/{ev['n_events']} anomalies detected, "
+                     f"median delay {ev['detection_delay_s']['median']:.2f} s, "
+                     f"{ev['false_alarms']} false alarm(s) "
+                     f"({ev['false_alarms_per_hour']:.0f} per hour of normal driving)")
+        lines.append(f'report and plots: {out}/report.json, roc.png, pr.png, timeline.png, '
+                     'top_frames.png')
+    lines.append(f'output bag: {out}/outputs  ({", ".join(report["output_topics"].values())})')
+    return '\n'.join(lines)
+
+
 # --- export / bench -----------------------------------------------------------------------------
 
 
@@ -622,11 +691,11 @@ def _run_bench(args):
 def _add_demo(sub):
     p = sub.add_parser(
         'demo', help='the main job on the embedded default data',
-        description='Generate a short synthetic patrol bag and a small labelled dataset, '
-                    'score the dataset with the shipped frame model, and print where '
-                    'everything is.')
+        description='Generate a synthetic patrol bag and a small labelled dataset, replay the '
+                    'bag through the frame pipeline with the shipped model, and print the '
+                    'metrics and where the report, plots and output bag are.')
     p.add_argument('--out', default='out/demo', help='output folder (default out/demo)')
-    p.add_argument('--seconds', type=float, default=30.0, help='patrol length (default 30)')
+    p.add_argument('--seconds', type=float, default=60.0, help='patrol length (default 60)')
     p.add_argument('--workers', type=_positive_int, default=2)
     p.set_defaults(run=_run_demo)
 
@@ -637,45 +706,37 @@ def _run_demo(args):
     from .data.synthetic.dataset import write_dataset
     from .data.synthetic.patrol import PatrolConfig
     from .data.synthetic.patrol import write_patrol_bag
-    from .evaluation.frame_eval import evaluate_frame
-    from .io.bags import BagReader
+    from .evaluation.replay import replay
 
     out = Path(args.out)
     bag_path, data_path = out / 'patrol_bag', out / 'dataset'
-    report_path = out / 'frame_report'
+    replay_path = out / 'replay'
     model = _default_frame_model()
-    print(f'[1/3] synthetic patrol bag ({args.seconds:g} s, 640x360 at 30 fps)')
-    summary = write_patrol_bag(bag_path, PatrolConfig(seconds=args.seconds, anomaly_rate=0.5),
+    print(f'[1/3] synthetic patrol bag ({args.seconds:g} s, 640x360 at 30 fps, as the '
+          'Robomaster driver records it, with label topics)')
+    summary = write_patrol_bag(bag_path, PatrolConfig(seconds=args.seconds, anomaly_rate=0.4),
                                workers=args.workers, overwrite=True)
-    print('[2/3] small labelled dataset (400 frames, 256 px, seed 7: scenes the model has '
-          'not seen)')
-    manifest = write_dataset(data_path, preset='tiny', frames=400, image_size=256, seed=7,
+    print('[2/3] a small labelled dataset and its contact sheet (tiny preset, 256 px)')
+    manifest = write_dataset(data_path, preset='tiny', image_size=256, seed=7,
                              workers=args.workers, overwrite=True)
-    print(f'[3/3] scoring its test frames with the shipped frame model ({model})')
-    report = evaluate_frame(model, data_path, report_path, show_progress=False)
-    with BagReader(bag_path) as bag:
-        topics = bag.topics
+    print(f'[3/3] replaying the bag through the frame pipeline ({model})')
+    report = replay(bag_path, replay_path, backend='auto', overwrite=True)
     print()
     events = ', '.join(e['type_name'] for e in summary['events']) or 'none'
-    print(f'patrol bag:    {bag_path}  ({summary["frames"]} frames, '
-          f'{summary["anomalous_fraction"]:.0%} anomalous; anomalies: {events})')
-    for name, t in topics.items():
-        print(f'    {name:40s} {t.count:6d}  {t.msgtype}')
-    print(f"dataset:       {data_path}  ({manifest['frames']} frames)")
-    print(f'contact sheet: {data_path / "contact_sheet.png"}')
-    print(f"frame model on the dataset's test split ({report['n_normal']} normal, "
-          f"{report['n_anomalous']} anomalous frames): AUROC {report['auroc']:.3f}, "
-          f"AP {report['ap']:.3f}, FPR95 {report['fpr95']:.3f}")
-    print(f'    report and plots: {report_path}/report.json, roc.png, pr.png, histogram.png')
-    print('Replaying the bag through the detectors comes with the ROS node and replay '
-          'command.')
+    print(f'patrol bag:    {bag_path}  ({summary["frames"]} frames; anomalies on the way: '
+          f'{events})')
+    print(f"dataset:       {data_path}  ({manifest['frames']} frames); contact sheet "
+          f'{data_path / "contact_sheet.png"}')
+    print(format_replay(report, replay_path))
+    print('To look at it in rviz2 or Foxglove: ros2 bag play both bags '
+          f'({bag_path} and {replay_path}/outputs); see docs/REPLAY.md.')
     return 0
 
 
 # --- entry point ----------------------------------------------------------------------------
 
 COMMANDS = [_add_inspect, _add_synth, _add_train, _add_score, _add_evaluate, _add_experiment,
-            _add_export, _add_bench, _add_demo]
+            _add_replay, _add_export, _add_bench, _add_demo]
 
 
 def build_parser():

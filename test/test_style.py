@@ -27,7 +27,7 @@ import sys
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ['anomaly_perception', 'test', 'benchmarks', 'setup.py']
+SOURCES = ['anomaly_perception', 'test', 'benchmarks', 'launch', 'setup.py']
 # The Apache-2.0 header this very file starts with (13 comment lines).
 HEADER = ''.join(Path(__file__).read_text().splitlines(keepends=True)[:13])
 

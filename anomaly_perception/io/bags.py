@@ -299,7 +299,10 @@ class BagReader:
         return summary
 
     def find_image_topic(self, topic=None):
-        """Return ``topic`` if given (checked), else the bag's only image topic.
+        """Return ``topic`` if given (checked), else the bag's only camera image topic.
+
+        Image topics under a ``/labels/`` namespace (label masks) are not
+        candidates.
 
         Raises:
             BagError: no image topic, or several and none chosen (lists them).
@@ -309,8 +312,10 @@ class BagReader:
             self.require_topic(topic, IMAGE_TYPES)
             return topic
         images = self.image_topics
-        if len(images) == 1:
-            return images[0]
+        # Label images (masks, instance ids) are not camera streams.
+        cameras = [t for t in images if '/labels/' not in t]
+        if len(cameras) == 1:
+            return cameras[0]
         if not images:
             listed = ', '.join(f'{t.name} ({t.msgtype})' for t in self.topics.values())
             raise BagError(

@@ -110,6 +110,11 @@ class RosbagsMessageFactory:
                 values[name] = self._default(kind, detail)
         return cls(**values)
 
+    @staticmethod
+    def byte(value):
+        """Return a ROS ``byte`` field value (rosbags: int; rclpy wants a 1-byte ``bytes``)."""
+        return int(value)
+
     def header(self, stamp_ns, frame_id):
         """Return a ``std_msgs/msg/Header`` for integer nanoseconds ``stamp_ns``."""
         sec, nanosec = ns_to_sec_nanosec(stamp_ns)

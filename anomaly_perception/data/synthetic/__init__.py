@@ -21,4 +21,4 @@ known exactly. See ``docs/DATA.md``.
 """
 
 #: Bumped whenever the same seed would produce different pixels or labels.
-GENERATOR_VERSION = '1.3'
+GENERATOR_VERSION = '1.4'

@@ -43,6 +43,7 @@ import numpy as np
 
 from . import GENERATOR_VERSION
 from .dataset import _init_worker
+from .dataset import _scene_seed
 from .dataset import _seed_int
 from .dataset import _single_threaded_env
 from .dataset import resolve_types
@@ -73,6 +74,7 @@ class PatrolConfig:
     environment: str = 'corridor'
     types: str = None
     distro: str = 'humble'
+    scene_seed: int = None
 
 
 def topic_names(namespace):
@@ -115,9 +117,9 @@ def plan_patrol(config):
     kinds = _check(config)
     rng = np.random.default_rng(_seed_int(config.seed, 51))
     speed = float(rng.uniform(0.3, 0.5))
+    scene = patrol_scene_seed(config)
     probe = Sequence(SequenceSpec(seed=_seed_int(config.seed, 52), environment=config.environment,
-                                  scene_seed=_seed_int(config.seed, 53),
-                                  duration_s=config.seconds, speed=speed))
+                                  scene_seed=scene, duration_s=config.seconds, speed=speed))
     start_z = probe.start_z
     # The first seconds stay normal: a patrol starts in a known-good state.
     lead = min(4.0, 0.2 * config.seconds)
@@ -140,8 +142,21 @@ def plan_patrol(config):
             t_pass = float(rng.uniform(slot_start + 0.75 * slot, slot_end))
             events.append(Event(kind.name, z=start_z + speed * t_pass + 0.3))
     return SequenceSpec(seed=_seed_int(config.seed, 52), environment=config.environment,
-                        scene_seed=_seed_int(config.seed, 53), duration_s=config.seconds,
+                        scene_seed=scene, duration_s=config.seconds,
                         events=tuple(events), speed=speed)
+
+
+def patrol_scene_seed(config):
+    """Return the scene (seed) a patrol drives through.
+
+    By default one of the places the default datasets (seed 0) train on, so
+    the patrol is in the building a model trained on those datasets knows,
+    as a deployed robot's model would; ``config.scene_seed`` picks another
+    place (e.g. one never seen in training).
+    """
+    if config.scene_seed is not None:
+        return int(config.scene_seed)
+    return _scene_seed(0, 'train_set', config.environment, config.seed % 8)
 
 
 def _render_chunk(args):

@@ -441,8 +441,11 @@ class CameraLook:
 
 @functools.lru_cache(maxsize=16)
 def _vignette(height, width, strength):
+    # Radial in units of the shorter side: a wide frame's centre square is
+    # vignetted exactly like a square frame of the same camera.
     yy, xx = np.ogrid[0:height, 0:width]
-    r2 = ((xx - width / 2) / (width / 2)) ** 2 + ((yy - height / 2) / (height / 2)) ** 2
+    half = min(width, height) / 2
+    r2 = ((xx - width / 2) / half) ** 2 + ((yy - height / 2) / half) ** 2
     v = (1 - strength * np.clip(r2 / 2, 0, 1)).astype(np.float32)[..., None]
     v.flags.writeable = False
     return v

@@ -122,12 +122,20 @@ class Frame:
         return self.label == 0 and self.visible_px > 0
 
 
+def _body_geometry(width, height):
+    # Sized by the image height, so a wide frame's centre square shows the
+    # gimbal exactly as a square frame does (the field of view works the same way).
+    side = min(width, height)
+    return (width * 0.5, height - side * (1 - 1.03)), (side * 0.06, side * 0.085)
+
+
 @functools.lru_cache(maxsize=8)
 def robot_body_mask(width, height):
     """Where the robot's own gimbal/blaster shows at the bottom of the frame (bool [H, W])."""
     mask = np.zeros((height, width), np.uint8)
-    centre = (int(width * 0.5), int(height * 1.03))
-    axes = (int(width * 0.06), int(height * 0.085))
+    (cx, cy), (ax, ay) = _body_geometry(width, height)
+    centre = (int(cx), int(cy))
+    axes = (int(ax), int(ay))
     cv2.ellipse(mask, centre, axes, 0, 180, 360, 1, -1)
     mask.flags.writeable = False
     return mask.astype(bool)
@@ -137,8 +145,7 @@ def robot_body_mask(width, height):
 def _body_colours(width, height, tint):
     body = robot_body_mask(width, height)
     yy, xx = np.nonzero(body)
-    cx, cy = width * 0.5, height * 1.03
-    ax, ay = width * 0.06, height * 0.085
+    (cx, cy), (ax, ay) = _body_geometry(width, height)
     r = np.sqrt(((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2)
     shade = np.clip(1.15 - 0.5 * r + 0.25 * (xx - cx) / ax, 0.45, 1.2)
     col = np.asarray(tint, np.float32)[None] * shade[:, None] * 235
@@ -290,13 +297,14 @@ class Sequence:
             radiance = anomalies.apply_haze(radiance, out.depth, effect['density'], lit,
                                             effect['seed'], tint=(0.9, 0.8, 0.65))
         if effect.get('kind') == 'defocus':
-            radiance = cv2.GaussianBlur(radiance, (0, 0), effect['sigma'] * width / 512)
+            radiance = cv2.GaussianBlur(radiance, (0, 0),
+                                        effect['sigma'] * min(width, height) / 512)
 
         look = dict(self.look)
         look['grayscale'] = scene.camera.grayscale
         # Motion blur from the robot's vibration, now and then.
         if rng.random() < 0.3:
-            look['blur_px'] = float(rng.uniform(1.5, 4.0) * width / 512)
+            look['blur_px'] = float(rng.uniform(1.5, 4.0) * min(width, height) / 512)
             look['blur_angle'] = float(rng.uniform(0, np.pi))
         look['exposure'] *= float(rng.uniform(0.95, 1.05))
         if gname == 'darkness':

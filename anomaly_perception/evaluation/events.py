@@ -1,0 +1,170 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Event-level evaluation of a hazard flag over time, and hand-written labels.
+
+An *event* is a run of consecutive frames labelled with the same anomaly
+type. The flag **detects** an event if it is on at any frame from the
+event's start to ``grace_s`` after its end; the **detection delay** is the
+time from the event's start to the first such frame (0 if the flag was
+already on). A **false alarm** is a flag episode (off -> on -> off) that
+does not overlap any event widened by ``grace_s`` on both sides; the rate
+is per hour of normal (event-free) time.
+
+Labels can come from a bag's label topic or from an intervals file a
+person writes (YAML)::
+
+    # seconds from the first image of the bag; or start_ns/end_ns (absolute)
+    intervals:
+      - {start: 12.0, end: 18.5, label: cable}
+      - {start: 40.2, end: 44.0, label: darkness}
+
+Frames inside an interval take its label, all others are ``normal``.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..errors import AnomalyPerceptionError
+
+
+class LabelsError(AnomalyPerceptionError, ValueError):
+    """A labels file is unreadable or does not fit the bag."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    start_ns: int
+    end_ns: int
+    label: str
+
+
+def label_events(stamps_ns, labels):
+    """Return the runs of consecutive non-normal frames with the same label."""
+    events, start, current, last = [], None, None, None
+    for stamp, label in zip(stamps_ns, labels):
+        if label != current:
+            if current not in (None, 'normal'):
+                events.append(Event(start, last, current))
+            start, current = stamp, label
+        last = stamp
+    if current not in (None, 'normal'):
+        events.append(Event(start, last, current))
+    return events
+
+
+def flag_episodes(stamps_ns, flags):
+    """``[(start_ns, end_ns)]`` of consecutive frames with the flag on."""
+    episodes, start, last = [], None, None
+    for stamp, flag in zip(stamps_ns, flags):
+        if flag and start is None:
+            start = stamp
+        if not flag and start is not None:
+            episodes.append((start, last))
+            start = None
+        last = stamp
+    if start is not None:
+        episodes.append((start, last))
+    return episodes
+
+
+def event_metrics(stamps_ns, labels, flags, grace_s=1.0):
+    """Event recall, detection delay and false alarms per hour (see module docs)."""
+    stamps = np.asarray(stamps_ns, np.int64)
+    flags = np.asarray(flags, bool)
+    grace = int(grace_s * 1e9)
+    events = label_events(stamps, labels)
+    per_event = []
+    for ev in events:
+        window = (stamps >= ev.start_ns) & (stamps <= ev.end_ns + grace)
+        hits = np.flatnonzero(window & flags)
+        delay = (stamps[hits[0]] - ev.start_ns) / 1e9 if hits.size else None
+        per_event.append({'label': ev.label, 'start_s': (ev.start_ns - stamps[0]) / 1e9,
+                          'end_s': (ev.end_ns - stamps[0]) / 1e9,
+                          'detected': bool(hits.size), 'delay_s': delay})
+    false_alarms = 0
+    for start, end in flag_episodes(stamps, flags):
+        if not any(start <= ev.end_ns + grace and end >= ev.start_ns - grace for ev in events):
+            false_alarms += 1
+    total_s = (stamps[-1] - stamps[0]) / 1e9 if stamps.size > 1 else 0.0
+    event_s = sum((ev.end_ns - ev.start_ns) / 1e9 for ev in events)
+    normal_h = max(total_s - event_s, 0.0) / 3600
+    delays = [e['delay_s'] for e in per_event if e['delay_s'] is not None]
+    detected = sum(e['detected'] for e in per_event)
+    return {
+        'n_events': len(events), 'detected': detected,
+        'recall': detected / len(events) if events else float('nan'),
+        'detection_delay_s': {'median': float(np.median(delays)) if delays else float('nan'),
+                              'mean': float(np.mean(delays)) if delays else float('nan')},
+        'false_alarms': false_alarms, 'normal_hours': normal_h,
+        'false_alarms_per_hour': false_alarms / normal_h if normal_h > 0 else float('nan'),
+        'grace_s': grace_s, 'events': per_event,
+    }
+
+
+def read_intervals(path, first_ns, last_ns):
+    """Read an intervals file; return ``[(start_ns, end_ns, label)]`` checked against the bag.
+
+    Raises:
+        LabelsError: unreadable file, bad entries, or an interval outside the
+            bag's time span (``first_ns``-``last_ns``); the message says which.
+
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise LabelsError(f'Cannot read labels {str(path)!r}: {err.strerror}.') from None
+    except yaml.YAMLError as err:
+        raise LabelsError(f'{str(path)!r} is not valid YAML: {err}') from None
+    entries = data.get('intervals') if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise LabelsError(f'{str(path)!r} needs a list under "intervals".')
+    span = (last_ns - first_ns) / 1e9
+    out = []
+    for i, entry in enumerate(entries):
+        where = f'{str(path)!r} interval {i + 1}'
+        if not isinstance(entry, dict) or 'label' not in entry:
+            raise LabelsError(f'{where}: expected a mapping with start, end and label.')
+        try:
+            if 'start_ns' in entry:
+                start, end = int(entry['start_ns']), int(entry['end_ns'])
+            else:
+                start = first_ns + int(round(float(entry['start']) * 1e9))
+                end = first_ns + int(round(float(entry['end']) * 1e9))
+        except (KeyError, TypeError, ValueError):
+            raise LabelsError(f'{where}: start and end must be numbers (seconds from the '
+                              'first image) or start_ns/end_ns.') from None
+        if end <= start:
+            raise LabelsError(f'{where}: end must be after start.')
+        if start < first_ns - 1e6 or end > last_ns + 1e6:
+            raise LabelsError(
+                f'{where} ({(start - first_ns) / 1e9:.2f}-{(end - first_ns) / 1e9:.2f} s) falls '
+                f'outside the bag, which spans 0-{span:.2f} s from its first image.')
+        out.append((start, end, str(entry['label'])))
+    return out
+
+
+def labels_from_intervals(stamps_ns, intervals):
+    """Per-frame labels from ``[(start_ns, end_ns, label)]`` ('normal' outside)."""
+    labels = ['normal'] * len(stamps_ns)
+    for i, stamp in enumerate(stamps_ns):
+        for start, end, label in intervals:
+            if start <= stamp <= end:
+                labels[i] = label
+                break
+    return labels

@@ -1,0 +1,55 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Frame anomaly detection on any robot's camera topic.
+
+Give the camera topic as an argument, for instance:
+
+    ros2 launch anomaly_perception ground_robot.launch.py image_topic:=/cam/image_raw
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch.substitutions import PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    params = PathJoinSubstitution([FindPackageShare('anomaly_perception'), 'config',
+                                   'frame_anomaly.yaml'])
+    return LaunchDescription([
+        DeclareLaunchArgument('image_topic', default_value='/camera/image_raw',
+                              description='camera topic (Image, or CompressedImage with '
+                                          'input_transport:=compressed)'),
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='namespace of the node and its outputs'),
+        DeclareLaunchArgument('input_transport', default_value='raw',
+                              description='raw or compressed'),
+        DeclareLaunchArgument('model', default_value=''),
+        DeclareLaunchArgument('backend', default_value='auto'),
+        DeclareLaunchArgument('use_sim_time', default_value='false'),
+        Node(
+            package='anomaly_perception', executable='frame_anomaly_node',
+            name='frame_anomaly', namespace=LaunchConfiguration('namespace'), output='screen',
+            parameters=[params, {
+                'model_dir': LaunchConfiguration('model'),
+                'backend': LaunchConfiguration('backend'),
+                'input_transport': LaunchConfiguration('input_transport'),
+                'use_sim_time': LaunchConfiguration('use_sim_time'),
+            }],
+            remappings=[('image', LaunchConfiguration('image_topic'))],
+        ),
+    ])

@@ -1,0 +1,65 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Play a recorded bag through frame_anomaly_node and watch it in rviz2.
+
+The bag is played with ``--clock``; the node uses simulated time and
+scores every frame (``process_all_frames``), so the result does not depend
+on how fast this machine is.
+
+    ros2 launch anomaly_perception replay.launch.py bag:=out/demo/patrol_bag
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.actions import ExecuteProcess
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch.substitutions import PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    share = FindPackageShare('anomaly_perception')
+    return LaunchDescription([
+        DeclareLaunchArgument('bag', description='the bag to play'),
+        DeclareLaunchArgument('name', default_value='robomaster',
+                              description='robot namespace of the camera topic in the bag'),
+        DeclareLaunchArgument('rate', default_value='1.0', description='playback rate'),
+        DeclareLaunchArgument('model', default_value=''),
+        DeclareLaunchArgument('backend', default_value='auto'),
+        DeclareLaunchArgument('rviz', default_value='true'),
+        ExecuteProcess(cmd=['ros2', 'bag', 'play', LaunchConfiguration('bag'), '--clock',
+                            '--rate', LaunchConfiguration('rate')], output='screen'),
+        Node(
+            package='anomaly_perception', executable='frame_anomaly_node',
+            name='frame_anomaly', namespace=LaunchConfiguration('name'), output='screen',
+            parameters=[PathJoinSubstitution([share, 'config', 'frame_anomaly.yaml']), {
+                'model_dir': LaunchConfiguration('model'),
+                'backend': LaunchConfiguration('backend'),
+                'use_sim_time': True,
+                'process_all_frames': True,
+                'qos_depth': 100,
+                'qos_reliability': 'reliable',
+            }],
+            remappings=[('image', 'camera/image_color')],
+        ),
+        Node(
+            package='rviz2', executable='rviz2', name='rviz2', output='screen',
+            arguments=['-d', PathJoinSubstitution([share, 'config', 'anomaly_perception.rviz'])],
+            parameters=[{'use_sim_time': True}],
+            condition=IfCondition(LaunchConfiguration('rviz')),
+        ),
+    ])

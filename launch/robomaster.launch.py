@@ -1,0 +1,55 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Frame anomaly detection next to a DJI Robomaster (robomaster_ros driver).
+
+The driver publishes ``/<name>/camera/image_color`` (bgr8, 640x360 by
+default, frame_id ``<name>/camera_optical_link``, reliable, depth 1). This
+starts ``frame_anomaly_node`` in the robot's namespace, listening there.
+
+    ros2 launch anomaly_perception robomaster.launch.py name:=robomaster
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch.substitutions import PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    name = LaunchConfiguration('name')
+    params = PathJoinSubstitution([FindPackageShare('anomaly_perception'), 'config',
+                                   'frame_anomaly.yaml'])
+    return LaunchDescription([
+        DeclareLaunchArgument('name', default_value='robomaster',
+                              description='robot name = namespace of the driver'),
+        DeclareLaunchArgument('model', default_value='',
+                              description='frame model directory (empty: the shipped one)'),
+        DeclareLaunchArgument('backend', default_value='auto',
+                              description='auto, torch, onnxruntime or tensorrt'),
+        DeclareLaunchArgument('use_sim_time', default_value='false'),
+        Node(
+            package='anomaly_perception', executable='frame_anomaly_node',
+            name='frame_anomaly', namespace=name, output='screen',
+            parameters=[params, {
+                'model_dir': LaunchConfiguration('model'),
+                'backend': LaunchConfiguration('backend'),
+                'use_sim_time': LaunchConfiguration('use_sim_time'),
+                'qos_reliability': 'reliable',
+            }],
+            remappings=[('image', 'camera/image_color')],
+        ),
+    ])

@@ -1,0 +1,109 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Launch files, parameter files and the rviz config, checked without ROS 2."""
+
+import ast
+from pathlib import Path
+import py_compile
+
+from anomaly_perception.config import load_config
+from anomaly_perception.io.frame_messages import output_topics
+from anomaly_perception.perception.frame_config import FrameNodeConfig
+from anomaly_perception.perception.frame_config import parameter_specs
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_FILES = sorted((ROOT / 'launch').glob('*.launch.py'))
+DECLARED = {name for name, *_ in parameter_specs()} | {'use_sim_time'}
+
+
+def _entry_points():
+    tree = ast.parse((ROOT / 'setup.py').read_text())
+    scripts = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and ' = ' in node.value \
+                and ':' in node.value:
+            scripts.append(node.value.split(' = ')[0].strip())
+    return set(scripts)
+
+
+def _node_calls(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'Node':
+            yield {kw.arg: kw.value for kw in node.keywords}
+
+
+def test_there_are_the_three_launch_files():
+    assert {p.name for p in LAUNCH_FILES} == {'robomaster.launch.py', 'ground_robot.launch.py',
+                                              'replay.launch.py'}
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_compiles_and_starts_existing_executables(path):
+    py_compile.compile(str(path), doraise=True)
+    tree = ast.parse(path.read_text())
+    assert any(isinstance(n, ast.FunctionDef) and n.name == 'generate_launch_description'
+               for n in tree.body)
+    entry_points = _entry_points()
+    started = 0
+    for kwargs in _node_calls(path):
+        package = kwargs['package'].value
+        executable = kwargs['executable'].value
+        if package == 'anomaly_perception':
+            assert executable in entry_points, f'{path.name}: {executable} is no entry point'
+            started += 1
+    assert started == 1
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_parameters_are_declared_by_the_node(path):
+    for kwargs in _node_calls(path):
+        if kwargs['package'].value != 'anomaly_perception':
+            continue
+        for item in kwargs['parameters'].elts:
+            if isinstance(item, ast.Dict):
+                keys = {k.value for k in item.keys}
+                assert keys <= DECLARED, f'{path.name}: undeclared {keys - DECLARED}'
+            else:  # a parameter file in the package's config/ folder
+                names = [n.value for n in ast.walk(ast.parse(path.read_text()))
+                         if isinstance(n, ast.Constant) and str(n.value).endswith('.yaml')]
+                assert names, f'{path.name}: unrecognised parameters entry'
+                for name in names:
+                    file = ROOT / 'config' / name
+                    assert file.is_file(), f'{path.name} loads missing config/{name}'
+                    load_config(FrameNodeConfig, file)  # only declared, valid parameters
+
+
+def test_rviz_config_shows_only_topics_that_exist():
+    config = yaml.safe_load((ROOT / 'config' / 'anomaly_perception.rviz').read_text())
+    topics = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get('Topic'), dict):
+                topics.append(node['Topic']['Value'])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    published = set(output_topics('robomaster').values())
+    camera = '/robomaster/camera/image_color'  # the robomaster_ros driver's topic
+    assert topics and set(topics) <= published | {camera}
+    assert '/robomaster/frame_anomaly/markers' in topics
