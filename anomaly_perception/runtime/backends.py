@@ -31,6 +31,7 @@ It logs which backend it chose and why the others were not used. Asking
 for a backend that is not available is one clear error listing what is.
 """
 
+import abc
 import importlib.util
 import logging
 import time
@@ -52,15 +53,16 @@ class BackendError(AnomalyPerceptionError):
     """A backend is not available or cannot run the model."""
 
 
-class Backend:
+class Backend(abc.ABC):
     """Base class: ``infer(batch) -> outputs`` plus a description."""
 
     name = 'backend'
     device = 'cpu'
     precision = 'fp32'
 
+    @abc.abstractmethod
     def infer(self, batch):
-        raise NotImplementedError
+        """Run the model on one float32 NCHW batch; return its outputs."""
 
     def describe(self):
         return {'backend': self.name, 'device': self.device, 'precision': self.precision}
