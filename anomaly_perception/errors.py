@@ -31,7 +31,15 @@ class ConfigError(AnomalyPerceptionError, ValueError):
 
 
 class ImageMessageError(AnomalyPerceptionError, ValueError):
-    """An image message cannot be converted (bad size, encoding or data)."""
+    """An image message cannot be converted (bad size, encoding or data).
+
+    ``kind`` names the defect in a few words that diagnostics count by
+    (``'unknown encoding'``, ``'empty image'``, ``'wrong data length'``...).
+    """
+
+    def __init__(self, message, kind='malformed image'):
+        super().__init__(message)
+        self.kind = kind
 
 
 class BagError(AnomalyPerceptionError):

@@ -18,6 +18,8 @@ import importlib.util
 import json
 import logging
 import shutil
+import subprocess
+import sys
 
 from anomaly_perception.cli import main
 from anomaly_perception.data.synthetic.world import Sequence
@@ -40,6 +42,7 @@ from anomaly_perception.train.common import to_bytes
 import numpy as np
 import pytest
 import torch
+import yaml
 
 SHIPPED = shipped_model_dir('frame_rnvp_oe')
 HAS_CUDA = torch.cuda.is_available()
@@ -125,15 +128,36 @@ def test_onnx_file_that_does_not_match_its_manifest(tmp_path):
         FrameAnomalyDetector.from_model_dir(copy, 'onnxruntime')
 
 
-def test_auto_picks_a_measured_backend_and_says_why(caplog):
+def test_auto_on_the_cpu_takes_onnx_runtime_without_loading_torch_and_says_why(caplog):
     caplog.set_level(logging.INFO, logger='anomaly_perception.runtime.backends')
     det = FrameAnomalyDetector.from_model_dir(SHIPPED, 'auto')
     if not (HAS_TRT and HAS_CUDA):
-        assert det.backend.name in ('onnxruntime', 'torch')
-        assert set(det.backend.auto_choice['measured_ms']) == {'torch', 'onnxruntime'}
+        assert det.backend.name == 'onnxruntime'
+        assert det.backend.auto_choice['measured_ms'] == {}
         assert 'tensorrt' in det.backend.auto_choice['skipped']
     message = ' '.join(r.getMessage() for r in caplog.records)
     assert f'backend auto: chose {det.backend.name}' in message
+    code = ('import sys; from anomaly_perception.perception.frame import FrameAnomalyDetector;'
+            f'FrameAnomalyDetector.from_model_dir({str(SHIPPED)!r}, "auto");'
+            'print("torch" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == ('True' if HAS_TRT else 'False')
+
+
+def test_auto_without_an_exported_graph_falls_back_to_torch(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger='anomaly_perception.runtime.backends')
+    copy = tmp_path / 'no_onnx'
+    shutil.copytree(SHIPPED, copy)
+    manifest = yaml.safe_load((copy / 'manifest.yaml').read_text())
+    for name in ('model.onnx', 'model_fp16.onnx'):
+        (copy / name).unlink()
+        manifest['files'].pop(name, None)
+    manifest.pop('exports', None)
+    (copy / 'manifest.yaml').write_text(yaml.safe_dump(manifest))
+    det = FrameAnomalyDetector.from_model_dir(copy, 'auto')
+    assert det.backend.name == 'torch'
+    assert 'onnxruntime' in det.backend.auto_choice['skipped']
 
 
 @pytest.mark.skipif(HAS_TRT, reason='TensorRT is installed here')

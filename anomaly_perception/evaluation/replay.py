@@ -14,9 +14,11 @@
 
 """``anomaly-perception replay``: a recorded bag through the pipelines, offline.
 
-Every frame of the image topic goes through the same pipeline the node
-runs (:class:`FrameAnomalyDetector` and :class:`HazardFilter`, configured by
-:class:`FrameNodeConfig`), in batches. The output directory gets:
+Every frame of the image topic goes through the object the node runs,
+:class:`~..perception.frame_stream.FrameStream` (the same decoding, scoring,
+calibration and hazard filter, configured by :class:`FrameNodeConfig`), in
+batches, and its outputs through the node's message builder. The output
+directory gets:
 
 * ``outputs/``: a ROS 2 bag (mcap) with exactly the topics and types the
   node publishes, each message stamped like its input frame (so
@@ -31,6 +33,7 @@ The directory appears only once complete; an interrupted replay leaves
 nothing behind.
 """
 
+import dataclasses
 import heapq
 from pathlib import Path
 import time
@@ -48,15 +51,16 @@ from .plots import roc_plot
 from ..errors import AnomalyPerceptionError
 from ..io.bags import BagReader
 from ..io.bags import BagWriter
+from ..io.bags import prefetched
 from ..io.files import atomic_directory
 from ..io.files import atomic_write_json
 from ..io.frame_messages import DIAGNOSTICS_TYPE
 from ..io.frame_messages import FrameMessageBuilder
 from ..io.frame_messages import output_topics
 from ..io.frame_messages import OUTPUT_TYPES
-from ..perception.frame import FrameAnomalyDetector
 from ..perception.frame_config import FrameNodeConfig
-from ..perception.hazard import HazardFilter
+from ..perception.frame_stream import FrameStream
+from ..perception.frame_stream import SHIPPED_FRAME_MODEL
 from ..perception.stream import StreamStats
 from ..runtime.manifest import shipped_model_dir
 
@@ -70,40 +74,42 @@ def infer_namespace(image_topic):
     return parts[0] if len(parts) >= 3 else ''
 
 
-def _bag_labels(bag, image_topic):
-    """``{stamp_ns: label}`` from the bag's frame-label topic, or None if it has none."""
+def _label_topic(bag, image_topic):
+    """Return the bag's frame-label topic for ``image_topic`` (None if it has none)."""
     ns = infer_namespace(image_topic)
     candidates = [t for t in bag.topics if t.endswith(LABEL_TOPIC_SUFFIX)
                   and bag.topics[t].msgtype == 'vision_msgs/msg/Classification']
     preferred = f'/{ns}{LABEL_TOPIC_SUFFIX}' if ns else LABEL_TOPIC_SUFFIX
-    topic = preferred if preferred in candidates else (candidates[0] if candidates else None)
-    if topic is None:
-        return None, None
-    labels = {}
-    for _, _, msg in bag.messages([topic]):
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        labels[stamp] = msg.results[0].class_id if msg.results else 'normal'
-    return labels, topic
+    return preferred if preferred in candidates else (candidates[0] if candidates else None)
+
+
+def _collect_label(labels, msg):
+    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    labels[stamp] = msg.results[0].class_id if msg.results else 'normal'
 
 
 def replay(bag_path, out_dir, *, topic=None, model_dir=None, backend='auto', labels=None,
            namespace=None, config=None, batch=32, overwrite=False, show_progress=True):
     """Replay ``bag_path`` through the frame pipeline into ``out_dir``; return the report."""
     config = config or FrameNodeConfig()
-    model_dir = model_dir or config.model_dir or shipped_model_dir('frame_rnvp_oe')
+    model_dir = model_dir or config.model_dir or shipped_model_dir(SHIPPED_FRAME_MODEL)
+    config = dataclasses.replace(config, backend=backend, model_dir=str(model_dir))
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp, BagReader(bag_path) as bag:
         image_topic = bag.find_image_topic(topic)
         ns = infer_namespace(image_topic) if namespace is None else namespace
-        detector = FrameAnomalyDetector.from_model_dir(model_dir, backend,
-                                                       device=config.device,
-                                                       target_fpr=config.target_fpr)
-        bag_labels, label_topic = (None, None) if labels else _bag_labels(bag, image_topic)
-        run = _Run(detector, config, ns, bag.topics[image_topic].count, show_progress)
+        stream = FrameStream.from_config(config)
+        label_topic = None if labels else _label_topic(bag, image_topic)
+        bag_labels = {} if label_topic else None
+        run = _Run(stream, config, ns, bag.topics[image_topic].count, show_progress)
         with BagWriter(tmp / 'outputs', storage='mcap', compression='zstd') as out:
             run.start(out)
             pending = []
-            for frame in bag.read_images(image_topic, output='rgb', on_error='skip'):
+            frames = prefetched(bag.read_images(
+                image_topic, on_error='skip', decode=stream.decode,
+                side_topics=[label_topic] if label_topic else None,
+                on_side=lambda _, msg: _collect_label(bag_labels, msg)))
+            for frame in frames:
                 pending.append(frame)
                 if len(pending) == batch:
                     run.process(pending)
@@ -111,8 +117,8 @@ def replay(bag_path, out_dir, *, topic=None, model_dir=None, backend='auto', lab
             if pending:
                 run.process(pending)
             run.finish()
-        skipped = [{'index': s.index, 'log_time_ns': s.log_time_ns, 'reason': s.reason}
-                   for s in bag.skipped]
+        skipped = [{'index': s.index, 'log_time_ns': s.log_time_ns, 'kind': s.kind,
+                    'reason': s.reason} for s in bag.skipped]
         stamps = np.array(run.stamps, np.int64)
         if labels:
             if not len(stamps):
@@ -137,10 +143,11 @@ def replay(bag_path, out_dir, *, topic=None, model_dir=None, backend='auto', lab
 class _Run:
     """State of one replay: the pipeline, the output bag, and what the report needs."""
 
-    def __init__(self, detector, config, namespace, total, show_progress):
-        self.detector = detector
+    def __init__(self, stream, config, namespace, total, show_progress):
+        self.stream = stream
+        self.detector = stream.detector
         self.config = config
-        self.hazard = HazardFilter(config.hazard_config())
+        self.hazard = stream.hazard
         self.topics = output_topics(namespace)
         self.stamps, self.raw, self.prob, self.smoothed, self.flags = [], [], [], [], []
         self.encodings = set()
@@ -163,21 +170,14 @@ class _Run:
 
     def process(self, frames):
         start = time.perf_counter()
-        images = [f.image for f in frames]
-        batch = self.detector.preprocess(images)
-        scores = self.detector.scores_from_raw(self.detector.raw_scores(batch))
+        results = self.stream.process([f.stamp_ns for f in frames], [f.image for f in frames])
         per_frame = (time.perf_counter() - start) / len(frames)
-        b = self.builder
-        for i, frame in enumerate(frames):
+        for frame, result in zip(frames, results):
             self.bag_clock[0] = frame.stamp_ns / 1e9
             self.stats.frame_received()
-            prob, raw = float(scores.probability[i]), float(scores.raw[i])
-            state = self.hazard.update(frame.stamp_ns, prob)
-            header = frame.header
-            self.out.write(self.topics['score'], b.score(header, prob, raw))
-            self.out.write(self.topics['hazard'], b.hazard(header, state))
-            self.out.write(self.topics['markers'], b.markers(header, state, prob),
-                           log_time_ns=frame.stamp_ns)
+            prob, raw, state = result.probability, result.raw, result.state
+            for key, msg in self.builder.outputs(frame.header, result).items():
+                self.out.write(self.topics[key], msg, log_time_ns=frame.stamp_ns)
             self.stats.frame_processed(per_frame)
             self._diagnostics(frame.stamp_ns)
             self.stamps.append(frame.stamp_ns)
@@ -187,12 +187,15 @@ class _Run:
             self.flags.append(state.flag)
             self.encodings.add(frame.encoding)
             key = prob if np.isfinite(prob) else 1.0
-            item = (key, frame.stamp_ns, cv2.resize(frame.image, (160, 160),
-                                                    interpolation=cv2.INTER_AREA))
-            if len(self.top) < TOP_FRAMES:
-                heapq.heappush(self.top, item)
-            elif key > self.top[0][0]:
-                heapq.heapreplace(self.top, item)
+            if len(self.top) < TOP_FRAMES or key > self.top[0][0]:
+                # Thumbnails only for frames that enter the top list (resizing every
+                # frame cost a sixth of a replay's time).
+                item = (key, frame.stamp_ns, cv2.resize(frame.image, (160, 160),
+                                                        interpolation=cv2.INTER_AREA))
+                if len(self.top) < TOP_FRAMES:
+                    heapq.heappush(self.top, item)
+                else:
+                    heapq.heapreplace(self.top, item)
         self.bar.update(len(frames))
         elapsed = time.perf_counter() - self.started
         if len(self.stamps) > 1 and elapsed > 0:

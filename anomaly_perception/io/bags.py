@@ -130,6 +130,7 @@ class SkippedMessage:
     index: int
     log_time_ns: int
     reason: str
+    kind: str = 'malformed image'
 
 
 def _describe(err):
@@ -256,7 +257,7 @@ class BagReader:
 
     @property
     def custom_data(self):
-        """String key/values from the bag's metadata (``{}`` if none)."""
+        """Return the string key/values of the bag's metadata (``{}`` if none)."""
         reader = self._require_open()
         meta = getattr(reader.storage, 'metadata', None)
         return dict(getattr(meta, 'custom', None) or {})
@@ -396,7 +397,8 @@ class BagReader:
         for topic, msgtype, log_time, raw in self.raw_messages(topics):
             yield topic, log_time, self.deserialize(raw, msgtype)
 
-    def read_images(self, topic=None, *, output='rgb', on_error='raise'):
+    def read_images(self, topic=None, *, output='rgb', on_error='raise', decode=None,
+                    side_topics=None, on_side=None):
         """Yield :class:`ImageFrame` for every message of an image topic.
 
         Args:
@@ -406,6 +408,13 @@ class BagReader:
             on_error: ``'raise'`` stops at the first message that does not
                 decode; ``'skip'`` records it in :attr:`skipped` (a list of
                 :class:`SkippedMessage`) and goes on.
+            decode: ``msg -> image`` to use instead of the plain conversion
+                (a pipeline's own decoding, e.g. :meth:`FrameStream.decode`);
+                it raises an AnomalyPerceptionError for a message it refuses.
+            side_topics, on_side: other topics read in the same pass (a bag's
+                chunks are decompressed once, not once per topic): each of
+                their messages is deserialized and given to
+                ``on_side(topic, msg)`` in log-time order.
 
         Raises:
             ImageMessageError: a malformed image and ``on_error='raise'``.
@@ -415,20 +424,30 @@ class BagReader:
         if on_error not in ('raise', 'skip'):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         topic = self.find_image_topic(topic)
-        for index, (_, msgtype, log_time, raw) in enumerate(self.raw_messages([topic])):
+        side = set(side_topics or ()) - {topic}
+        index = -1
+        for name, msgtype, log_time, raw in self.raw_messages([topic, *sorted(side)]):
+            if name != topic:
+                on_side(name, self.deserialize(raw, msgtype))
+                continue
+            index += 1
             try:
                 msg = self.deserialize(raw, msgtype)
-                if msgtype == COMPRESSED_TYPE:
+                encoding = msg.format if msgtype == COMPRESSED_TYPE else msg.encoding
+                if decode is not None:
+                    image = decode(msg)
+                elif msgtype == COMPRESSED_TYPE:
                     image = compressed_to_numpy(msg, output=output)
-                    encoding = msg.format
                 else:
                     image = image_to_numpy(msg, output=output)
-                    encoding = msg.encoding
             except AnomalyPerceptionError as err:
                 if on_error == 'raise':
-                    raise type(err)(f'{topic} message {index} in {str(self.path)!r}: {err}') \
-                        from err
-                self.skipped.append(SkippedMessage(topic, index, log_time, str(err)))
+                    located = type(err)(f'{topic} message {index} in {str(self.path)!r}: {err}')
+                    if hasattr(err, 'kind'):
+                        located.kind = err.kind
+                    raise located from err
+                self.skipped.append(SkippedMessage(topic, index, log_time, str(err),
+                                                   getattr(err, 'kind', 'malformed image')))
                 continue
             yield ImageFrame(
                 index=index,
@@ -558,3 +577,49 @@ class BagWriter:
         raw = self.typestore.serialize_cdr(msg, conn.msgtype)
         self._writer.write(conn, int(log_time_ns), raw)
         self.counts[topic] += 1
+
+
+def prefetched(iterable, depth=64):
+    """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead.
+
+    Reading a bag (chunk decompression, image decoding; both release the
+    GIL) then overlaps with what the consumer does with each item. An
+    exception in the reader reaches the consumer at the point it occurred;
+    closing the returned generator stops the reader.
+    """
+    import queue
+    import threading
+
+    items = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for item in iterable:
+                while not stop.is_set():
+                    try:
+                        items.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as err:  # noqa: B902 - handed to the consumer
+            items.put((done, err))
+            return
+        items.put((done, None))
+
+    thread = threading.Thread(target=produce, name='bag-prefetch', daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = items.get()
+            if item is done:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5.0)

@@ -113,8 +113,8 @@ def encoding_info(name):
         return ENCODINGS[name]
     except KeyError:
         raise ImageMessageError(
-            f'Unsupported image encoding {name!r}; supported: {", ".join(ENCODINGS)}.'
-        ) from None
+            f'Unsupported image encoding {name!r}; supported: {", ".join(ENCODINGS)}.',
+            'unknown encoding') from None
 
 
 def _byte_view(data):
@@ -156,20 +156,17 @@ def image_to_numpy(msg, *, output='rgb', copy=False):
     if height <= 0 or width <= 0:
         raise ImageMessageError(
             f'Image is empty ({width}x{height}, encoding {enc.name!r}); '
-            'expected width and height > 0.'
-        )
+            'expected width and height > 0.', 'empty image')
     row_bytes = width * enc.bytes_per_pixel
     if step < row_bytes:
         raise ImageMessageError(
             f'Image step {step} is smaller than width * bytes per pixel = '
-            f'{width} * {enc.bytes_per_pixel} = {row_bytes} ({enc.name}).'
-        )
+            f'{width} * {enc.bytes_per_pixel} = {row_bytes} ({enc.name}).', 'step too small')
     buf = _byte_view(msg.data)
     if buf.size != height * step:
         raise ImageMessageError(
             f'Image data has {buf.size} bytes but height * step = {height} * {step} = '
-            f'{height * step} ({width}x{height} {enc.name}).'
-        )
+            f'{height * step} ({width}x{height} {enc.name}).', 'wrong data length')
 
     rows = buf.reshape(height, step)[:, :row_bytes]
     itemsize = np.dtype(enc.dtype).itemsize
@@ -281,8 +278,7 @@ def _parse_format(fmt):
     if 'compresseddepth' in text:
         raise ImageMessageError(
             f'CompressedImage format {fmt!r} (compressedDepth) is not supported; '
-            'publish depth as a raw 16UC1/32FC1 Image.'
-        )
+            'publish depth as a raw 16UC1/32FC1 Image.', 'unsupported compressed format')
     original = ''
     if ';' in text:
         original, text = (part.strip() for part in text.split(';', 1))
@@ -309,13 +305,13 @@ def compressed_to_numpy(msg, *, output='rgb'):
     original, codec = _parse_format(msg.format or '')
     buf = _byte_view(msg.data)
     if buf.size == 0:
-        raise ImageMessageError(f'CompressedImage (format {msg.format!r}) has no data.')
+        raise ImageMessageError(f'CompressedImage (format {msg.format!r}) has no data.',
+                                'empty image')
     decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise ImageMessageError(
             f'CompressedImage (format {msg.format!r}, {buf.size} bytes) could not be '
-            'decoded as JPEG or PNG.'
-        )
+            'decoded as JPEG or PNG.', 'undecodable compressed data')
     if decoded.ndim == 2:
         return decoded
     if output == 'passthrough':

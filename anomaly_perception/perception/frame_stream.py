@@ -1,0 +1,176 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The frame branch over a stream of image messages: what the node and replay both run.
+
+:class:`FrameStream` takes image messages (rclpy's or rosbags', Image or
+CompressedImage) and turns them into :class:`FrameResult` s: it checks the
+stamp, decodes to RGB, scores with :class:`FrameAnomalyDetector` and runs
+the :class:`HazardFilter` over time. ``frame_anomaly_node`` calls it one
+frame at a time, ``anomaly-perception replay`` in batches; the detector's
+ONNX Runtime path gives the same numbers either way (tested), so what is
+evaluated offline is what runs on the robot.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from .frame import FrameAnomalyDetector
+from .hazard import HazardFilter
+from .hazard import HazardState
+from .preprocess import MIN_IMAGE_SIDE
+from ..errors import ImageMessageError
+from ..io.images import compressed_to_numpy
+from ..io.images import image_to_numpy
+from ..io.messages import stamp_to_ns
+from ..runtime.manifest import shipped_model_dir
+
+SHIPPED_FRAME_MODEL = 'frame_rnvp_oe'
+
+
+def message_stamp(msg):
+    """Return the header stamp of ``msg`` in ns.
+
+    Raises:
+        ImageMessageError (kind ``'missing stamp'``): no header, or a zero
+            stamp (a driver that never set it): outputs could not be matched
+            to their frame and the hazard filter could not keep time.
+
+    """
+    try:
+        stamp = stamp_to_ns(msg.header.stamp)
+    except (AttributeError, TypeError, ValueError):
+        raise ImageMessageError('the image has no usable header stamp.',
+                                'missing stamp') from None
+    if stamp <= 0:
+        raise ImageMessageError('the image header stamp is zero (the camera driver did not '
+                                "set it); outputs need the frame's stamp.", 'missing stamp')
+    return stamp
+
+
+def is_compressed(msg):
+    """Tell a CompressedImage (``format`` field, True) from an Image (False)."""
+    return hasattr(msg, 'format') and not hasattr(msg, 'encoding')
+
+
+def decode_frame(msg):
+    """Decode an Image or CompressedImage message into RGB ``uint8 [H, W, 3]``.
+
+    Colour encodings of 16 bits per channel (``bayer_*16``) keep their 8
+    most significant bits, as cv_bridge's conversion to ``rgb8`` does.
+
+    Raises:
+        ImageMessageError: with a ``kind`` for diagnostics (unknown encoding,
+            empty image, wrong data length, undecodable data, not a colour
+            image, image too small...).
+
+    """
+    image = compressed_to_numpy(msg) if is_compressed(msg) else image_to_numpy(msg)
+    what = getattr(msg, 'encoding', None) or getattr(msg, 'format', '?')
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ImageMessageError(f'the frame model needs a colour image; got {what!r} '
+                                f'({"x".join(map(str, image.shape))}).', 'not a colour image')
+    if image.shape[0] < MIN_IMAGE_SIDE or image.shape[1] < MIN_IMAGE_SIDE:
+        raise ImageMessageError(f'a {image.shape[1]}x{image.shape[0]} {what!r} image is too '
+                                f'small to score (at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}).',
+                                'image too small')
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    return image
+
+
+@dataclasses.dataclass
+class FrameResult:
+    """The frame branch's output for one frame.
+
+    Attributes:
+        stamp_ns: the input frame's stamp.
+        probability: calibrated anomaly probability (NaN if unscorable).
+        raw: raw score, NLL in nats (NaN if unscorable).
+        state: the hazard flag after smoothing and hysteresis.
+
+    """
+
+    stamp_ns: int
+    probability: float
+    raw: float
+    state: HazardState
+
+
+class FrameStream:
+    """Image messages -> :class:`FrameResult` s, in stamp order (see module docs).
+
+    Example::
+
+        stream = FrameStream.from_config(FrameNodeConfig(backend='onnxruntime'))
+        image = stream.decode(msg)          # ImageMessageError if malformed
+        result = stream.process([message_stamp(msg)], [image])[0]
+
+    """
+
+    def __init__(self, detector, config):
+        self.detector = detector
+        self.config = config
+        self.hazard = HazardFilter(config.hazard_config())
+        self.detector.threshold = detector.calibration.threshold_for_fpr(config.target_fpr)
+
+    @classmethod
+    def from_config(cls, config, model_dir=None, **backend_options):
+        """Load the model ``config`` names (or ``model_dir``) on its backend.
+
+        Raises:
+            ModelError: a missing or corrupt model file (named).
+            BackendError: the backend is not available.
+
+        """
+        model_dir = model_dir or config.model_dir or shipped_model_dir(SHIPPED_FRAME_MODEL)
+        detector = FrameAnomalyDetector.from_model_dir(
+            model_dir, config.backend, device=config.device, target_fpr=config.target_fpr,
+            **backend_options)
+        stream = cls(detector, config)
+        stream.model_dir = str(model_dir)
+        return stream
+
+    @property
+    def name(self):
+        return self.detector.name
+
+    def reconfigure(self, config):
+        """Apply live parameter changes (threshold and hazard filter) without a reload."""
+        hazard = config.hazard_config()
+        self.detector.threshold = self.detector.calibration.threshold_for_fpr(
+            config.target_fpr)
+        self.hazard.config = hazard
+        self.config = config
+
+    @staticmethod
+    def decode(msg):
+        """Check the stamp and decode ``msg``; return RGB ``uint8 [H, W, 3]``.
+
+        Raises:
+            ImageMessageError: see :func:`message_stamp` and :func:`decode_frame`.
+
+        """
+        message_stamp(msg)
+        return decode_frame(msg)
+
+    def process(self, stamps, images):
+        """Score frames (RGB ``uint8 [H, W, 3]`` each) in stamp order; one result each."""
+        scores = self.detector.score(images) if len(images) else None
+        results = []
+        for i, stamp in enumerate(stamps):
+            prob, raw = float(scores.probability[i]), float(scores.raw[i])
+            results.append(FrameResult(int(stamp), prob, raw, self.hazard.update(stamp, prob)))
+        return results
