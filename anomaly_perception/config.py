@@ -25,7 +25,8 @@ Field metadata understood here (and by the nodes' parameter descriptors):
 * ``description``: one line for docs and ``ros2 param describe``;
 * ``range``: ``(low, high)`` inclusive bounds for numbers;
 * ``choices``: allowed values;
-* ``read_only``: cannot change while a node runs.
+* ``configure_time``: read when a (lifecycle) node configures; it can
+  change only while the node is unconfigured.
 
 Example::
 
@@ -48,9 +49,10 @@ import yaml
 from .errors import ConfigError
 
 
-def field(default, description='', *, range=None, choices=None, read_only=False):  # noqa: A002
+def field(default, description='', *, range=None, choices=None,  # noqa: A002
+          configure_time=False):
     """Declare a config field with its default and metadata (see module docs)."""
-    metadata = {'description': description, 'read_only': read_only}
+    metadata = {'description': description, 'configure_time': configure_time}
     if range is not None:
         metadata['range'] = tuple(range)
     if choices is not None:

@@ -21,15 +21,21 @@ Give the camera topic as an argument, for instance:
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
+from launch.actions import SetEnvironmentVariable
+from launch.conditions import LaunchConfigurationNotEquals
 from launch.substitutions import LaunchConfiguration
 from launch.substitutions import PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+DDS_PROFILE = 'fastdds_camera_profile.xml'
+# Read by Fast DDS 2 (Humble, Jazzy) and Fast DDS 3 (Kilted and later).
+DDS_PROFILE_VARIABLES = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')
+
 
 def generate_launch_description():
-    params = PathJoinSubstitution([FindPackageShare('anomaly_perception'), 'config',
-                                   'frame_anomaly.yaml'])
+    share = FindPackageShare('anomaly_perception')
+    params = PathJoinSubstitution([share, 'config', 'frame_anomaly.yaml'])
     return LaunchDescription([
         DeclareLaunchArgument('image_topic', default_value='/camera/image_raw',
                               description='camera topic (Image, or CompressedImage with '
@@ -41,6 +47,16 @@ def generate_launch_description():
         DeclareLaunchArgument('model', default_value=''),
         DeclareLaunchArgument('backend', default_value='auto'),
         DeclareLaunchArgument('use_sim_time', default_value='false'),
+        DeclareLaunchArgument('autostart', default_value='true',
+                              description='configure and activate at start (false: leave the '
+                                          'managed node to a lifecycle manager)'),
+        DeclareLaunchArgument(
+            'dds_profile', default_value=PathJoinSubstitution([share, 'config', DDS_PROFILE]),
+            description='Fast DDS profile for this launch (shared memory sized for camera '
+                        "frames); '' keeps the environment's"),
+        *[SetEnvironmentVariable(variable, LaunchConfiguration('dds_profile'),
+                                 condition=LaunchConfigurationNotEquals('dds_profile', ''))
+          for variable in DDS_PROFILE_VARIABLES],
         Node(
             package='anomaly_perception', executable='frame_anomaly_node',
             name='frame_anomaly', namespace=LaunchConfiguration('namespace'), output='screen',
@@ -49,6 +65,7 @@ def generate_launch_description():
                 'backend': LaunchConfiguration('backend'),
                 'input_transport': LaunchConfiguration('input_transport'),
                 'use_sim_time': LaunchConfiguration('use_sim_time'),
+                'autostart': LaunchConfiguration('autostart'),
             }],
             remappings=[('image', LaunchConfiguration('image_topic'))],
         ),

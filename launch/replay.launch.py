@@ -24,11 +24,17 @@ on how fast this machine is.
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.actions import ExecuteProcess
+from launch.actions import SetEnvironmentVariable
 from launch.conditions import IfCondition
+from launch.conditions import LaunchConfigurationNotEquals
 from launch.substitutions import LaunchConfiguration
 from launch.substitutions import PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+DDS_PROFILE = 'fastdds_camera_profile.xml'
+# Read by Fast DDS 2 (Humble, Jazzy) and Fast DDS 3 (Kilted and later).
+DDS_PROFILE_VARIABLES = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')
 
 
 def generate_launch_description():
@@ -41,6 +47,13 @@ def generate_launch_description():
         DeclareLaunchArgument('model', default_value=''),
         DeclareLaunchArgument('backend', default_value='auto'),
         DeclareLaunchArgument('rviz', default_value='true'),
+        DeclareLaunchArgument(
+            'dds_profile', default_value=PathJoinSubstitution([share, 'config', DDS_PROFILE]),
+            description='Fast DDS profile for this launch (shared memory sized for camera '
+                        "frames); '' keeps the environment's"),
+        *[SetEnvironmentVariable(variable, LaunchConfiguration('dds_profile'),
+                                 condition=LaunchConfigurationNotEquals('dds_profile', ''))
+          for variable in DDS_PROFILE_VARIABLES],
         ExecuteProcess(cmd=['ros2', 'bag', 'play', LaunchConfiguration('bag'), '--clock',
                             '--rate', LaunchConfiguration('rate')], output='screen'),
         Node(

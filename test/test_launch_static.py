@@ -107,3 +107,50 @@ def test_rviz_config_shows_only_topics_that_exist():
     camera = '/robomaster/camera/image_color'  # the robomaster_ros driver's topic
     assert topics and set(topics) <= published | {camera}
     assert '/robomaster/frame_anomaly/markers' in topics
+
+
+def test_parameter_file_lists_every_parameter_with_its_default():
+    from anomaly_perception.perception.frame_config import parameter_file
+    text = (ROOT / 'config' / 'frame_anomaly.yaml').read_text()
+    assert text == parameter_file(), (
+        'config/frame_anomaly.yaml is out of date; regenerate it with python -c "from '
+        'anomaly_perception.perception.frame_config import parameter_file; '
+        "open('config/frame_anomaly.yaml', 'w').write(parameter_file())\"")
+    assert load_config(FrameNodeConfig, ROOT / 'config' / 'frame_anomaly.yaml') == \
+        FrameNodeConfig()
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_gives_everything_it_starts_the_shipped_dds_profile(path):
+    tree = ast.parse(path.read_text())
+    constants = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body
+                 if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+    assert (ROOT / 'config' / constants['DDS_PROFILE']).is_file()
+    variables = {'FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE'}
+    assert set(constants['DDS_PROFILE_VARIABLES']) == variables
+    body = tree.body[-1].body  # generate_launch_description
+    entities = next(n for n in ast.walk(body[-1]) if isinstance(n, ast.List)).elts
+    names = [ast.unparse(e) for e in entities]
+    first_env = next(i for i, n in enumerate(names) if 'SetEnvironmentVariable' in n)
+    first_process = next(i for i, n in enumerate(names)
+                         if n.startswith(('Node(', 'ExecuteProcess(')))
+    assert first_env < first_process, 'the profile must be set before anything starts'
+
+
+def test_dds_profile_gives_shared_memory_room_for_camera_frames():
+    import xml.etree.ElementTree as ElementTree
+    ns = {'p': 'http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles'}
+    root = ElementTree.parse(ROOT / 'config' / 'fastdds_camera_profile.xml').getroot()
+    transports = {t.find('p:transport_id', ns).text: t
+                  for t in root.findall('p:transport_descriptors/p:transport_descriptor', ns)}
+    shm = [t for t in transports.values() if t.find('p:type', ns).text == 'SHM']
+    assert len(shm) == 1
+    segment = int(shm[0].find('p:segment_size', ns).text)
+    assert segment >= 8 * 1280 * 720 * 3, 'room for several 1280x720 bgr8 frames'
+    participant = root.find('p:participant', ns)
+    assert participant.get('is_default_profile') == 'true'
+    used = [t.text for t in participant.findall('p:rtps/p:userTransports/p:transport_id', ns)]
+    assert set(used) == set(transports)
+    assert {transports[t].find('p:type', ns).text for t in used} == {'SHM', 'UDPv4'}, \
+        'UDP stays for traffic that leaves the machine'
+    assert participant.find('p:rtps/p:useBuiltinTransports', ns).text == 'false'

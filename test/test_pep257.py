@@ -12,15 +12,25 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ament_pep257, as ``colcon test`` runs it (skipped where ament is absent)."""
+"""ament_pep257, as ``colcon test`` runs it, with the package's docstring convention.
+
+The package writes Google-style sections (``Args:``, ``Raises:``) with the
+summary on the first line; ament's default selection expects the summary on
+the second line and numpy-style underlined sections, so the convention
+declared in setup.cfg ([pydocstyle]) is passed explicitly. make setup
+installs ament_pep257 from the ros-jazzy wheels; elsewhere this skips.
+"""
 
 import pytest
 
-ament_pep257 = pytest.importorskip('ament_pep257.main')
+ament_pep257 = pytest.importorskip(
+    'ament_pep257.main', reason='ament_pep257 is not installed (make setup installs it with '
+    'the ROS 2 Jazzy wheels; on a robot: ros-<distro>-ament-pep257)')
 
 
 @pytest.mark.linter
 @pytest.mark.pep257
 def test_pep257():
-    rc = ament_pep257.main(argv=['.', 'test'])
+    rc = ament_pep257.main(argv=['.', 'test', '--convention', 'pep257', '--add-ignore',
+                                 'D100,D101,D102,D103,D104,D105,D106,D107'])
     assert rc == 0, 'Found code style errors / warnings'

@@ -246,7 +246,7 @@ def main(argv=None):
             'tests that need rclpy skip and say why.')
         return 0
     if sys.prefix == sys.base_prefix:
-        say('run this with a virtual environment\'s Python (make setup does): it installs '
+        say("run this with a virtual environment's Python (make setup does): it installs "
             'into that environment.')
         return 2
     try:

@@ -31,23 +31,31 @@ BACKEND_CHOICES = ('auto', 'torch', 'onnxruntime', 'tensorrt')
 
 @dataclasses.dataclass
 class FrameNodeConfig:
-    """Parameters of ``frame_anomaly_node`` (see config/frame_anomaly.yaml)."""
+    """Parameters of ``frame_anomaly_node`` (see config/frame_anomaly.yaml).
 
+    ``configure_time`` parameters are read by the lifecycle ``configure``
+    transition and can change only while the node is unconfigured; the
+    others change live.
+    """
+
+    autostart: bool = field(True, 'configure and activate when the node starts (false: wait '
+                            'for a lifecycle manager)', configure_time=True)
     model_dir: str = field('', 'frame model directory; empty = the shipped frame_rnvp_oe',
-                           read_only=True)
-    backend: str = field('auto', 'inference backend', choices=BACKEND_CHOICES, read_only=True)
+                           configure_time=True)
+    backend: str = field('auto', 'inference backend', choices=BACKEND_CHOICES,
+                         configure_time=True)
     device: str = field('cpu', 'torch device for the torch backend', choices=('cpu', 'cuda'),
-                        read_only=True)
+                        configure_time=True)
     input_transport: str = field('raw', "'raw' (sensor_msgs/Image) or 'compressed' "
                                  '(sensor_msgs/CompressedImage)',
-                                 choices=('raw', 'compressed'), read_only=True)
+                                 choices=('raw', 'compressed'), configure_time=True)
     qos_reliability: str = field('best_effort', 'image subscription reliability (best_effort '
                                  'also receives from reliable publishers)',
-                                 choices=('best_effort', 'reliable'), read_only=True)
+                                 choices=('best_effort', 'reliable'), configure_time=True)
     qos_depth: int = field(1, 'image subscription queue depth', range=(1, 1000),
-                           read_only=True)
+                           configure_time=True)
     process_all_frames: bool = field(False, 'score every frame in order (bag replay) instead '
-                                     'of only the latest', read_only=True)
+                                     'of only the latest', configure_time=True)
     max_rate_hz: float = field(0.0, 'score at most this many frames per second (0 = all '
                                'that the model keeps up with)', range=(0.0, 1000.0))
     target_fpr: float = field(0.05, 'false-alarm rate on normal frames that turns the flag '
@@ -78,10 +86,44 @@ def config_from_parameters(values, source='ROS parameters'):
 
 
 def parameter_specs():
-    """``(name, default, description, range, choices, read_only)`` for every parameter."""
+    """``(name, default, description, range, choices, configure_time)`` per parameter."""
     specs = []
     for f in dataclasses.fields(FrameNodeConfig):
         meta = f.metadata
         specs.append((f.name, f.default, meta.get('description', ''), meta.get('range'),
-                      meta.get('choices'), meta.get('read_only', False)))
+                      meta.get('choices'), meta.get('configure_time', False)))
     return specs
+
+
+PARAMETER_FILE_HEADER = """\
+# Parameters of frame_anomaly_node (anomaly_perception), with their defaults.
+# ros2 run anomaly_perception frame_anomaly_node --ros-args --params-file <this file>
+# The same file configures `anomaly-perception replay --params`. Unknown keys,
+# wrong types and out-of-range values are errors that name the key.
+# [configure] parameters are read by the lifecycle configure transition and
+# change only while the node is unconfigured; the others change live.
+# (Generated from FrameNodeConfig by frame_config.parameter_file(); a test
+# keeps the two equal.)
+"""
+
+
+def parameter_file():
+    """Return config/frame_anomaly.yaml's text: every parameter, its default and help."""
+    import textwrap
+
+    import yaml
+    lines = [PARAMETER_FILE_HEADER.rstrip('\n'), '/**:', '  ros__parameters:']
+    for name, default, description, rng, choices, configure_time in parameter_specs():
+        notes = []
+        if choices:
+            notes.append(f'one of {", ".join(choices)}')
+        if rng:
+            notes.append(f'range {rng[0]}..{rng[1]}')
+        if configure_time:
+            notes.append('configure')
+        text = description + (f' [{"; ".join(notes)}]' if notes else '')
+        lines += textwrap.wrap(text, 95, initial_indent='    # ', subsequent_indent='    # ')
+        value = yaml.safe_dump(default, default_flow_style=True).strip()
+        value = value.removesuffix('\n...').removesuffix('...').strip()
+        lines.append(f'    {name}: {value}')
+    return '\n'.join(lines) + '\n'

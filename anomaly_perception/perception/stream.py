@@ -152,3 +152,91 @@ class StreamStats:
                 else float('inf'),
                 'last_malformed_reason': self.last_malformed_reason,
             }
+
+
+class MalformedCounter:
+    """Counts bad input messages by kind and says when each kind deserves a log line.
+
+    A camera that sends one bad frame usually sends thousands: the first
+    message of each kind is logged at once, later ones at most once per
+    ``period_s`` per kind, with the number seen since the last line, so a
+    log stays readable and no kind hides another.
+    """
+
+    def __init__(self, period_s=10.0, clock=time.monotonic):
+        self.period_s = float(period_s)
+        self.clock = clock
+        self.by_kind = collections.Counter()
+        self.last_reason = ''
+        self._last_logged = {}
+        self._since_logged = collections.Counter()
+        self._lock = threading.Lock()
+
+    @property
+    def total(self):
+        with self._lock:
+            return sum(self.by_kind.values())
+
+    def add(self, kind, reason):
+        """Count one bad message; return the line to log now, or None (throttled)."""
+        with self._lock:
+            self.by_kind[kind] += 1
+            self.last_reason = reason
+            self._since_logged[kind] += 1
+            now = self.clock()
+            last = self._last_logged.get(kind)
+            if last is not None and now - last < self.period_s:
+                return None
+            count = self._since_logged.pop(kind)
+            self._last_logged[kind] = now
+        more = f' ({count} of this kind since the last report)' if count > 1 else ''
+        return f'skipped a malformed image ({kind}){more}: {reason}'
+
+    def snapshot(self):
+        with self._lock:
+            return dict(self.by_kind)
+
+
+class TransportGapCounter:
+    """Frames lost between the camera and the node, inferred where that is possible.
+
+    With the publisher's sequence numbers (rclpy's message info, Fast DDS and
+    Cyclone DDS provide them), a jump from ``n`` to ``n + k`` means ``k - 1``
+    frames were lost in transport or overwritten in the subscription's
+    queue. A number that goes back means another publisher or a restarted
+    one: counting restarts there. Without sequence numbers, a gap in the
+    stamps larger than 1.5 times the recent median period counts as
+    ``round(gap / period) - 1`` lost frames.
+    """
+
+    def __init__(self, history=30):
+        self.dropped = 0
+        self.method = 'none yet'
+        self._last_seq = None
+        self._last_stamp = None
+        self._periods = collections.deque(maxlen=history)
+
+    def observe(self, stamp_ns, sequence=None):
+        """Record one received frame; return how many were inferred lost before it."""
+        lost = 0
+        if sequence is not None and sequence > 0:
+            self.method = 'publisher sequence numbers'
+            if self._last_seq is not None and sequence > self._last_seq:
+                lost = sequence - self._last_seq - 1
+            self._last_seq = sequence
+        elif stamp_ns is not None:
+            self.method = 'image stamps'
+            if self._last_stamp is not None and stamp_ns > self._last_stamp:
+                delta = stamp_ns - self._last_stamp
+                if len(self._periods) >= 5:
+                    period = float(np.median(self._periods))
+                    if delta > 1.5 * period:
+                        lost = int(round(delta / period)) - 1
+                    else:
+                        self._periods.append(delta)
+                else:
+                    self._periods.append(delta)
+        if stamp_ns is not None:
+            self._last_stamp = stamp_ns
+        self.dropped += lost
+        return lost
