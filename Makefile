@@ -41,6 +41,8 @@ bench: setup
 	$(PY) benchmarks/bench_synth.py
 	$(PY) benchmarks/bench_frame.py
 	$(PY) benchmarks/bench_replay.py
+	$(PY) benchmarks/bench_node_transport.py
+	$(PY) benchmarks/fuzz_node.py --cases 10000
 
 lint: setup
 	$(PY) -m flake8 $(SOURCES)

@@ -28,8 +28,10 @@ from anomaly_perception.perception.frame_config import parameter_specs
 from anomaly_perception.perception.hazard import HazardConfig
 from anomaly_perception.perception.hazard import HazardFilter
 from anomaly_perception.perception.stream import FrameSlot
+from anomaly_perception.perception.stream import MalformedCounter
 from anomaly_perception.perception.stream import RateLimiter
 from anomaly_perception.perception.stream import StreamStats
+from anomaly_perception.perception.stream import TransportGapCounter
 import numpy as np
 import pytest
 
@@ -235,3 +237,72 @@ def test_output_topics_follow_the_namespace():
         'markers': '/robomaster/frame_anomaly/markers', 'diagnostics': '/diagnostics'}
     assert output_topics('')['score'] == '/frame_anomaly/score'
     assert math.isfinite(FrameNodeConfig().marker_distance_m)
+
+
+def test_malformed_messages_are_counted_per_kind_and_logged_once_per_period():
+    clock = _Clock()
+    counter = MalformedCounter(period_s=10.0, clock=clock)
+    lines = []
+    for i in range(30):
+        clock.t = i * 0.5                      # 15 s of a bad stream, 2 Hz, two kinds
+        lines.append(counter.add('wrong data length', f'frame {i} has 7 bytes'))
+        if i % 3 == 0:
+            lines.append(counter.add('missing stamp', 'zero stamp'))
+    logged = [line for line in lines if line]
+    assert counter.snapshot() == {'wrong data length': 30, 'missing stamp': 10}
+    assert counter.total == 40
+    # Each kind at once, then again after 10 s with the number seen since.
+    assert logged[0] == 'skipped a malformed image (wrong data length): frame 0 has 7 bytes'
+    assert logged[1] == 'skipped a malformed image (missing stamp): zero stamp'
+    assert logged[2:] == [
+        'skipped a malformed image (wrong data length) (20 of this kind since the last '
+        'report): frame 20 has 7 bytes',
+        'skipped a malformed image (missing stamp) (7 of this kind since the last report): '
+        'zero stamp']
+    assert counter.last_reason == 'frame 29 has 7 bytes'
+
+
+def test_transport_losses_come_from_sequence_numbers_or_stamp_gaps():
+    seq = TransportGapCounter()
+    for n in (1, 2, 3, 6, 7, 10):             # 4, 5, 8 and 9 never arrived
+        seq.observe(1_000 * n, sequence=n)
+    assert seq.dropped == 4 and seq.method == 'publisher sequence numbers'
+    seq.observe(11_000, sequence=1)           # a restarted publisher starts over
+    seq.observe(12_000, sequence=2)
+    assert seq.dropped == 4
+
+    stamps = TransportGapCounter()
+    period = 33_333_333
+    frames = [i for i in range(40) if i not in (12, 13, 30)]
+    for i in frames:
+        stamps.observe(1_700_000_000_000_000_000 + i * period)
+    assert stamps.dropped == 3 and stamps.method == 'image stamps'
+    jittered = TransportGapCounter()
+    rng = np.random.default_rng(0)
+    t = 0
+    for _ in range(200):                      # +-20 % jitter is no loss
+        t += int(period * rng.uniform(0.8, 1.2))
+        jittered.observe(t)
+    assert jittered.dropped == 0
+
+
+def test_frame_stream_refuses_what_it_cannot_score_with_a_kind(factory):
+    from anomaly_perception.errors import ImageMessageError
+    from anomaly_perception.io.images import numpy_to_image
+    from anomaly_perception.perception.frame_stream import FrameStream
+    header = factory.header(1_767_225_600_000_000_000, 'cam')
+    cases = {
+        'missing stamp': numpy_to_image(np.zeros((4, 4, 3), np.uint8), 'bgr8',
+                                        factory.header(0, 'cam'), factory),
+        'not a colour image': numpy_to_image(np.zeros((4, 4), np.uint8), 'mono8', header,
+                                             factory),
+        'image too small': numpy_to_image(np.zeros((1, 9, 3), np.uint8), 'rgb8', header,
+                                          factory),
+    }
+    for kind, msg in cases.items():
+        with pytest.raises(ImageMessageError) as err:
+            FrameStream.decode(msg)
+        assert err.value.kind == kind
+    deep = np.full((4, 4), 0xABCD, np.uint16)
+    rgb = FrameStream.decode(numpy_to_image(deep, 'bayer_rggb16', header, factory))
+    assert rgb.dtype == np.uint8 and rgb.shape == (4, 4, 3) and (rgb == 0xAB).all()
