@@ -239,6 +239,7 @@ def main(argv=None):
     parser.add_argument('--start-only', action='store_true',
                         help='only measure the node start (5 runs)')
     args = parser.parse_args(argv)
+    os.environ.setdefault('ROS_LOG_DIR', str(OUT / 'ros_log'))
     if args.setting == 'start':
         times = start_times(args, 1 + os.getpid() % 90)
         (OUT / 'node_start.json').write_text(json.dumps(times))

@@ -31,6 +31,7 @@ from pathlib import Path
 import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import OUT  # noqa: E402, I100
 from common import write_report  # noqa: E402
 
 
@@ -41,6 +42,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+    os.environ.setdefault('ROS_LOG_DIR', str(OUT / 'ros_log'))
 
     import rclpy
     from rclpy.parameter import Parameter
