@@ -52,6 +52,7 @@ import rclpy
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.qos import qos_policy_name_from_kind
@@ -438,6 +439,11 @@ def run(node_class, args=None):
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except _rclpy.RCLError:
+        # A signal shut the context down while the executor was building its wait set
+        # (a race inside rclpy, seen under load); anything else is a real error.
+        if rclpy.ok():
+            raise
     except ConfigError as err:
         rclpy.logging.get_logger(getattr(node_class, 'NODE_NAME', 'node')).fatal(
             f'cannot start: {" ".join(str(err).split())}')
