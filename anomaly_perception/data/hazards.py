@@ -47,7 +47,8 @@ import numpy as np
 
 from ..errors import AnomalyPerceptionError
 from ..io.files import atomic_write_bytes
-from ..perception.preprocess import square_resize
+from ..perception.preprocess import as_shape
+from ..perception.preprocess import fit_resize
 
 SPLITS = ('train_set', 'validation_set', 'test_set', 'outliers_set')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
@@ -205,38 +206,42 @@ class HazardsDataset:
         return result
 
     def load_images(self, records, size=64, cache_dir=None, progress=False):
-        """Decode, centre-crop and resize ``records``' images: ``uint8 [N, size, size, 3]`` RGB.
+        """Decode, centre-crop and resize ``records``' images: ``uint8 [N, h, w, 3]`` RGB.
+
+        ``size`` is a side (square) or ``(h, w)``.
 
         With ``cache_dir``, the array is cached there (keyed by the dataset
         path, file names, sizes and modification times) and reused.
         """
         records = list(records)
+        height, width = as_shape(size)
+        label = f'{height}x{width}' if height != width else str(height)
         cache = None
         if cache_dir is not None:
             key = hashlib.sha256()
             key.update(str(self.root.resolve()).encode())
-            key.update(str(size).encode())
+            key.update(label.encode())
             for r in records:
                 st = r.path.stat()
                 key.update(f'{r.split}/{r.filename}:{st.st_size}:{st.st_mtime_ns}'.encode())
-            cache = Path(cache_dir) / f'frames_{size}_{key.hexdigest()[:20]}.npy'
+            cache = Path(cache_dir) / f'frames_{label}_{key.hexdigest()[:20]}.npy'
             if cache.is_file():
                 try:
                     arr = np.load(cache)
-                    if arr.shape == (len(records), size, size, 3):
+                    if arr.shape == (len(records), height, width, 3):
                         return arr
                 except (OSError, ValueError):
                     pass  # a damaged cache is rebuilt
-        out = np.empty((len(records), size, size, 3), np.uint8)
+        out = np.empty((len(records), height, width, 3), np.uint8)
         iterator = records
         if progress:
             from tqdm import tqdm
-            iterator = tqdm(records, desc=f'loading {size}x{size} frames', unit='img')
+            iterator = tqdm(records, desc=f'loading {height}x{width} frames', unit='img')
         for i, r in enumerate(iterator):
             img = cv2.imread(str(r.path), cv2.IMREAD_COLOR)
             if img is None:
                 raise DatasetError(f'Cannot decode image {str(r.path)!r}.')
-            out[i] = square_resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), size)
+            out[i] = fit_resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), size)
         if cache is not None:
             import io
             buf = io.BytesIO()

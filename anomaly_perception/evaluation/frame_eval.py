@@ -40,7 +40,7 @@ def evaluate_frame(model_dir, data_dir, out_dir, split='test_set', cache_dir=Non
     detector = FrameAnomalyDetector.from_model_dir(model_dir)
     data = HazardsDataset(data_dir)
     records = data.records(split)
-    images = data.load_images(records, detector.input_size, cache_dir or default_cache_dir(),
+    images = data.load_images(records, detector.input_shape, cache_dir or default_cache_dir(),
                               show_progress)
     raw = np.concatenate([detector.raw_scores(images[i:i + 256])
                           for i in range(0, len(images), 256)])

@@ -34,43 +34,51 @@ def standardize(images, eps=1e-6):
     return (images - mean) / (std + eps)
 
 
+def _shape(input_size):
+    """``(h, w)`` from an int (square) or a pair; both multiples of 16."""
+    h, w = (input_size, input_size) if isinstance(input_size, int) else map(int, input_size)
+    if h % 16 or w % 16:
+        raise ValueError(f'input sides must be multiples of 16, got {h}x{w}')
+    return h, w
+
+
 class ConvEncoder(nn.Module):
-    """64x64x3 -> ``embedding_dim`` (default 128).
+    """64x64x3 (or any HxW, multiples of 16) -> ``embedding_dim`` (default 128).
 
     Args:
         width: channels of the first convolution; each later one doubles it.
         embedding_dim: size of the embedding (the first dense layer's output).
-        input_size: input side in pixels (a multiple of 16).
+        input_size: input side in pixels, or ``(height, width)`` (multiples of 16).
 
     """
 
     def __init__(self, width=32, embedding_dim=128, input_size=64, negative_slope=0.2):
         super().__init__()
-        if input_size % 16:
-            raise ValueError(f'input_size must be a multiple of 16, got {input_size}')
+        h, w = _shape(input_size)
         chans = [3, width, width * 2, width * 4, width * 8]
         layers = []
         for cin, cout in zip(chans[:-1], chans[1:]):
             layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1),
                        nn.LeakyReLU(negative_slope)]
         self.features = nn.Sequential(*layers)
-        self.feature_shape = (chans[-1], input_size // 16, input_size // 16)
-        flat = chans[-1] * (input_size // 16) ** 2
+        self.feature_shape = (chans[-1], h // 16, w // 16)
+        flat = chans[-1] * (h // 16) * (w // 16)
         self.embed = nn.Linear(flat, embedding_dim)
 
     def forward(self, x):
-        """``float [N, 3, S, S]`` standardised images -> ``[N, embedding_dim]``."""
+        """``float [N, 3, H, W]`` standardised images -> ``[N, embedding_dim]``."""
         return self.embed(self.features(x).flatten(1))
 
 
 class ConvDecoder(nn.Module):
-    """``embedding_dim`` -> 64x64x3 standardised image (the second dense layer + convs)."""
+    """``embedding_dim`` -> HxWx3 standardised image (the second dense layer + convs)."""
 
     def __init__(self, width=32, embedding_dim=128, input_size=64, negative_slope=0.2):
         super().__init__()
+        h, w = _shape(input_size)
         chans = [width * 8, width * 4, width * 2, width, width]
-        self.start = (chans[0], input_size // 16, input_size // 16)
-        self.expand = nn.Linear(embedding_dim, chans[0] * (input_size // 16) ** 2)
+        self.start = (chans[0], h // 16, w // 16)
+        self.expand = nn.Linear(embedding_dim, chans[0] * (h // 16) * (w // 16))
         self.act = nn.LeakyReLU(negative_slope)
         blocks = []
         for cin, cout in zip(chans[:-1], chans[1:]):
@@ -89,7 +97,8 @@ class ConvAutoencoder(nn.Module):
 
     def __init__(self, width=32, embedding_dim=128, input_size=64):
         super().__init__()
-        self.config = {'width': width, 'embedding_dim': embedding_dim, 'input_size': input_size}
+        size = input_size if isinstance(input_size, int) else [int(v) for v in input_size]
+        self.config = {'width': width, 'embedding_dim': embedding_dim, 'input_size': size}
         self.encoder = ConvEncoder(width, embedding_dim, input_size)
         self.decoder = ConvDecoder(width, embedding_dim, input_size)
 

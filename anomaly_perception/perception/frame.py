@@ -32,8 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from .preprocess import as_batch
+from .preprocess import as_shape
+from .preprocess import fit_resize
 from .preprocess import ImageInputError
-from .preprocess import square_resize
+from .preprocess import input_shape
 from ..runtime.manifest import load_manifest
 from ..runtime.manifest import ModelError
 from ..scoring.calibration import EmpiricalCalibration
@@ -99,7 +101,7 @@ def load_frame_model(model_dir, manifest=None):
         saved = torch.load(path, map_location='cpu', weights_only=True)
         model = FrameDensityModel.build(
             width=arch['autoencoder']['width'], embedding_dim=arch['autoencoder']['embedding_dim'],
-            input_size=arch['autoencoder']['input_size'],
+            input_size=as_shape(arch['autoencoder']['input_size']),
             n_couplings=arch['realnvp']['n_couplings'], hidden=arch['realnvp']['hidden'])
         model.load_state_dict(saved['state_dict'])
     except (KeyError, RuntimeError, ValueError, OSError) as err:
@@ -132,7 +134,7 @@ class FrameAnomalyDetector:
         self.backend = backend
         self.manifest = manifest
         prep = manifest['preprocessing']
-        self.input_size = int(prep['input_size'])
+        self.input_shape = input_shape(prep)
         self.calibration = EmpiricalCalibration.from_dict(manifest['calibration'])
         if threshold is not None:
             self.threshold = float(threshold)
@@ -166,10 +168,10 @@ class FrameAnomalyDetector:
         if channel_order not in ('rgb', 'bgr'):
             raise ImageInputError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}.")
         items = as_batch(images, 'rgb')  # channel order is swapped after resizing: cheaper
-        out = np.empty((len(items), self.input_size, self.input_size, 3), np.uint8)
+        out = np.empty((len(items), *self.input_shape, 3), np.uint8)
 
         def one(i):
-            small = square_resize(items[i], self.input_size)
+            small = fit_resize(items[i], self.input_shape)
             out[i] = small[..., ::-1] if channel_order == 'bgr' else small
 
         if len(items) >= 4:

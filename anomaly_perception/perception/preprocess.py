@@ -14,16 +14,22 @@
 
 """Image preprocessing shared by training and inference.
 
-The frame models are trained on square frames (the Robomaster dataset's
-512x512 crops). A camera frame of any aspect ratio is centre-cropped to a
-square, then resized with pixel-area averaging, so what the model sees on
-the robot is what it saw in training.
+A frame model has a fixed input shape ``(height, width)``: square for the
+models trained on the Robomaster dataset's 512x512 crops, 64x112 (close to
+16:9) for models trained on a robot's own 640x360 camera, so that the whole
+view is seen (a centre square of a 16:9 frame discards 44% of it). A camera
+frame of any aspect ratio is centre-cropped to the model's aspect ratio
+(a no-op or a few pixels when they match), then resized with pixel-area
+averaging, so what the model sees on the robot is what it saw in training.
+The manifest's ``preprocessing`` records the shape and the crop
+(:func:`input_shape`).
 """
 
 import cv2
 import numpy as np
 
 from ..errors import AnomalyPerceptionError
+from ..runtime.manifest import model_input_shape as input_shape  # noqa: F401
 
 
 #: The smallest width and height a pipeline accepts.
@@ -46,21 +52,46 @@ def check_rgb_image(image, what='image'):
         raise ImageInputError(f'{what} is too small: {image.shape[1]}x{image.shape[0]}.')
 
 
+def as_shape(size):
+    """``(height, width)`` from an int (square) or a pair."""
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    height, width = size
+    return int(height), int(width)
+
+
+def center_crop(image, aspect):
+    """Return the largest centred crop of ``[H, W, C]`` with width/height ``aspect`` (a view)."""
+    h, w = image.shape[:2]
+    if w > h * aspect:
+        cw, ch = max(1, int(round(h * aspect))), h
+    else:
+        cw, ch = w, max(1, int(round(w / aspect)))
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return image[y0:y0 + ch, x0:x0 + cw]
+
+
 def center_square(image):
     """Return the largest centred square crop of ``[H, W, C]`` (a view, no copy)."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    y0, x0 = (h - side) // 2, (w - side) // 2
-    return image[y0:y0 + side, x0:x0 + side]
+    return center_crop(image, 1.0)
+
+
+def fit_resize(image, size):
+    """Centre-crop to the aspect of ``size`` (int or ``(h, w)``), then resize to it.
+
+    Downsizing averages pixel areas (as in training); upsizing is bilinear.
+    """
+    height, width = as_shape(size)
+    crop = center_crop(image, width / height)
+    if crop.shape[:2] == (height, width):
+        return np.ascontiguousarray(crop)
+    interp = cv2.INTER_AREA if crop.shape[0] > height else cv2.INTER_LINEAR
+    return cv2.resize(crop, (width, height), interpolation=interp)
 
 
 def square_resize(image, size):
     """Centre-crop to a square and resize to ``size x size`` by pixel-area averaging."""
-    square = center_square(image)
-    if square.shape[0] == size:
-        return np.ascontiguousarray(square)
-    interp = cv2.INTER_AREA if square.shape[0] > size else cv2.INTER_LINEAR
-    return cv2.resize(square, (size, size), interpolation=interp)
+    return fit_resize(image, (size, size))
 
 
 def as_batch(images, channel_order='rgb', what='images'):

@@ -46,6 +46,7 @@ import numpy as np
 from .engine_cache import EngineCache
 from .engine_cache import EngineKey
 from .export import exported_graph
+from .manifest import model_input_shape
 from .manifest import ModelError
 from .manifest import sha256_file
 from ..errors import AnomalyPerceptionError
@@ -361,8 +362,7 @@ def _auto(model_dir, manifest, load_module, device, precision, threads, max_batc
             skipped['onnxruntime'] = str(err)
     else:
         skipped['onnxruntime'] = available['onnxruntime'][1]
-    size = int(manifest['preprocessing']['input_size'])
-    sample = np.zeros((1, size, size, 3), np.uint8)
+    sample = np.zeros((1, *model_input_shape(manifest['preprocessing']), 3), np.uint8)
     timings = {n: _latency(b, sample) for n, b in candidates.items()}
     best = min(timings, key=timings.get)
     measured = ', '.join(f'{n} {t * 1e3:.3f} ms' for n, t in timings.items())

@@ -16,9 +16,12 @@
 
 Each branch registers an *export spec*: how to build its torch module from
 a model directory, the example input, and the input/output names and
-dynamic axes. The frame branch's graph takes ``uint8 [N, S, S, 3]`` RGB at
-the model's input size (batch dynamic) and returns the raw score ``[N]``:
-standardisation happens inside the graph, so no caller can forget it.
+dynamic axes. The frame branch's graph takes ``uint8 [N, H, W, 3]`` RGB at
+the model's input shape (batch dynamic) and returns the raw score ``[N]``:
+standardisation happens inside the graph, so no caller can forget it. The
+manifest's ``preprocessing`` (input shape, crop, resize) is stored in the
+graph's metadata (``anomaly_perception.preprocessing``, JSON), so a graph
+copied away from its model directory still says how to feed it.
 
 The manifest gets an ``exports`` entry per precision with the file, its
 sha256 (also in ``files``), opset, and the input/output names, shapes and
@@ -27,6 +30,7 @@ types; ``onnx.checker`` must pass before anything is written.
 
 import dataclasses
 import io
+import json
 import warnings
 
 from .manifest import add_files
@@ -65,8 +69,9 @@ def _frame_spec():
         return load_frame_model(model_dir)
 
     def example(manifest):
-        size = int(manifest['preprocessing']['input_size'])
-        return torch.zeros(2, size, size, 3, dtype=torch.uint8)
+        from .manifest import model_input_shape
+        height, width = model_input_shape(manifest['preprocessing'])
+        return torch.zeros(2, height, width, 3, dtype=torch.uint8)
 
     def to_fp16(module):
         import copy
@@ -122,6 +127,14 @@ def export_model(model_dir, opset=DEFAULT_OPSET, fp16=False):
         # stay uint8/float32 (see FrameDensityModel.embed).
         module = spec.to_fp16(module)
     data = _to_onnx_bytes(module, example, spec, opset)
+    graph = onnx.load_from_string(data)
+    # The preprocessing that produced the graph's input travels with the graph.
+    for key, value in (('anomaly_perception.preprocessing',
+                        json.dumps(manifest.get('preprocessing', {}), sort_keys=True)),
+                       ('anomaly_perception.branch', str(branch))):
+        prop = graph.metadata_props.add()
+        prop.key, prop.value = key, value
+    data = graph.SerializeToString()
     try:
         onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
     except Exception as err:  # noqa: B902 - onnx raises several checker error types

@@ -167,3 +167,15 @@ def shipped_model_dir(name):
             return root / name
     raise ModelError(f'The shipped model {name!r} was not found (looked in '
                      f'{", ".join(str(r) for r in roots)}); pass a model directory.')
+
+
+def model_input_shape(preprocessing):
+    """``(height, width)`` of a model's input from its manifest ``preprocessing``.
+
+    Accepts ``input_shape: [h, w]`` and the older square ``input_size: s``.
+    """
+    if 'input_shape' in preprocessing:
+        height, width = preprocessing['input_shape']
+        return int(height), int(width)
+    size = int(preprocessing['input_size'])
+    return size, size

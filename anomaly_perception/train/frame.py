@@ -51,6 +51,7 @@ from ..models.autoencoder import standardize
 from ..models.classifier import EmbeddingClassifier
 from ..models.frame import EmbeddingNormalizer
 from ..models.realnvp import RealNVP
+from ..perception.preprocess import as_shape
 
 
 def _to_tensor(images):
@@ -70,11 +71,10 @@ class Augmenter:
     """
 
     def __init__(self, size, rng, noise_bank=16):
-        self.size = size
+        self.size = as_shape(size)
         self.rng = rng
         coarse = torch.from_numpy(rng.standard_normal((noise_bank, 1, 6, 6)).astype(np.float32))
-        self.noise = F.interpolate(coarse, size=(size, size), mode='bicubic',
-                                   align_corners=False)
+        self.noise = F.interpolate(coarse, size=self.size, mode='bicubic', align_corners=False)
 
     def __call__(self, x):
         n = x.shape[0]
@@ -106,7 +106,7 @@ class AutoencoderConfig:
 
     width: int = 16
     embedding_dim: int = 128
-    input_size: int = 64
+    input_size: object = 64     # a side (square) or [height, width]
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
@@ -116,10 +116,11 @@ class AutoencoderConfig:
 
 
 def _check_images(images, what, size):
+    height, width = as_shape(size)
     if images is None or len(images) == 0:
         raise TrainingError(f'No {what}: training needs at least one.')
-    if images.dtype != np.uint8 or images.shape[1:] != (size, size, 3):
-        raise TrainingError(f'{what} must be uint8 [N, {size}, {size}, 3], got '
+    if images.dtype != np.uint8 or images.shape[1:] != (height, width, 3):
+        raise TrainingError(f'{what} must be uint8 [N, {height}, {width}, 3], got '
                             f'{images.dtype} {list(images.shape)}.')
 
 
