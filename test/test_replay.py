@@ -21,12 +21,15 @@ from anomaly_perception.data.synthetic.patrol import PatrolConfig
 from anomaly_perception.data.synthetic.patrol import write_patrol_bag
 from anomaly_perception.errors import BagError
 from anomaly_perception.evaluation.events import event_metrics
+from anomaly_perception.evaluation.events import labels_from_intervals
 from anomaly_perception.evaluation.events import LabelsError
+from anomaly_perception.evaluation.events import read_intervals
 from anomaly_perception.evaluation.replay import replay
 from anomaly_perception.io.bags import BagReader
 from anomaly_perception.io.bags import BagWriter
 from anomaly_perception.io.files import OutputExistsError
 from anomaly_perception.io.images import numpy_to_image
+from conftest import write_image_bag
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -107,7 +110,29 @@ def test_event_metrics_by_hand():
     assert (m['n_events'], m['detected'], m['recall']) == (1, 1, 1.0)
     assert m['detection_delay_s']['median'] == pytest.approx(0.5)
     assert m['false_alarms'] == 1   # the episode at 7.5-7.9 s overlaps no event
-    assert m['normal_hours'] == pytest.approx((9.9 - 1.9) / 3600)
+    # Normal driving: outside the event widened by 1 s, i.e. 0-0.9 s and 5.0-9.9 s.
+    assert m['normal_hours'] == pytest.approx(6.0 / 3600)
+    assert m['alarm_time_fraction'] == pytest.approx(0.5 / 6.0)
+
+
+def test_a_flag_that_never_turns_off_is_charged_for_every_stretch_of_normal_driving():
+    ns = 10 ** 9
+    stamps = [i * ns // 10 for i in range(300)]                  # 30 s at 10 Hz
+    labels = (['normal'] * 80 + ['cable'] * 20 + ['normal'] * 100 + ['water'] * 30
+              + ['normal'] * 70)
+    m = event_metrics(stamps, labels, [True] * 300, grace_s=1.0)
+    assert (m['detected'], m['n_events']) == (2, 2)
+    assert m['false_alarms'] == 3   # before, between and after the two events
+    assert m['alarm_time_fraction'] == pytest.approx(1.0)
+    assert m['false_alarms_per_hour'] == pytest.approx(3 / m['normal_hours'])
+    # An alarm that outlasts its event (and the 1 s grace) by more than release_s (5 s) is
+    # charged for the stretch after it; the filter's own short release is not.
+    flags = [False] * 85 + [True] * 85 + [False] * 130       # on 8.5-16.9 s, cable 8-9.9 s
+    late = event_metrics(stamps, labels, flags, grace_s=1.0)
+    assert late['detected'] == 1 and late['false_alarms'] == 1
+    flags = [False] * 85 + [True] * 30 + [False] * 185       # on 8.5-11.4 s
+    short = event_metrics(stamps, labels, flags, grace_s=1.0)
+    assert short['false_alarms'] == 0 and short['alarm_time_fraction'] > 0
 
 
 def test_hand_written_intervals_replace_the_bag_labels(patrol, tmp_path):
@@ -126,6 +151,40 @@ def test_intervals_outside_the_bag_are_refused(patrol, tmp_path):
     with pytest.raises(LabelsError, match=r'falls outside the bag, which spans 0-15.80 s'):
         replay(patrol, tmp_path / 'out', backend='torch', labels=labels, show_progress=False)
     assert not (tmp_path / 'out').exists()
+
+
+def _hazard_flags(out):
+    with BagReader(out / 'outputs') as bag:
+        return [m.results[0].class_id == 'hazard' for _, _, m in
+                bag.messages(['/robomaster/frame_anomaly/hazard'])]
+
+
+def test_tag_round_trips_with_replay_labels(patrol, replayed, tmp_path, capsys):
+    out, report = replayed
+    flags = _hazard_flags(out)
+    assert any(flags) and not all(flags)   # the darkness raises an alarm, normal driving not
+    assert len(report['alarm_episodes']) >= 1
+    tags = tmp_path / 'tags.yaml'
+    assert main(['tag', str(patrol), '--from-report', str(out), '--out', str(tags)]) == 0
+    assert f"{len(report['alarm_episodes'])} interval(s) written" in capsys.readouterr().out
+    with BagReader(patrol) as bag:
+        stamps = [f.stamp_ns for f in bag.read_images('/robomaster/camera/image_color')]
+    # Read back as replay --labels reads it: exactly the frames the flag was on for.
+    labels = labels_from_intervals(stamps, read_intervals(tags, stamps[0], stamps[-1]))
+    assert [name == 'flagged' for name in labels] == flags
+    again = replay(patrol, tmp_path / 'again', backend='torch', labels=tags,
+                   show_progress=False)
+    assert again['n_anomalous'] == sum(flags)
+    assert again['events']['detected'] == again['events']['n_events'] >= 1
+    # Tagging against another bag is refused; an existing file is kept.
+    other = tmp_path / 'other'
+    write_image_bag(other, [np.zeros((36, 64, 3), np.uint8)] * 3,
+                    start_ns=report['first_stamp_ns'] + 10**9)
+    assert main(['tag', str(other), '--from-report', str(out), '--out',
+                 str(tmp_path / 'x.yaml')]) == 1
+    assert 'report is of another bag' in capsys.readouterr().err
+    assert main(['tag', str(patrol), '--from-report', str(out), '--out', str(tags)]) == 1
+    assert 'exists' in capsys.readouterr().err
 
 
 def test_malformed_frames_are_counted_skipped_and_reported(tmp_path):
@@ -175,3 +234,13 @@ def test_replay_command(patrol, tmp_path, capsys):
                  str(labels), '--no-progress', '--backend', 'torch'])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and 'outside the bag' in err
+
+
+def test_runs_of_one_label_a_moment_apart_are_one_event():
+    ns = 10 ** 9
+    stamps = [i * ns // 10 for i in range(100)]
+    labels = ['normal'] * 20 + ['cable'] * 10 + ['normal'] * 5 + ['cable'] * 10 + \
+        ['normal'] * 30 + ['cable'] * 10 + ['normal'] * 15
+    m = event_metrics(stamps, labels, [False] * 100, grace_s=1.0)
+    assert m['n_events'] == 2   # 0.5 s apart: one cable; 3 s apart: another
+    assert [e['start_s'] for e in m['events']] == [2.0, 7.5]

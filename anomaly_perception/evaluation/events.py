@@ -15,12 +15,20 @@
 """Event-level evaluation of a hazard flag over time, and hand-written labels.
 
 An *event* is a run of consecutive frames labelled with the same anomaly
-type. The flag **detects** an event if it is on at any frame from the
-event's start to ``grace_s`` after its end; the **detection delay** is the
-time from the event's start to the first such frame (0 if the flag was
-already on). A **false alarm** is a flag episode (off -> on -> off) that
-does not overlap any event widened by ``grace_s`` on both sides; the rate
-is per hour of normal (event-free) time.
+type (runs of one type less than ``grace_s`` apart count as one). The flag
+**detects** an event if it is on at any frame from the event's start to
+``grace_s`` after its end; the **detection delay** is the time from the
+event's start to the first such frame (0 if the flag was already on).
+*Normal driving* is every frame outside the events widened by ``grace_s`` on
+both sides. A **false alarm** is a flag episode (off -> on -> off) that
+overlaps no widened event, or, for an episode that does overlap one, each
+stretch of it over normal driving longer than ``release_s``: an alarm that
+stays on long after its hazard is gone is charged, so a flag that never
+turns off scores one false alarm per stretch of normal driving between
+events, not none (the hazard filter's own release, ``min_off_s`` after the
+hazard, is not). The rate is per hour of normal driving;
+``alarm_time_fraction`` is the share of normal driving time with the flag
+on, every second of it counted.
 
 Labels can come from a bag's label topic or from an intervals file a
 person writes (YAML)::
@@ -53,8 +61,13 @@ class Event:
     label: str
 
 
-def label_events(stamps_ns, labels):
-    """Return the runs of consecutive non-normal frames with the same label."""
+def label_events(stamps_ns, labels, merge_gap_s=0.0):
+    """Return the runs of consecutive non-normal frames with the same label.
+
+    Runs of the same label less than ``merge_gap_s`` apart are one event: a
+    cable that drops below the labelling's visibility threshold for half a
+    second is still one cable.
+    """
     events, start, current, last = [], None, None, None
     for stamp, label in zip(stamps_ns, labels):
         if label != current:
@@ -64,7 +77,14 @@ def label_events(stamps_ns, labels):
         last = stamp
     if current not in (None, 'normal'):
         events.append(Event(start, last, current))
-    return events
+    merged = []
+    for ev in events:
+        if (merged and merged[-1].label == ev.label
+                and ev.start_ns - merged[-1].end_ns < merge_gap_s * 1e9):
+            merged[-1] = Event(merged[-1].start_ns, ev.end_ns, ev.label)
+        else:
+            merged.append(ev)
+    return merged
 
 
 def flag_episodes(stamps_ns, flags):
@@ -82,12 +102,12 @@ def flag_episodes(stamps_ns, flags):
     return episodes
 
 
-def event_metrics(stamps_ns, labels, flags, grace_s=1.0):
+def event_metrics(stamps_ns, labels, flags, grace_s=1.0, release_s=5.0):
     """Event recall, detection delay and false alarms per hour (see module docs)."""
     stamps = np.asarray(stamps_ns, np.int64)
     flags = np.asarray(flags, bool)
     grace = int(grace_s * 1e9)
-    events = label_events(stamps, labels)
+    events = label_events(stamps, labels, merge_gap_s=grace_s)
     per_event = []
     for ev in events:
         window = (stamps >= ev.start_ns) & (stamps <= ev.end_ns + grace)
@@ -96,13 +116,28 @@ def event_metrics(stamps_ns, labels, flags, grace_s=1.0):
         per_event.append({'label': ev.label, 'start_s': (ev.start_ns - stamps[0]) / 1e9,
                           'end_s': (ev.end_ns - stamps[0]) / 1e9,
                           'detected': bool(hits.size), 'delay_s': delay})
+    normal = np.ones(stamps.size, bool)
+    for ev in events:
+        normal &= ~((stamps >= ev.start_ns - grace) & (stamps <= ev.end_ns + grace))
+    # Each frame stands for the time until the next one (the last: the median period).
+    period = np.diff(stamps, append=stamps[-1] + (int(np.median(np.diff(stamps)))
+                                                  if stamps.size > 1 else 0))
+    normal_s = float(period[normal].sum()) / 1e9
+    alarm_s = float(period[normal & flags].sum()) / 1e9
     false_alarms = 0
+    index = {int(s): i for i, s in enumerate(stamps)}
     for start, end in flag_episodes(stamps, flags):
-        if not any(start <= ev.end_ns + grace and end >= ev.start_ns - grace for ev in events):
+        lo, hi = index[int(start)], index[int(end)] + 1
+        inside = normal[lo:hi]
+        if inside.all():
             false_alarms += 1
-    total_s = (stamps[-1] - stamps[0]) / 1e9 if stamps.size > 1 else 0.0
-    event_s = sum((ev.end_ns - ev.start_ns) / 1e9 for ev in events)
-    normal_h = max(total_s - event_s, 0.0) / 3600
+            continue
+        # Stretches of normal driving inside an episode that also covers an event.
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], inside.astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2]):
+            if period[lo + a:lo + b].sum() / 1e9 > release_s:
+                false_alarms += 1
+    normal_h = normal_s / 3600
     delays = [e['delay_s'] for e in per_event if e['delay_s'] is not None]
     detected = sum(e['detected'] for e in per_event)
     return {
@@ -112,7 +147,8 @@ def event_metrics(stamps_ns, labels, flags, grace_s=1.0):
                               'mean': float(np.mean(delays)) if delays else float('nan')},
         'false_alarms': false_alarms, 'normal_hours': normal_h,
         'false_alarms_per_hour': false_alarms / normal_h if normal_h > 0 else float('nan'),
-        'grace_s': grace_s, 'events': per_event,
+        'alarm_time_fraction': alarm_s / normal_s if normal_s > 0 else float('nan'),
+        'grace_s': grace_s, 'release_s': release_s, 'events': per_event,
     }
 
 

@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from .events import event_metrics
+from .events import flag_episodes
 from .events import labels_from_intervals
 from .events import read_intervals
 from .metrics import binary_curve
@@ -218,6 +219,21 @@ class _Run:
 
     def report(self, bag_path, image_topic, model_dir, skipped):
         span = (self.stamps[-1] - self.stamps[0]) / 1e9 if len(self.stamps) > 1 else 0.0
+        first = int(self.stamps[0]) if self.stamps else None
+        index = {int(stamp): i for i, stamp in enumerate(self.stamps)}
+        alarms = []
+        for start, end in flag_episodes(self.stamps, self.flags):
+            probs = self.prob[index[int(start)]:index[int(end)] + 1]
+            alarms.append({'start_s': (start - first) / 1e9, 'end_s': (end - first) / 1e9,
+                           'start_ns': int(start), 'end_ns': int(end),
+                           'frames': len(probs),
+                           'peak_probability': float(np.nanmax(probs)) if
+                           np.isfinite(probs).any() else float('nan')})
+        hazard = self.hazard.config
+        threshold = {'on_probability': hazard.on_probability, 'raw': self.detector.threshold}
+        if self.stream.alarm_details is not None:
+            threshold['target_false_alarms_per_hour'] = \
+                self.stream.alarm_details['target_false_alarms_per_hour']
         return {
             'bag': bag_path, 'image_topic': image_topic, 'model': model_dir,
             'backend': self.detector.backend.describe(), 'output_topics': self.topics,
@@ -228,6 +244,7 @@ class _Run:
             'duration_s': span, 'wall_s': self.elapsed,
             'frames_per_s': len(self.stamps) / self.elapsed if self.elapsed else float('nan'),
             'realtime_factor': span / self.elapsed if self.elapsed else float('nan'),
+            'first_stamp_ns': first, 'alarm_episodes': alarms, 'threshold': threshold,
             'hazard': {'on_probability': self.hazard.config.on_probability,
                        'off_probability': self.hazard.config.off_probability,
                        'smoothing': self.hazard.config.smoothing,
@@ -273,7 +290,7 @@ def _timeline(path, run, frame_labels):
     plt, fig, ax = _figure(10, 3.6)
     t0 = run.stamps[0]
     t = (np.asarray(run.stamps) - t0) / 1e9
-    for ev in label_events(run.stamps, frame_labels):
+    for ev in label_events(run.stamps, frame_labels, merge_gap_s=1.0):
         ax.axvspan((ev.start_ns - t0) / 1e9, (ev.end_ns - t0) / 1e9, color='orange', alpha=0.25)
         ax.text((ev.start_ns - t0) / 1e9, 1.02, ev.label, fontsize=7, rotation=30,
                 va='bottom')
