@@ -60,6 +60,11 @@ class FrameNodeConfig:
                                'that the model keeps up with)', range=(0.0, 1000.0))
     target_fpr: float = field(0.05, 'false-alarm rate on normal frames that turns the flag '
                               'on (on probability = 1 - target_fpr)', range=(0.0001, 0.5))
+    target_false_alarms_per_hour: float = field(
+        0.0, 'false alarms per hour of normal driving that set the on probability, measured '
+        'with this smoothing on the held-out normal patrol of a model trained by `train frame '
+        '--bag` (0 = the rate the model was trained for; a model without a held-out patrol '
+        'uses target_fpr)', range=(0.0, 3600.0))
     hysteresis: float = field(0.1, 'the flag turns off this much below the on probability',
                               range=(0.0, 0.5))
     smoothing: float = field(0.3, 'weight of the newest probability in the moving average',
@@ -73,8 +78,9 @@ class FrameNodeConfig:
     marker_distance_m: float = field(1.5, 'how far in front of the camera the text marker '
                                      'floats', range=(0.1, 50.0))
 
-    def hazard_config(self):
-        on = 1.0 - self.target_fpr
+    def hazard_config(self, on_probability=None):
+        """Return the hazard filter's settings (on probability ``1 - target_fpr`` unless given)."""
+        on = 1.0 - self.target_fpr if on_probability is None else float(on_probability)
         return HazardConfig(smoothing=self.smoothing, on_probability=on,
                             off_probability=max(0.0, on - self.hysteresis),
                             min_on_s=self.min_on_s, min_off_s=self.min_off_s)

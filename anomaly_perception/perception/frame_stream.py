@@ -30,11 +30,14 @@ import numpy as np
 from .frame import FrameAnomalyDetector
 from .hazard import HazardFilter
 from .hazard import HazardState
+from .hazard import heldout_sequences
+from .hazard import on_probability_for_rate
 from .preprocess import MIN_IMAGE_SIDE
 from ..errors import ImageMessageError
 from ..io.images import compressed_to_numpy
 from ..io.images import image_to_numpy
 from ..io.messages import stamp_to_ns
+from ..runtime.manifest import ModelError
 from ..runtime.manifest import shipped_model_dir
 
 SHIPPED_FRAME_MODEL = 'frame_rnvp_oe'
@@ -123,8 +126,9 @@ class FrameStream:
     def __init__(self, detector, config):
         self.detector = detector
         self.config = config
-        self.hazard = HazardFilter(config.hazard_config())
-        self.detector.threshold = detector.calibration.threshold_for_fpr(config.target_fpr)
+        self._alarm_cache = {}
+        self.alarm_details = None
+        self.hazard = HazardFilter(self._hazard_config(config))
 
     @classmethod
     def from_config(cls, config, model_dir=None, **backend_options):
@@ -149,11 +153,44 @@ class FrameStream:
 
     def reconfigure(self, config):
         """Apply live parameter changes (threshold and hazard filter) without a reload."""
-        hazard = config.hazard_config()
-        self.detector.threshold = self.detector.calibration.threshold_for_fpr(
-            config.target_fpr)
-        self.hazard.config = hazard
+        self.hazard.config = self._hazard_config(config)
         self.config = config
+
+    def _hazard_config(self, config):
+        """Return the hazard filter's settings for ``config``; set the detector's raw threshold.
+
+        A model trained with ``train frame --bag`` carries its held-out normal
+        patrol: the on probability is where the filter, with ``config``'s
+        smoothing and durations, raises ``target_false_alarms_per_hour`` (or
+        the rate the model was trained for) on it. Other models use
+        ``1 - target_fpr``.
+
+        Raises:
+            ModelError: a rate is asked of a model without a held-out patrol.
+
+        """
+        alarms = self.detector.manifest.get('alarms')
+        rate = config.target_false_alarms_per_hour
+        if not alarms or 'heldout' not in alarms:
+            if rate:
+                raise ModelError(
+                    f'target_false_alarms_per_hour={rate:g} needs a model trained with '
+                    f'`train frame --bag` (it keeps a held-out normal patrol to measure alarm '
+                    f'rates on); {self.detector.name!r} has none: set target_fpr instead.')
+            self.alarm_details = None
+            self.detector.threshold = self.detector.calibration.threshold_for_fpr(
+                config.target_fpr)
+            return config.hazard_config()
+        rate = rate or float(alarms['target_false_alarms_per_hour'])
+        base = config.hazard_config()
+        key = (rate, base.smoothing, base.min_on_s, base.min_off_s, config.hysteresis)
+        if key not in self._alarm_cache:
+            sequences = heldout_sequences(alarms['heldout'], self.detector.calibration)
+            self._alarm_cache[key] = on_probability_for_rate(sequences, base, rate,
+                                                             config.hysteresis)
+        on, self.alarm_details = self._alarm_cache[key]
+        self.detector.threshold = float(self.detector.calibration.raw_for_probability(on))
+        return config.hazard_config(on)
 
     @staticmethod
     def decode(msg):

@@ -27,6 +27,8 @@ cameras. An unscorable frame counts as probability 1 (fail-safe).
 import dataclasses
 import math
 
+import numpy as np
+
 from ..config import field
 
 
@@ -96,3 +98,92 @@ class HazardFilter:
                 stamp_ns - self._below_since >= cfg.min_off_s * 1e9):
             self.flag, changed = False, True
         return HazardState(self.flag, s, changed)
+
+
+def count_alarms(sequences, config):
+    """Alarm episodes the filter raises on ``sequences`` of normal frames, and their hours.
+
+    Args:
+        sequences: ``[(stamps_ns, probabilities)]``, each a stretch of driving
+            (e.g. one held-out block); the filter starts afresh in each.
+        config: a :class:`HazardConfig`.
+
+    """
+    episodes, seconds = 0, 0.0
+    for stamps, probs in sequences:
+        stamps = np.asarray(stamps, np.int64)
+        if stamps.size < 2:
+            continue
+        hazard = HazardFilter(config)
+        flag = False
+        for stamp, p in zip(stamps, probs):
+            state = hazard.update(int(stamp), float(p))
+            episodes += state.flag and not flag
+            flag = state.flag
+        seconds += (stamps[-1] - stamps[0]) / 1e9 + float(np.median(np.diff(stamps))) / 1e9
+    return episodes, seconds / 3600
+
+
+def on_probability_for_rate(sequences, config, target_per_hour, hysteresis=0.1):
+    """Return the on-probability at which the filter raises ``target_per_hour`` false alarms.
+
+    The filter (with ``config``'s smoothing and minimum durations) runs on
+    held-out normal ``sequences`` for on-levels spaced in "nines"
+    (``u = -log10(1 - p)``: 0.9 -> 1, 0.99 -> 2...). Held-out data is short
+    (a minute holds no alarm at a few per hour), so the level is found where
+    the measured alarm rate, fitted as ``log(rate) = a - b * u`` over the
+    levels that still raise alarms, falls to the target; and never below the
+    first level with no alarm at all on the held-out data.
+
+    Returns:
+        ``(on_probability, details)``; details hold the measured rates, the
+        fit and the held-out hours, for the manifest.
+
+    """
+    if target_per_hour <= 0:
+        raise ValueError(f'target false alarms per hour must be > 0, got {target_per_hour}')
+    levels = np.round(np.arange(0.5, 9.01, 0.05), 4)
+    rates, hours = [], 0.0
+    for u in levels:
+        on = 1 - 10.0 ** -u
+        cfg = dataclasses.replace(config, on_probability=on,
+                                  off_probability=max(0.0, on - hysteresis))
+        episodes, hours = count_alarms(sequences, cfg)
+        rates.append(episodes / hours if hours > 0 else float('nan'))
+    rates = np.asarray(rates)
+    if not hours:
+        raise ValueError('no held-out sequence of two or more frames to measure alarms on')
+    alarming = np.flatnonzero(rates > 0)
+    first_quiet = float(levels[alarming[-1] + 1]) if alarming.size else float(levels[0])
+    if alarming.size >= 2:
+        fit_u, fit_r = levels[alarming], np.log(rates[alarming])
+        slope, intercept = np.polyfit(fit_u, fit_r, 1)
+        slope = min(slope, -0.5)  # a flat or rising fit says nothing: assume a slow decay
+        u_target = (np.log(target_per_hour) - intercept) / slope
+    elif alarming.size == 1:
+        slope, intercept = -1.0, float(np.log(rates[alarming[0]]) + levels[alarming[0]])
+        u_target = (np.log(target_per_hour) - intercept) / slope
+    else:
+        slope = intercept = float('nan')
+        u_target = float(levels[0])
+    u = float(min(max(u_target, first_quiet), levels[-1]))
+    details = {'target_false_alarms_per_hour': float(target_per_hour),
+               'heldout_hours': float(hours), 'level_nines': u,
+               'first_quiet_level_nines': first_quiet,
+               'fit': {'log_rate_intercept': float(intercept), 'slope_per_nine': float(slope)},
+               'measured': [{'nines': float(v), 'alarms_per_hour': float(r)}
+                            for v, r in zip(levels, rates) if r > 0]}
+    return 1 - 10.0 ** -u, details
+
+
+def heldout_sequences(heldout, calibration):
+    """Return ``[(stamps_ns, probabilities)]`` per block of a manifest's ``alarms.heldout``.
+
+    ``heldout['blocks']`` hold ``t_ms`` (milliseconds from the block's first
+    frame) and ``raw`` scores; ``calibration`` maps them to probabilities.
+    """
+    out = []
+    for block in heldout['blocks']:
+        stamps = np.asarray(block['t_ms'], np.int64) * 1_000_000
+        out.append((stamps, calibration.probability(np.asarray(block['raw'], np.float64))))
+    return out
