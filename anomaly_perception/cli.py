@@ -31,6 +31,10 @@ from .errors import AnomalyPerceptionError
 PROG = 'anomaly-perception'
 
 
+class UsageError(AnomalyPerceptionError):
+    """Options that parse but do not go together."""
+
+
 class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose errors are one line (usage stays behind --help)."""
 
@@ -261,33 +265,37 @@ def _exposed(text):
     return value
 
 
-def _add_ae_options(p):
+def _add_ae_options(p, bag_defaults=False):
     g = p.add_argument_group('autoencoder')
-    g.add_argument('--width', type=_positive_int, default=16,
-                   help='channels of the first convolution (default 16; see docs/RESULTS.md)')
-    g.add_argument('--ae-epochs', type=_positive_int, default=30, help='default 30')
+    more = ' (--bag: 8)' if bag_defaults else ''
+    g.add_argument('--width', type=_positive_int, default=None if bag_defaults else 16,
+                   help=f'channels of the first convolution (default 16{more}; see '
+                        'docs/RESULTS.md)')
+    g.add_argument('--ae-epochs', type=_positive_int, default=None if bag_defaults else 30,
+                   help='default 30' + (' (--bag: 25)' if bag_defaults else ''))
     g.add_argument('--ae-batch-size', type=_positive_int, default=64)
     g.add_argument('--no-augment', action='store_true', help='train without augmentation')
 
 
-def _add_density_options(p):
+def _add_density_options(p, bag_defaults=False):
     g = p.add_argument_group('density')
-    g.add_argument('--density-epochs', type=_positive_int, default=200, help='default 200')
+    g.add_argument('--density-epochs', type=_positive_int, default=None if bag_defaults else 200,
+                   help='default 200' + (' (--bag: 100)' if bag_defaults else ''))
     g.add_argument('--lambda', dest='lam', type=float, default=1.0, help='OE weight (1)')
     g.add_argument('--gamma', type=float, default=100.0, help='OE margin in nats (100)')
 
 
-def _ae_config(args):
+def _ae_config(args, width=16, epochs=30, **extra):
     from .train.frame import AutoencoderConfig
-    return AutoencoderConfig(width=args.width, epochs=args.ae_epochs,
+    return AutoencoderConfig(width=args.width or width, epochs=args.ae_epochs or epochs,
                              batch_size=args.ae_batch_size, augment=not args.no_augment,
-                             seed=args.seed)
+                             seed=args.seed, **extra)
 
 
-def _density_config(args, oe=True):
+def _density_config(args, oe=True, epochs=200):
     from .train.frame import DensityConfig
-    return DensityConfig(epochs=args.density_epochs, lam=args.lam, gamma=args.gamma, oe=oe,
-                         seed=args.seed)
+    return DensityConfig(epochs=args.density_epochs or epochs, lam=args.lam, gamma=args.gamma,
+                         oe=oe, seed=args.seed)
 
 
 def _add_train(sub):
@@ -334,20 +342,37 @@ def _add_train(sub):
     b.add_argument('--seed', type=int, default=0)
     b.set_defaults(run=_run_train_bclass)
 
-    f = tsub.add_parser('frame', help='the whole chain into a deployable model directory',
-                        description='Autoencoder -> embeddings -> Real-NVP+OE -> calibration on '
-                                    'normal validation frames -> MODEL_DIR (manifest.yaml + '
-                                    'frame_model.pt).')
-    f.add_argument('--data', required=True)
+    f = tsub.add_parser(
+        'frame', help='the whole chain into a deployable model directory',
+        description='Autoencoder -> embeddings -> Real-NVP+OE -> calibration -> MODEL_DIR '
+                    '(manifest.yaml + frame_model.pt). From a dataset folder (--data), or from '
+                    "the robot's own bags of normal driving (--bag, repeatable): frames of the "
+                    'whole camera view, held-out time blocks for validation and calibration, '
+                    'and an alarm threshold for a target number of false alarms per hour.')
+    src = f.add_mutually_exclusive_group(required=True)
+    src.add_argument('--data', help='dataset folder (train_set/, validation_set/, outliers_set/)')
+    src.add_argument('--bag', action='append', help='bag of normal driving (repeatable)')
     f.add_argument('--out', required=True, help='model directory to write')
     f.add_argument('--work', help='directory for intermediate steps (default out/train/<name>)')
-    f.add_argument('--exposed', type=_exposed, default='all')
+    f.add_argument('--exposed', action='append',
+                   help="--data: how many outliers_set frames to expose (a count or 'all', "
+                        'default all). --bag: BAG:INTERVALS.yaml, frames an operator tagged as '
+                        'anomalous (the format `replay --labels` reads; repeatable)')
+    f.add_argument('--exposed-count', type=_exposed, default='all',
+                   help="--bag: use this many of the tagged frames (default 'all')")
+    f.add_argument('--topic', help='--bag: image topic (default: the only camera topic)')
+    f.add_argument('--every', type=_positive_int, default=1,
+                   help='--bag: keep every N-th frame (default 1)')
+    f.add_argument('--target-alarms-per-hour', type=float, default=2.0,
+                   help='--bag: false alarms per hour of normal driving the threshold is set '
+                        'for, measured on the held-out blocks (default 2)')
     f.add_argument('--target-fpr', type=float, default=0.05,
-                   help='false-positive rate of the default threshold on normal frames (0.05)')
+                   help='--data: false-positive rate of the default threshold on normal '
+                        'frames (0.05)')
     f.add_argument('--seed', type=int, default=0)
     f.add_argument('--overwrite', action='store_true')
-    _add_ae_options(f)
-    _add_density_options(f)
+    _add_ae_options(f, bag_defaults=True)
+    _add_density_options(f, bag_defaults=True)
     f.set_defaults(run=_run_train_frame)
 
 
@@ -409,13 +434,22 @@ def _run_train_bclass(args):
 def _run_train_frame(args):
     from pathlib import Path
 
+    work = args.work or str(Path('out') / 'train' / Path(args.out).name)
+    command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    if args.bag:
+        return _run_train_frame_bags(args, work, command)
     from .train.frame_model import FrameTrainingConfig
     from .train.frame_model import train_frame_model
-    work = args.work or str(Path('out') / 'train' / Path(args.out).name)
+    exposed = args.exposed or ['all']
+    if len(exposed) > 1:
+        raise UsageError('--data takes one --exposed (a count or all).')
+    try:
+        exposed = _exposed(exposed[0])
+    except argparse.ArgumentTypeError as err:
+        raise UsageError(f'--exposed with --data: {err}') from None
     config = FrameTrainingConfig(autoencoder=_ae_config(args), density=_density_config(args),
-                                 exposed=args.exposed, target_fpr=args.target_fpr,
+                                 exposed=exposed, target_fpr=args.target_fpr,
                                  seed=args.seed)
-    command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
     manifest = train_frame_model(args.data, args.out, work, config, overwrite=args.overwrite,
                                  command=command)
     v = manifest['validation']
@@ -423,6 +457,38 @@ def _run_train_frame(args):
     if 'auroc' in v:
         print(f"validation: AUROC {v['auroc']:.3f}  AP {v['ap']:.3f}  FPR95 {v['fpr95']:.3f} "
               f"({v['n_normal']} normal, {v['n_anomalous']} anomalous frames)")
+    return 0
+
+
+def _run_train_frame_bags(args, work, command):
+    from .train.frame_bags import BAG_INPUT_SHAPE
+    from .train.frame_bags import BagTrainingConfig
+    from .train.frame_bags import ExposedSource
+    from .train.frame_bags import train_frame_from_bags
+    try:
+        exposed = [ExposedSource.parse(text) for text in args.exposed or []]
+    except ValueError as err:
+        raise UsageError(f'--exposed with --bag: {err}') from None
+    if args.target_alarms_per_hour <= 0:
+        raise UsageError('--target-alarms-per-hour must be > 0.')
+    config = BagTrainingConfig(
+        autoencoder=_ae_config(args, width=8, epochs=25, input_size=list(BAG_INPUT_SHAPE)),
+        density=_density_config(args, epochs=100), topic=args.topic, every=args.every,
+        exposed_count=args.exposed_count,
+        target_false_alarms_per_hour=args.target_alarms_per_hour, seed=args.seed)
+    manifest = train_frame_from_bags(args.bag, args.out, work, config, exposed=exposed,
+                                     overwrite=args.overwrite, command=command)
+    data, alarms = manifest['provenance']['data'], manifest['alarms']
+    t = manifest['provenance']['training']
+    print(f"written {args.out} (work files in {work}); {t['wall_s']:.0f} s")
+    print(f"learnt from {data['frames']} frames ({data['span_s']:.0f} s) of "
+          f"{len(data['bags'])} bag(s) on {data['topic']}: {data['n_train']} training, "
+          f"{data['n_heldout']} held-out ({manifest['validation']['n_heldout_blocks']} blocks)"
+          + (f"; {data['exposed']['n_frames']} exposed anomalous frames"
+             if data['exposed']['n_frames'] else ''))
+    print(f"alarm threshold: on probability {alarms['on_probability']:.10g} (raw "
+          f"{alarms['raw']:.1f} nats) for {alarms['target_false_alarms_per_hour']:g} false "
+          'alarms per hour of normal driving')
     return 0
 
 
@@ -539,6 +605,28 @@ def _add_experiment(sub):
     _add_ae_options(f)
     _add_density_options(f)
     f.set_defaults(run=_run_experiment_frame)
+    lp = xsub.add_parser(
+        'learn-place', help='learn a building from one normal patrol bag, test on another',
+        description='Per scene seed: a 300 s normal patrol at 10 Hz -> train frame --bag '
+                    '(no exposure, then --exposures tagged frames of a third patrol) -> replay '
+                    'of a 120 s patrol with anomalies at 30 Hz, and the shipped model on it; '
+                    'write results.json, results.md, results.png.')
+    lp.add_argument('--scene-seeds', default='8101,8102,8103')
+    lp.add_argument('--out', required=True)
+    lp.add_argument('--exposures', default='0,2,8,32',
+                    help='tagged anomalous frames to expose (default 0,2,8,32)')
+    lp.add_argument('--workers', type=_positive_int, default=2)
+    lp.set_defaults(run=_run_experiment_learn_place)
+
+
+def _run_experiment_learn_place(args):
+    from .evaluation.learn_place import format_learn_place
+    from .evaluation.learn_place import run_learn_place
+    results = run_learn_place([int(v) for v in args.scene_seeds.split(',')], args.out,
+                              [int(v) for v in args.exposures.split(',')], args.workers)
+    print(format_learn_place(results))
+    print(f'written {args.out}/results.json, results.md, results.png')
+    return 0
 
 
 def _run_experiment_frame(args):
@@ -615,13 +703,65 @@ def format_replay(report, out):
         lines.append(f"frame AUROC {report['auroc']:.3f}  AP {report['ap']:.3f}  "
                      f"FPR95 {report['fpr95']:.3f}")
         lines.append(f"hazard flag: {ev['detected']}/{ev['n_events']} anomalies detected, "
-                     f"median delay {ev['detection_delay_s']['median']:.2f} s, "
-                     f"{ev['false_alarms']} false alarm(s) "
-                     f"({ev['false_alarms_per_hour']:.0f} per hour of normal driving)")
+                     f"median delay {ev['detection_delay_s']['median']:.2f} s; "
+                     f"{ev['false_alarms']} false alarm(s), "
+                     f"{ev['false_alarms_per_hour']:.0f} per hour of normal driving; flag on "
+                     f"for {100 * ev['alarm_time_fraction']:.1f}% of normal driving")
         lines.append(f'report and plots: {out}/report.json, roc.png, pr.png, timeline.png, '
                      'top_frames.png')
+    n_alarms = len(report.get('alarm_episodes', []))
+    lines.append(f'{n_alarms} alarm(s) raised (flag on at probability '
+                 f"{report['hazard']['on_probability']:.10g}); to confirm and retrain: "
+                 f"{PROG} tag {report['bag']} --from-report {out} --out tags.yaml")
     lines.append(f'output bag: {out}/outputs  ({", ".join(report["output_topics"].values())})')
     return '\n'.join(lines)
+
+
+def _add_tag(sub):
+    p = sub.add_parser(
+        'tag', help="an intervals file from a replay's alarms, to confirm and retrain on",
+        description='Write an intervals file (the format `replay --labels` and `train frame '
+                    '--exposed BAG:FILE` read) with one interval per alarm a replay of BAG '
+                    "raised, labelled 'flagged'. Edit it: name each confirmed hazard, mark "
+                    'false alarms normal, delete or move bounds; then retrain with '
+                    '`train frame --bag NORMAL_BAG --exposed BAG:FILE`.')
+    p.add_argument('bag', help='the bag that was replayed')
+    p.add_argument('--from-report', required=True, metavar='REPLAY_DIR',
+                   help="replay's output directory (or its report.json)")
+    p.add_argument('--out', required=True, help='intervals file to write (YAML)')
+    p.add_argument('--topic', help="image topic (default: the replay's)")
+    p.add_argument('--label', default='flagged', help="label of every interval ('flagged')")
+    p.add_argument('--overwrite', action='store_true')
+    p.set_defaults(run=_run_tag)
+
+
+def _run_tag(args):
+    from pathlib import Path
+
+    from .errors import AnomalyPerceptionError
+    from .evaluation.tagging import alarm_intervals
+    from .evaluation.tagging import read_replay_report
+    from .evaluation.tagging import write_intervals
+    from .io.bags import BagReader
+    from .perception.frame_stream import message_stamp
+    if Path(args.out).exists() and not args.overwrite:
+        raise AnomalyPerceptionError(f'{args.out!r} exists; pass --overwrite to replace it.')
+    report, report_path = read_replay_report(args.from_report)
+    with BagReader(args.bag) as bag:
+        topic = bag.find_image_topic(args.topic or report.get('image_topic'))
+        stamps = [message_stamp(m) for _, _, m in bag.messages([topic])]
+    intervals = alarm_intervals(report, stamps, args.label)
+    header = [f'Alarms of the frame model ({Path(str(report.get("model"))).name}) in a replay of '
+              f'{Path(args.bag).name} ({topic}), from {report_path.name}.',
+              "Seconds from the bag's first image. For each interval: set the label to what it "
+              'is (cable, water, ...),',
+              'or `normal` for a false alarm; move its bounds or delete it. Then retrain:',
+              f'  {PROG} train frame --bag NORMAL_BAG --exposed {args.bag}:{args.out} --out '
+              'MODEL_DIR']
+    write_intervals(args.out, intervals, header)
+    print(f'{len(intervals)} interval(s) written to {args.out}; edit them, then retrain with '
+          f'--exposed {args.bag}:{args.out}')
+    return 0
 
 
 # --- export / bench -----------------------------------------------------------------------------
@@ -691,52 +831,80 @@ def _run_bench(args):
 def _add_demo(sub):
     p = sub.add_parser(
         'demo', help='the main job on the embedded default data',
-        description='Generate a synthetic patrol bag and a small labelled dataset, replay the '
-                    'bag through the frame pipeline with the shipped model, and print the '
-                    'metrics and where the report, plots and output bag are.')
+        description='Learn a place and watch it: a normal patrol of one synthetic building -> '
+                    '`train frame --bag` -> replay of a different patrol of the same building '
+                    'with anomalies, with the learnt model and with the shipped generic model; '
+                    'print both reports and where the plots and output bags are.')
     p.add_argument('--out', default='out/demo', help='output folder (default out/demo)')
-    p.add_argument('--seconds', type=float, default=60.0, help='patrol length (default 60)')
+    p.add_argument('--normal-seconds', type=float, default=120.0,
+                   help='normal patrol to learn from, at 10 Hz (default 120)')
+    p.add_argument('--seconds', type=float, default=60.0,
+                   help='patrol with anomalies to replay, at 30 Hz (default 60)')
     p.add_argument('--workers', type=_positive_int, default=2)
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args):
     from pathlib import Path
+    import time
 
-    from .data.synthetic.dataset import write_dataset
+    from .data.synthetic.patrol import patrol_scene_seed
     from .data.synthetic.patrol import PatrolConfig
     from .data.synthetic.patrol import write_patrol_bag
     from .evaluation.replay import replay
+    from .train.frame_bags import train_frame_from_bags
 
     out = Path(args.out)
-    bag_path, data_path = out / 'patrol_bag', out / 'dataset'
-    replay_path = out / 'replay'
-    model = _default_frame_model()
-    print(f'[1/3] synthetic patrol bag ({args.seconds:g} s, 640x360 at 30 fps, as the '
-          'Robomaster driver records it, with label topics)')
-    summary = write_patrol_bag(bag_path, PatrolConfig(seconds=args.seconds, anomaly_rate=0.4),
+    normal_bag, patrol_bag = out / 'normal_patrol', out / 'patrol_bag'
+    model_dir = out / 'learnt_model'
+    started = time.perf_counter()
+    building = patrol_scene_seed(PatrolConfig(seed=101))
+    print(f'[1/4] normal patrol of building {building}: {args.normal_seconds:g} s at 10 Hz, '
+          '640x360, no anomalies')
+    write_patrol_bag(normal_bag, PatrolConfig(seconds=args.normal_seconds, fps=10.0,
+                                              anomaly_rate=0.0, seed=101, scene_seed=building),
+                     workers=args.workers, overwrite=True)
+    print(f'[2/4] train frame --bag {normal_bag}  (the whole 16:9 view, held-out time blocks, '
+          'threshold for 2 false alarms per hour)')
+    manifest = train_frame_from_bags([normal_bag], model_dir, out / 'train_work',
+                                     overwrite=True, command='anomaly-perception demo')
+    print(f'[3/4] another patrol of the same building with anomalies: {args.seconds:g} s at '
+          '30 Hz, as the Robomaster driver records it, with label topics')
+    summary = write_patrol_bag(patrol_bag, PatrolConfig(seconds=args.seconds, anomaly_rate=0.4,
+                                                        seed=31337, scene_seed=building),
                                workers=args.workers, overwrite=True)
-    print('[2/3] a small labelled dataset and its contact sheet (tiny preset, 256 px)')
-    manifest = write_dataset(data_path, preset='tiny', image_size=256, seed=7,
-                             workers=args.workers, overwrite=True)
-    print(f'[3/3] replaying the bag through the frame pipeline ({model})')
-    report = replay(bag_path, replay_path, backend='auto', overwrite=True)
+    print('[4/4] replaying it with the learnt model, then with the shipped generic model')
+    learnt = replay(patrol_bag, out / 'replay', model_dir=model_dir, backend='auto',
+                    overwrite=True)
+    generic = replay(patrol_bag, out / 'replay_shipped', backend='auto', overwrite=True)
     print()
+    t = manifest['provenance']['training']
+    print(f"learnt model:  {model_dir}  ({t['wall_s']:.0f} s to train on "
+          f"{manifest['provenance']['data']['frames']} frames)")
     events = ', '.join(e['type_name'] for e in summary['events']) or 'none'
-    print(f'patrol bag:    {bag_path}  ({summary["frames"]} frames; anomalies on the way: '
+    print(f'patrol bag:    {patrol_bag}  ({summary["frames"]} frames; anomalies on the way: '
           f'{events})')
-    print(f"dataset:       {data_path}  ({manifest['frames']} frames); contact sheet "
-          f'{data_path / "contact_sheet.png"}')
-    print(format_replay(report, replay_path))
-    print('To look at it in rviz2 or Foxglove: ros2 bag play both bags '
-          f'({bag_path} and {replay_path}/outputs); see docs/REPLAY.md.')
+    print(format_replay(learnt, out / 'replay'))
+    print()
+    print('on the same patrol, learnt vs shipped generic model:')
+    for name, report in (('learnt', learnt), ('shipped', generic)):
+        print(f'  {name:8s} {_one_line(report)}')
+    print(f'demo took {time.perf_counter() - started:.0f} s. To look at it in rviz2 or Foxglove: '
+          f'ros2 bag play {patrol_bag} and {out / "replay"}/outputs; see docs/REPLAY.md.')
     return 0
+
+
+def _one_line(report):
+    ev = report['events']
+    return (f"AUROC {report['auroc']:.3f}, {ev['detected']}/{ev['n_events']} anomalies "
+            f"flagged, {ev['false_alarms']} false alarm(s) ({ev['false_alarms_per_hour']:.0f}"
+            f"/h), flag on {100 * ev['alarm_time_fraction']:.1f}% of normal driving")
 
 
 # --- entry point ----------------------------------------------------------------------------
 
 COMMANDS = [_add_inspect, _add_synth, _add_train, _add_score, _add_evaluate, _add_experiment,
-            _add_replay, _add_export, _add_bench, _add_demo]
+            _add_replay, _add_tag, _add_export, _add_bench, _add_demo]
 
 
 def build_parser():

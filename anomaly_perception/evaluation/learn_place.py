@@ -1,0 +1,196 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""``experiment learn-place``: learn a building from one normal patrol, test on another.
+
+Per scene seed (a synthetic building):
+
+* ``normal``: a 300 s normal patrol at 10 Hz (patrol seed 101), to learn from;
+* ``test``: a 120 s patrol with anomalies at 30 Hz (patrol seed 31337);
+* ``tagged``: a 120 s patrol with anomalies at 10 Hz (patrol seed 202), whose
+  labelled anomalies play the operator's tags for few-shot outlier exposure.
+
+``train frame --bag normal`` (no exposure, then 2, 8, 32 tagged frames),
+each replayed on ``test``; the shipped generic model on ``test`` for
+reference. Writes ``results.json``, ``results.md`` and ``results.png``.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+import time
+
+import numpy as np
+
+from .events import label_events
+from .replay import replay
+from .tagging import write_intervals
+from ..io.bags import BagReader
+from ..io.files import atomic_write_json
+from ..io.files import atomic_write_text
+
+PATROLS = {'normal': {'seconds': 300.0, 'fps': 10.0, 'anomaly_rate': 0.0, 'seed': 101},
+           'test': {'seconds': 120.0, 'fps': 30.0, 'seed': 31337},
+           'tagged': {'seconds': 120.0, 'fps': 10.0, 'seed': 202}}
+
+
+def _bag(root, name, scene, workers):
+    from ..data.synthetic.patrol import PatrolConfig
+    from ..data.synthetic.patrol import write_patrol_bag
+    path = Path(root) / name
+    if not (path / 'metadata.yaml').is_file():
+        write_patrol_bag(path, PatrolConfig(scene_seed=scene, **PATROLS[name]),
+                         workers=workers, overwrite=True, progress=False)
+    return path
+
+
+def tags_from_labels(bag, out):
+    """Write the labelled anomalies of ``bag`` (its label topic) as an intervals file."""
+    with BagReader(bag) as reader:
+        label_topic = next(t for t in reader.topics if t.endswith('/labels/frame'))
+        pairs = sorted((m.header.stamp.sec * 10**9 + m.header.stamp.nanosec,
+                        m.results[0].class_id if m.results else 'normal')
+                       for _, _, m in reader.messages([label_topic]))
+    stamps = np.array([p[0] for p in pairs], np.int64)
+    labels = [p[1] for p in pairs]
+    half = float(np.median(np.diff(stamps))) / 2
+    intervals = []
+    for ev in label_events(stamps, labels):
+        start = max(0.0, (ev.start_ns - stamps[0] - half) / 1e9)
+        end = min((stamps[-1] - stamps[0]) / 1e9, (ev.end_ns - stamps[0] + half) / 1e9)
+        intervals.append((start, end, ev.label, 'from the label topic'))
+    write_intervals(out, intervals, ['Anomalies of the label topic, as an operator would tag '
+                                     'them.'])
+    return out
+
+
+def _row(report, manifest=None):
+    ev = report['events']
+    row = {'auroc': report['auroc'], 'ap': report['ap'],
+           'per_type_auroc': report['per_type_auroc'],
+           'events_detected': ev['detected'], 'events': ev['n_events'],
+           'event_recall': ev['detected'] / ev['n_events'] if ev['n_events'] else float('nan'),
+           'false_alarms': ev['false_alarms'],
+           'false_alarms_per_hour': ev['false_alarms_per_hour'],
+           'alarm_time_fraction': ev['alarm_time_fraction'],
+           'on_probability': report['hazard']['on_probability'],
+           'detected_types': [e['label'] for e in ev['events'] if e['detected']],
+           'missed_types': [e['label'] for e in ev['events'] if not e['detected']],
+           'realtime_factor': report['realtime_factor']}
+    if manifest is not None:
+        t = manifest['provenance']['training']
+        row['train_wall_s'] = t['wall_s']
+        row['frame_extraction_fps'] = t['frame_extraction_fps']
+    return row
+
+
+def run_learn_place(scene_seeds, out, exposures=(0, 2, 8, 32), workers=2, config=None,
+                    show_progress=True):
+    """Run the experiment of the module docs; return the results dict (also written)."""
+    from ..train.frame_bags import BagTrainingConfig
+    from ..train.frame_bags import ExposedSource
+    from ..train.frame_bags import train_frame_from_bags
+    out = Path(out)
+    config = config or BagTrainingConfig()
+    results = {'patrols': PATROLS, 'exposures': list(exposures), 'scenes': {}}
+    for scene in scene_seeds:
+        root = out / f'scene_{scene}'
+        started = time.perf_counter()
+        bags = {name: _bag(root / 'bags', name, scene, workers) for name in PATROLS}
+        tags = tags_from_labels(bags['tagged'], root / 'tagged_intervals.yaml')
+        rows = {'shipped': _row(replay(bags['test'], root / 'replay_shipped', backend='auto',
+                                       overwrite=True, show_progress=False))}
+        for count in exposures:
+            name = 'learnt' if count == 0 else f'learnt_oe{count}'
+            exposed = [] if count == 0 else [ExposedSource(str(bags['tagged']), str(tags))]
+            cfg = dataclasses.replace(config, exposed_count=count if count else 'all')
+            manifest = train_frame_from_bags([bags['normal']], root / name, root / 'work', cfg,
+                                             exposed=exposed, overwrite=True,
+                                             show_progress=show_progress)
+            report = replay(bags['test'], root / f'replay_{name}', model_dir=root / name,
+                            backend='auto', overwrite=True, show_progress=False)
+            rows[name] = _row(report, manifest)
+            print(f'scene {scene} {name:12s} ' + _summary(rows[name]), flush=True)
+        rows['wall_s'] = time.perf_counter() - started
+        results['scenes'][str(scene)] = rows
+        atomic_write_json(out / 'results.json', json.loads(json.dumps(results, default=float)))
+    atomic_write_text(out / 'results.md', format_learn_place(results))
+    _plot(out / 'results.png', results)
+    return results
+
+
+def _summary(row):
+    return (f"AUROC {row['auroc']:.3f}  events {row['events_detected']}/{row['events']}  "
+            f"FA {row['false_alarms']} ({row['false_alarms_per_hour']:.1f}/h)  alarm time "
+            f"{100 * row['alarm_time_fraction']:.2f}%")
+
+
+def format_learn_place(results):
+    """Markdown tables: per scene and model, and the few-shot means."""
+    lines = ['| scene | model | AUROC | events flagged | false alarms/h | alarm time (normal) '
+             '| missed |', '|---|---|---|---|---|---|---|']
+    names = ['shipped'] + ['learnt' if c == 0 else f'learnt_oe{c}'
+                           for c in results['exposures']]
+    for scene, rows in results['scenes'].items():
+        for name in names:
+            r = rows.get(name)
+            if r is None:
+                continue
+            lines.append(f"| {scene} | {name} | {r['auroc']:.3f} | {r['events_detected']}/"
+                         f"{r['events']} | {r['false_alarms_per_hour']:.1f} | "
+                         f"{100 * r['alarm_time_fraction']:.2f}% | "
+                         f"{', '.join(r['missed_types']) or '-'} |")
+    lines += ['', '| model | mean AUROC | events flagged | mean false alarms/h | '
+              'mean alarm time |', '|---|---|---|---|---|']
+    for name in names:
+        rs = [rows[name] for rows in results['scenes'].values() if name in rows]
+        if not rs:
+            continue
+        lines.append(f"| {name} | {np.mean([r['auroc'] for r in rs]):.3f} | "
+                     f"{sum(r['events_detected'] for r in rs)}/{sum(r['events'] for r in rs)} | "
+                     f"{np.mean([r['false_alarms_per_hour'] for r in rs]):.1f} | "
+                     f"{100 * np.mean([r['alarm_time_fraction'] for r in rs]):.2f}% |")
+    return '\n'.join(lines) + '\n'
+
+
+def _plot(path, results):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    names = ['shipped'] + ['learnt' if c == 0 else f'learnt_oe{c}'
+                           for c in results['exposures']]
+    scenes = list(results['scenes'])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    width = 0.8 / max(len(scenes), 1)
+    for k, scene in enumerate(scenes):
+        rows = results['scenes'][scene]
+        x = np.arange(len(names)) + k * width
+        for ax, key, scale in zip(axes, ('auroc', 'false_alarms_per_hour',
+                                         'alarm_time_fraction'), (1, 1, 100)):
+            ax.bar(x, [rows[n][key] * scale if n in rows else np.nan for n in names], width,
+                   label=f'scene {scene}')
+    for ax, title in zip(axes, ('frame AUROC', 'false alarms per hour',
+                                '% of normal driving under alarm')):
+        ax.set_xticks(np.arange(len(names)) + width * (len(scenes) - 1) / 2)
+        ax.set_xticklabels(names, rotation=20, fontsize=8)
+        ax.set_title(title, fontsize=10)
+    axes[0].axhline(0.9, color='k', lw=0.6, ls='--')
+    axes[1].axhline(6, color='k', lw=0.6, ls='--')
+    axes[2].axhline(2, color='k', lw=0.6, ls='--')
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    tmp = Path(path).with_suffix('.tmp.png')
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
