@@ -253,6 +253,16 @@ def _run_synth_compare(args):
 # --- train / score / evaluate / experiment ------------------------------------------------------
 
 
+def _shape(text):
+    try:
+        height, width = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected HEIGHTxWIDTH, got {text!r}') from None
+    if height <= 0 or width <= 0 or height % 16 or width % 16:
+        raise argparse.ArgumentTypeError(f'sides must be positive multiples of 16, got {text!r}')
+    return [height, width]
+
+
 def _exposed(text):
     if text == 'all':
         return 'all'
@@ -363,6 +373,9 @@ def _add_train(sub):
     f.add_argument('--topic', help='--bag: image topic (default: the only camera topic)')
     f.add_argument('--every', type=_positive_int, default=1,
                    help='--bag: keep every N-th frame (default 1)')
+    f.add_argument('--input-shape', type=_shape, default=None, metavar='HxW',
+                   help='--bag: model input (multiples of 16; default 64x112, the whole 16:9 '
+                        'view; 64x64 sees only the centre square)')
     f.add_argument('--target-alarms-per-hour', type=float, default=2.0,
                    help='--bag: false alarms per hour of normal driving the threshold is set '
                         'for, measured on the held-out blocks (default 2)')
@@ -472,7 +485,8 @@ def _run_train_frame_bags(args, work, command):
     if args.target_alarms_per_hour <= 0:
         raise UsageError('--target-alarms-per-hour must be > 0.')
     config = BagTrainingConfig(
-        autoencoder=_ae_config(args, width=8, epochs=25, input_size=list(BAG_INPUT_SHAPE)),
+        autoencoder=_ae_config(args, width=8, epochs=25,
+                               input_size=args.input_shape or list(BAG_INPUT_SHAPE)),
         density=_density_config(args, epochs=100), topic=args.topic, every=args.every,
         exposed_count=args.exposed_count,
         target_false_alarms_per_hour=args.target_alarms_per_hour, seed=args.seed)
@@ -616,6 +630,9 @@ def _add_experiment(sub):
     lp.add_argument('--exposures', default='0,2,8,32',
                     help='tagged anomalous frames to expose (default 0,2,8,32)')
     lp.add_argument('--workers', type=_positive_int, default=2)
+    lp.add_argument('--square', action='store_true',
+                    help='also train on the centre square only (64x64) and compare AUROC on '
+                         'anomalies off the centre')
     lp.set_defaults(run=_run_experiment_learn_place)
 
 
@@ -623,7 +640,8 @@ def _run_experiment_learn_place(args):
     from .evaluation.learn_place import format_learn_place
     from .evaluation.learn_place import run_learn_place
     results = run_learn_place([int(v) for v in args.scene_seeds.split(',')], args.out,
-                              [int(v) for v in args.exposures.split(',')], args.workers)
+                              [int(v) for v in args.exposures.split(',')], args.workers,
+                              square=args.square)
     print(format_learn_place(results))
     print(f'written {args.out}/results.json, results.md, results.png')
     return 0

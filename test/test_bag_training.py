@@ -23,6 +23,7 @@ from anomaly_perception.data.bag_frames import check_patrol_length
 from anomaly_perception.data.bag_frames import extract_bag_frames
 from anomaly_perception.data.bag_frames import interval_frames
 from anomaly_perception.data.bag_frames import time_block_split
+from anomaly_perception.data.bag_frames import untagged_frames
 from anomaly_perception.errors import BagError
 from anomaly_perception.evaluation.events import LabelsError
 from anomaly_perception.io.bags import BagWriter
@@ -118,6 +119,16 @@ def test_interval_frames_are_exact_at_the_boundaries(tmp_path, rng):
     assert list(frames.stamps) == [stamps[i] for i in (5, 6, 7, 8, 9, 10, 15)]
     assert labels == ['cable'] * 6 + ['water']
     assert frames.images.shape == (7, 16, 32, 3)
+
+
+def test_the_tagged_patrols_normal_driving_is_what_lies_away_from_its_tags(tmp_path, rng):
+    stamps = write_image_bag(tmp_path / 'bag', _corridor(20, rng, (36, 64)),
+                             start_ns=START, period_ns=100_000_000)
+    tags = _intervals(tmp_path / 'tags.yaml', (0.5, 1.0, 'cable'), (1.2, 1.3, 'normal'),
+                      (1.5, 1.55, 'water'))
+    frames = untagged_frames(tmp_path / 'bag', tags, (16, 32), guard_s=0.1)
+    # Tags widened by 0.1 s: 0.4-1.1 s and 1.4-1.65 s are left out; 'normal' is kept.
+    assert list(frames.stamps) == [stamps[i] for i in (0, 1, 2, 3, 12, 13, 17, 18, 19)]
 
 
 def test_tagged_intervals_that_hold_nothing_or_leave_the_bag_are_refused(tmp_path, rng):
@@ -345,3 +356,27 @@ def test_every_keeps_every_nth_frame_of_each_bag(bags):
     assert [s['frames'] for s in frames.sources] == [47, 10]
     assert list(frames.bag_index) == [0] * 47 + [1] * 10
     assert np.all(np.diff(frames.stamps[:47]) == 1_500_000_000)
+
+
+def test_the_alarm_rate_is_extrapolated_one_decade_per_nine_from_the_last_alarming_level():
+    from anomaly_perception.perception.hazard import HazardConfig
+    # Ten minutes of held-out driving at 10 Hz, one 1 s excursion to p = 0.99 per minute.
+    sequences = []
+    for _ in range(10):
+        p = np.full(600, 0.5)
+        p[300:310] = 0.99
+        sequences.append((START + np.arange(600) * 100_000_000, p))
+    on, details = on_probability_for_rate(sequences, HazardConfig(), 6.0)
+    # The smoothed excursion peaks at 0.5 + 0.49 * (1 - 0.7 ** 10) = 0.9862 (1.86 nines) and
+    # must stay above the level for min_on_s: the last alarming level is below that peak, at
+    # one alarm per excursion (60 per hour).
+    anchor = details['anchor']
+    assert 1.0 < anchor['nines'] < 1.86
+    assert anchor['alarms_per_hour'] == pytest.approx(60.0, rel=0.01)
+    assert details['first_quiet_level_nines'] == pytest.approx(anchor['nines'] + 0.05)
+    # 60/h -> 6/h is one decade: one nine higher.
+    assert details['level_nines'] == pytest.approx(anchor['nines'] + 1.0, abs=0.01)
+    assert on == pytest.approx(1 - 10 ** -details['level_nines'], rel=1e-9)
+    # A target above the measured rate never goes below the first quiet level.
+    _, loose = on_probability_for_rate(sequences, HazardConfig(), 600.0)
+    assert loose['level_nines'] == pytest.approx(anchor['nines'] + 0.05)

@@ -201,6 +201,32 @@ def time_block_split(frames, block_s=10.0, val_every=5, guard_s=1.0):
     return np.asarray(train, np.int64), np.asarray(val, np.int64), blocks
 
 
+def untagged_frames(bag, intervals_path, size, *, topic=None, every=1, guard_s=1.0,
+                    show_progress=False):
+    """Frames of ``bag`` more than ``guard_s`` from every interval of ``intervals_path``.
+
+    Frames inside intervals labelled ``normal`` (an operator's "false alarm")
+    are kept too. These are the tagged patrol's normal driving.
+    """
+    from ..evaluation.events import read_intervals
+    with BagReader(bag) as reader:
+        name = reader.find_image_topic(topic)
+        stamps = [message_stamp(m) for _, _, m in reader.messages([name])]
+    if not stamps:
+        raise BagFramesError(f'{str(bag)!r} has no frames on {name}.')
+    guard = int(guard_s * 1e9)
+    intervals = read_intervals(intervals_path, min(stamps), max(stamps))
+    tagged = [(a - guard, b + guard) for a, b, label in intervals if label != 'normal']
+    normal = [(a, b) for a, b, label in intervals if label == 'normal']
+
+    def keep(_, stamp):
+        return (any(a <= stamp <= b for a, b in normal)
+                or not any(a <= stamp <= b for a, b in tagged))
+
+    return extract_bag_frames([bag], size, topic=name, every=every, keep=keep,
+                              show_progress=show_progress)
+
+
 def interval_frames(bag, intervals_path, size, *, topic=None, every=1, show_progress=False):
     """Frames of ``bag`` inside the anomalous intervals of ``intervals_path``.
 

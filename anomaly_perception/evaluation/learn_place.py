@@ -75,6 +75,72 @@ def tags_from_labels(bag, out):
     return out
 
 
+def centre_visibility(bag):
+    """Return ``{stamp: (label, share inside the centre square)}`` per anomalous frame.
+
+    The share is that of the frame's anomaly pixels (instance-mask topic)
+    inside the centred square crop; NaN for global anomalies such as
+    darkness, which have no pixels.
+    """
+    from ..io.images import image_to_numpy
+    out = {}
+    with BagReader(bag) as reader:
+        topics = list(reader.topics)
+        label_topic = next(t for t in topics if t.endswith('/labels/frame'))
+        mask_topic = next(t for t in topics if t.endswith('/labels/instances'))
+        labels = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec:
+                  m.results[0].class_id if m.results else 'normal'
+                  for _, _, m in reader.messages([label_topic])}
+        for _, _, m in reader.messages([mask_topic]):
+            stamp = m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+            label = labels.get(stamp, 'normal')
+            if label == 'normal':
+                continue
+            mask = np.asarray(image_to_numpy(m)).reshape(m.height, m.width, -1)[..., 0] > 0
+            x0 = (m.width - m.height) // 2
+            total = int(mask.sum())
+            inside = int(mask[:, x0:x0 + m.height].sum())
+            out[stamp] = (label, inside / total if total else float('nan'))
+    return out
+
+
+def replay_scores(replay_dir):
+    """``{stamp: raw score}`` from a replay's output bag."""
+    out = {}
+    with BagReader(Path(replay_dir) / 'outputs') as reader:
+        topic = next(t for t in reader.topics if t.endswith('/frame_anomaly/score'))
+        for _, _, m in reader.messages([topic]):
+            raw = {h.class_id: h.score for h in m.results}.get('raw_score', float('inf'))
+            out[m.header.stamp.sec * 10**9 + m.header.stamp.nanosec] = raw
+    return out
+
+
+def side_of_frame(test_bag, replays):
+    """AUROC of each replay's scores on local anomalies by their share inside the centre square.
+
+    ``replays``: ``{name: replay_dir}``. Normal frames are the same for every
+    bin; anomalous frames are binned by the share of their anomaly pixels
+    inside the centre square (what a square-cropping model can see).
+    """
+    from .metrics import binary_curve
+    visibility = centre_visibility(test_bag)
+    bins = {'mostly outside (<50% inside)': (0.0, 0.5), 'mostly inside (>=50%)': (0.5, 1.01)}
+    result = {'frames': {}, 'auroc': {}}
+    for name, replay_dir in replays.items():
+        scores = replay_scores(replay_dir)
+        normal = np.array([v for k, v in scores.items() if k not in visibility])
+        result['auroc'][name] = {}
+        for bin_name, (lo, hi) in bins.items():
+            anomalous = np.array([scores[k] for k, (_, share) in visibility.items()
+                                  if k in scores and lo <= share < hi])
+            result['frames'][bin_name] = int(len(anomalous))
+            if len(anomalous) and len(normal):
+                labels = np.r_[np.zeros(len(normal), bool), np.ones(len(anomalous), bool)]
+                result['auroc'][name][bin_name] = binary_curve(
+                    labels, np.r_[normal, anomalous]).auroc()
+    return result
+
+
 def _row(report, manifest=None):
     ev = report['events']
     row = {'auroc': report['auroc'], 'ap': report['ap'],
@@ -96,7 +162,7 @@ def _row(report, manifest=None):
 
 
 def run_learn_place(scene_seeds, out, exposures=(0, 2, 8, 32), workers=2, config=None,
-                    show_progress=True):
+                    show_progress=True, square=False):
     """Run the experiment of the module docs; return the results dict (also written)."""
     from ..train.frame_bags import BagTrainingConfig
     from ..train.frame_bags import ExposedSource
@@ -122,6 +188,20 @@ def run_learn_place(scene_seeds, out, exposures=(0, 2, 8, 32), workers=2, config
                             backend='auto', overwrite=True, show_progress=False)
             rows[name] = _row(report, manifest)
             print(f'scene {scene} {name:12s} ' + _summary(rows[name]), flush=True)
+        if square:
+            # The same training on the centre square only (what frames saw before 64x112).
+            cfg = dataclasses.replace(config, autoencoder=dataclasses.replace(
+                config.autoencoder, input_size=[64, 64]))
+            manifest = train_frame_from_bags([bags['normal']], root / 'learnt_square',
+                                             root / 'work_square', cfg, overwrite=True,
+                                             show_progress=show_progress)
+            report = replay(bags['test'], root / 'replay_learnt_square',
+                            model_dir=root / 'learnt_square', backend='auto', overwrite=True,
+                            show_progress=False)
+            rows['learnt_square'] = _row(report, manifest)
+            print(f'scene {scene} learnt_square ' + _summary(rows['learnt_square']), flush=True)
+            rows['side_of_frame'] = side_of_frame(bags['test'], {
+                'learnt': root / 'replay_learnt', 'learnt_square': root / 'replay_learnt_square'})
         rows['wall_s'] = time.perf_counter() - started
         results['scenes'][str(scene)] = rows
         atomic_write_json(out / 'results.json', json.loads(json.dumps(results, default=float)))
@@ -136,12 +216,19 @@ def _summary(row):
             f"{100 * row['alarm_time_fraction']:.2f}%")
 
 
+def _names(results):
+    names = ['shipped'] + ['learnt' if c == 0 else f'learnt_oe{c}'
+                           for c in results['exposures']]
+    if any('learnt_square' in rows for rows in results['scenes'].values()):
+        names.append('learnt_square')
+    return names
+
+
 def format_learn_place(results):
     """Markdown tables: per scene and model, and the few-shot means."""
     lines = ['| scene | model | AUROC | events flagged | false alarms/h | alarm time (normal) '
              '| missed |', '|---|---|---|---|---|---|---|']
-    names = ['shipped'] + ['learnt' if c == 0 else f'learnt_oe{c}'
-                           for c in results['exposures']]
+    names = _names(results)
     for scene, rows in results['scenes'].items():
         for name in names:
             r = rows.get(name)
@@ -161,6 +248,16 @@ def format_learn_place(results):
                      f"{sum(r['events_detected'] for r in rs)}/{sum(r['events'] for r in rs)} | "
                      f"{np.mean([r['false_alarms_per_hour'] for r in rs]):.1f} | "
                      f"{100 * np.mean([r['alarm_time_fraction'] for r in rs]):.2f}% |")
+    sides = {scene: rows['side_of_frame'] for scene, rows in results['scenes'].items()
+             if 'side_of_frame' in rows}
+    if sides:
+        lines += ['', '| scene | anomalous frames (local anomalies) | frames | learnt 64x112 '
+                  'AUROC | learnt_square 64x64 AUROC |', '|---|---|---|---|---|']
+        for scene, side in sides.items():
+            for bin_name, count in side['frames'].items():
+                a = side['auroc'].get('learnt', {}).get(bin_name, float('nan'))
+                b = side['auroc'].get('learnt_square', {}).get(bin_name, float('nan'))
+                lines.append(f'| {scene} | {bin_name} | {count} | {a:.3f} | {b:.3f} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -168,8 +265,7 @@ def _plot(path, results):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    names = ['shipped'] + ['learnt' if c == 0 else f'learnt_oe{c}'
-                           for c in results['exposures']]
+    names = _names(results)
     scenes = list(results['scenes'])
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     width = 0.8 / max(len(scenes), 1)
