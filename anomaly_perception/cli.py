@@ -756,18 +756,15 @@ def _add_tag(sub):
 def _run_tag(args):
     from pathlib import Path
 
+    from .data.bag_frames import image_stamps
     from .errors import AnomalyPerceptionError
     from .evaluation.tagging import alarm_intervals
     from .evaluation.tagging import read_replay_report
     from .evaluation.tagging import write_intervals
-    from .io.bags import BagReader
-    from .perception.frame_stream import message_stamp
     if Path(args.out).exists() and not args.overwrite:
         raise AnomalyPerceptionError(f'{args.out!r} exists; pass --overwrite to replace it.')
     report, report_path = read_replay_report(args.from_report)
-    with BagReader(args.bag) as bag:
-        topic = bag.find_image_topic(args.topic or report.get('image_topic'))
-        stamps = [message_stamp(m) for _, _, m in bag.messages([topic])]
+    topic, stamps = image_stamps(args.bag, args.topic or report.get('image_topic'))
     intervals = alarm_intervals(report, stamps, args.label)
     header = [f'Alarms of the frame model ({Path(str(report.get("model"))).name}) in a replay of '
               f'{Path(args.bag).name} ({topic}), from {report_path.name}.',

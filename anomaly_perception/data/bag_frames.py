@@ -201,6 +201,22 @@ def time_block_split(frames, block_s=10.0, val_every=5, guard_s=1.0):
     return np.asarray(train, np.int64), np.asarray(val, np.int64), blocks
 
 
+def image_stamps(bag, topic=None):
+    """Return ``(topic, stamps_ns)`` of ``bag``'s camera topic (``topic`` or the only one).
+
+    Raises:
+        BagFramesError: the topic holds no frames.
+        BagError: no image topic, or a corrupt bag (named).
+
+    """
+    with BagReader(bag) as reader:
+        name = reader.find_image_topic(topic)
+        stamps = [message_stamp(m) for _, _, m in reader.messages([name])]
+    if not stamps:
+        raise BagFramesError(f'{str(bag)!r} has no frames on {name}.')
+    return name, stamps
+
+
 def untagged_frames(bag, intervals_path, size, *, topic=None, every=1, guard_s=1.0,
                     show_progress=False):
     """Frames of ``bag`` more than ``guard_s`` from every interval of ``intervals_path``.
@@ -209,11 +225,7 @@ def untagged_frames(bag, intervals_path, size, *, topic=None, every=1, guard_s=1
     are kept too. These are the tagged patrol's normal driving.
     """
     from ..evaluation.events import read_intervals
-    with BagReader(bag) as reader:
-        name = reader.find_image_topic(topic)
-        stamps = [message_stamp(m) for _, _, m in reader.messages([name])]
-    if not stamps:
-        raise BagFramesError(f'{str(bag)!r} has no frames on {name}.')
+    name, stamps = image_stamps(bag, topic)
     guard = int(guard_s * 1e9)
     intervals = read_intervals(intervals_path, min(stamps), max(stamps))
     tagged = [(a - guard, b + guard) for a, b, label in intervals if label != 'normal']
@@ -238,11 +250,7 @@ def interval_frames(bag, intervals_path, size, *, topic=None, every=1, show_prog
 
     """
     from ..evaluation.events import read_intervals
-    with BagReader(bag) as reader:
-        name = reader.find_image_topic(topic)
-        stamps = [message_stamp(m) for _, _, m in reader.messages([name])]
-    if not stamps:
-        raise BagFramesError(f'{str(bag)!r} has no frames on {name}.')
+    name, stamps = image_stamps(bag, topic)
     intervals = [iv for iv in read_intervals(intervals_path, min(stamps), max(stamps))
                  if iv[2] != 'normal']
 

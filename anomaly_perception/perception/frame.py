@@ -35,8 +35,8 @@ from .preprocess import as_batch
 from .preprocess import as_shape
 from .preprocess import fit_resize
 from .preprocess import ImageInputError
-from .preprocess import input_shape
 from ..runtime.manifest import load_manifest
+from ..runtime.manifest import model_input_shape
 from ..runtime.manifest import ModelError
 from ..scoring.calibration import EmpiricalCalibration
 
@@ -134,7 +134,7 @@ class FrameAnomalyDetector:
         self.backend = backend
         self.manifest = manifest
         prep = manifest['preprocessing']
-        self.input_shape = input_shape(prep)
+        self.input_shape = model_input_shape(prep)
         self.calibration = EmpiricalCalibration.from_dict(manifest['calibration'])
         if threshold is not None:
             self.threshold = float(threshold)

@@ -22,14 +22,13 @@ frame of any aspect ratio is centre-cropped to the model's aspect ratio
 (a no-op or a few pixels when they match), then resized with pixel-area
 averaging, so what the model sees on the robot is what it saw in training.
 The manifest's ``preprocessing`` records the shape and the crop
-(:func:`input_shape`).
+(:func:`~anomaly_perception.runtime.manifest.model_input_shape` reads it).
 """
 
 import cv2
 import numpy as np
 
 from ..errors import AnomalyPerceptionError
-from ..runtime.manifest import model_input_shape as input_shape  # noqa: F401
 
 
 #: The smallest width and height a pipeline accepts.

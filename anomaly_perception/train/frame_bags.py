@@ -49,14 +49,10 @@ Every step resumes from the work directory after an interruption.
 """
 
 import dataclasses
-import datetime
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
-import platform
-import sys
 import time
 
 import numpy as np
@@ -78,7 +74,7 @@ from .frame import train_autoencoder
 from .frame import train_density
 from .frame_model import assemble_frame_model
 from .frame_model import model_config
-from .. import __version__
+from .frame_model import training_environment
 from ..data.bag_frames import BagFrames
 from ..data.bag_frames import check_patrol_length
 from ..data.bag_frames import extract_bag_frames
@@ -91,6 +87,7 @@ from ..perception.frame import MODEL_FILE
 from ..perception.hazard import HazardConfig
 from ..perception.hazard import heldout_sequences
 from ..perception.hazard import on_probability_for_rate
+from ..perception.preprocess import as_shape
 from ..runtime.manifest import write_model_dir
 from ..scoring.calibration import EmpiricalCalibration
 
@@ -211,9 +208,8 @@ class _Tagged:
 
 
 @torch.no_grad()
-def augmented_embeddings(ae_dir, images, copies, seed, shape):
+def augmented_embeddings(model, images, copies, seed, shape):
     """Embeddings of ``images`` as recorded, then ``copies`` augmented passes (seeded)."""
-    model = load_autoencoder(ae_dir)
     out = [compute_embeddings(model, images)]
     augment = Augmenter(shape, np.random.default_rng(seed))
     for _ in range(copies):
@@ -262,9 +258,7 @@ def train_frame_from_bags(bags, model_dir, work_dir, config=None, *, exposed=(),
     """
     config = config or BagTrainingConfig()
     started = time.perf_counter()
-    shape = tuple(int(v) for v in (config.autoencoder.input_size
-                                   if not isinstance(config.autoencoder.input_size, int)
-                                   else (config.autoencoder.input_size,) * 2))
+    shape = as_shape(config.autoencoder.input_size)
     ae_cfg = dataclasses.replace(config.autoencoder, seed=config.seed,
                                  input_size=list(shape))
     if not bags:
@@ -301,20 +295,20 @@ def train_frame_from_bags(bags, model_dir, work_dir, config=None, *, exposed=(),
                                    ae_cfg, show_progress)
     digest = hashlib.sha256((ae_dir / 'autoencoder.pt').read_bytes()).hexdigest()[:12]
     copies = config.augmented_copies
+    model = load_autoencoder(ae_dir)
     z_train = _cached(work / f'z_train_{digest}_k{copies}_s{config.seed}.npy',
-                      lambda: augmented_embeddings(ae_dir, frames.images[train_idx], copies,
+                      lambda: augmented_embeddings(model, frames.images[train_idx], copies,
                                                    config.seed, shape))
     if len(extra):
         key = hashlib.sha256(extra.tobytes()).hexdigest()[:12]
         z_extra = _cached(work / f'z_extra_{digest}_{key}_k{copies}_s{config.seed}.npy',
-                          lambda: augmented_embeddings(ae_dir, extra, copies,
+                          lambda: augmented_embeddings(model, extra, copies,
                                                        config.seed + 2, shape))
         z_train = np.concatenate([z_train, z_extra])
-    model = load_autoencoder(ae_dir)
     z_val = compute_embeddings(model, frames.images[val_idx])
     z_exp = None
     if len(ex_images):
-        z_exp = augmented_embeddings(ae_dir, ex_images, copies, config.seed + 1, shape)
+        z_exp = augmented_embeddings(model, ex_images, copies, config.seed + 1, shape)
     den_cfg = dataclasses.replace(config.density, seed=config.seed, oe=z_exp is not None)
     if z_exp is not None:
         # One density per exposed set, so that several few-shot runs share one work directory.
@@ -363,10 +357,7 @@ def train_frame_from_bags(bags, model_dir, work_dir, config=None, *, exposed=(),
         'validation': validation,
         'provenance': {
             'command': command or 'anomaly_perception.train.frame_bags.train_frame_from_bags',
-            'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-            'package_version': __version__, 'torch': torch.__version__,
-            'python': sys.version.split()[0], 'machine': platform.machine(),
-            'cpu_threads': torch.get_num_threads(), 'cpus': os.cpu_count(),
+            **training_environment(),
             'data': {
                 'bags': [{**s, 'bag': Path(s['bag']).name} for s in frames.sources],
                 'frames': len(frames), 'n_train': int(len(train_idx)),

@@ -22,6 +22,7 @@ live in a work directory and resume after an interruption.
 
 import dataclasses
 import datetime
+import os
 from pathlib import Path
 import platform
 import sys
@@ -126,6 +127,14 @@ def model_config(ae_config, density_config):
     }
 
 
+def training_environment():
+    """Return the date and software/machine facts a manifest's provenance records."""
+    return {'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'package_version': __version__, 'torch': torch.__version__,
+            'python': sys.version.split()[0], 'machine': platform.machine(),
+            'cpu_threads': torch.get_num_threads(), 'cpus': os.cpu_count()}
+
+
 def train_frame_model(data_dir, model_dir, work_dir, config=None, *, overwrite=False,
                       cache_dir=None, show_progress=True, command=None):
     """Run the whole chain; write ``model_dir``; return its manifest."""
@@ -173,9 +182,7 @@ def train_frame_model(data_dir, model_dir, work_dir, config=None, *, overwrite=F
         'validation': validation,
         'provenance': {
             'command': command or 'anomaly_perception.train.frame_model.train_frame_model',
-            'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-            'package_version': __version__, 'torch': torch.__version__,
-            'python': sys.version.split()[0], 'machine': platform.machine(),
+            **training_environment(),
             'data': _data_provenance(data_dir, data),
             'training': {'autoencoder': dataclasses.asdict(ae_cfg),
                          'density': dataclasses.asdict(den_cfg),
