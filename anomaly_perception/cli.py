@@ -143,6 +143,10 @@ def _add_synth(sub):
                    help='square image size in pixels (default: 512; tiny: 96)')
     d.add_argument('--seed', type=int, default=0, help='dataset seed (default 0)')
     d.add_argument('--types', help='comma-separated anomaly types (default: all)')
+    d.add_argument('--test-scenes', default='unseen', choices=['unseen', 'seen'],
+                   help='unseen: validation and test in scenes of their own (default); '
+                        "seen: new patrols of the training scenes (the RNVP+OE paper's "
+                        'protocol)')
     d.add_argument('--workers', type=_positive_int, default=1,
                    help='processes rendering in parallel (default 1)')
     d.add_argument('--overwrite', action='store_true', help='replace an existing --out')
@@ -205,7 +209,7 @@ def _run_synth_dataset(args):
     manifest = write_dataset(args.out, preset=args.preset, frames=args.frames,
                              image_size=args.image_size, seed=args.seed, types=args.types,
                              workers=args.workers, overwrite=args.overwrite,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, test_scenes=args.test_scenes)
     print(f"wrote {manifest['frames']} frames ({manifest['image_size']}px) to {args.out}")
     for split, counts in manifest['counts'].items():
         anomalous = sum(v for k, v in counts.items() if k != 'normal')
@@ -609,8 +613,13 @@ def _add_experiment(sub):
     f = xsub.add_parser('frame-baselines', help='RNVP+OE Table II and Fig. 7',
                         description='Train AE-MAE, AE-MSE, RNVP, BCLASS and RNVP+OE for each '
                                     'seed, and the exposure sweep of Fig. 7; write results.json, '
-                                    'table2.md, fig7.md, fig7.png and a ROC plot.')
-    f.add_argument('--data', required=True)
+                                    'table2.md, fig7.md, fig7.png and a ROC plot. With one '
+                                    '--data per protocol (synth dataset --test-scenes unseen '
+                                    'and seen), run each into OUT/<protocol>/ and compare them '
+                                    'in protocols.md, table2_protocols.png and '
+                                    'fig7_protocols.png.')
+    f.add_argument('--data', required=True, action='append',
+                   help='dataset; repeat with one dataset per protocol to compare them')
     f.add_argument('--out', required=True)
     f.add_argument('--seeds', default='0,1,2', help='comma-separated seeds (default 0,1,2)')
     f.add_argument('--exposures', default='0,2,8,64,512,all',
@@ -649,18 +658,25 @@ def _run_experiment_learn_place(args):
 
 def _run_experiment_frame(args):
     from .evaluation.frame_experiments import format_fig7
+    from .evaluation.frame_experiments import format_protocols
     from .evaluation.frame_experiments import format_table2
-    from .evaluation.frame_experiments import run_frame_baselines
+    from .evaluation.frame_experiments import run_protocols
     from .train.frame import ClassifierConfig
     seeds = [int(s) for s in args.seeds.split(',')]
     exposures = [_exposed(e) for e in args.exposures.split(',')]
     args.seed = seeds[0]
-    results = run_frame_baselines(args.data, args.out, seeds, _ae_config(args),
-                                  _density_config(args),
-                                  ClassifierConfig(epochs=args.bclass_epochs), exposures)
-    print(format_table2(results))
-    print(format_fig7(results))
-    print(f'written {args.out}/results.json, table2.md, fig7.md, fig7.png')
+    everything = run_protocols(args.data, args.out, seeds, _ae_config(args),
+                               _density_config(args),
+                               ClassifierConfig(epochs=args.bclass_epochs), exposures)
+    if len(everything) == 1:
+        results = next(iter(everything.values()))
+        print(format_table2(results))
+        print(format_fig7(results))
+        print(f'written {args.out}/results.json, table2.md, fig7.md, fig7.png')
+    else:
+        print(format_protocols(everything))
+        print(f'written {args.out}/<protocol>/ and {args.out}/protocols.json, protocols.md, '
+              'table2_protocols.png, fig7_protocols.png')
     return 0
 
 

@@ -401,3 +401,35 @@ def test_train_frame_without_validation_set_is_refused(tiny_data, tmp_path):
     with pytest.raises(TrainingError, match='no validation_set'):
         train_frame_model(copy, tmp_path / 'm', tmp_path / 'w', cache_dir=tmp_path / 'c',
                           show_progress=False)
+
+
+def test_frame_baselines_compare_both_protocols(tiny_data, tmp_path):
+    from anomaly_perception.evaluation.frame_experiments import ClassifierConfig
+    from anomaly_perception.evaluation.frame_experiments import run_protocols
+    seen = tmp_path / 'seen'
+    write_dataset(seen, preset='tiny', image_size=64, seed=5, progress=False,
+                  test_scenes='seen')
+    configs = (AutoencoderConfig(width=4, epochs=2, batch_size=16),
+               DensityConfig(hidden=16, epochs=2, batch_size=32, anomaly_batch=8),
+               ClassifierConfig(epochs=2))
+    out = tmp_path / 'out'
+    both = run_protocols([tiny_data, seen], out, (0, 1), *configs, exposures=(0, 2, 'all'),
+                         cache_dir=tmp_path / 'cache', show_progress=False)
+    assert list(both) == ['unseen', 'seen']
+    for protocol, results in both.items():
+        assert results['protocol'] == protocol
+        assert (out / protocol / 'table2.md').read_text().startswith(f'Protocol: {protocol}')
+        for ordering in results['orderings']:
+            better, worse = ordering['better'], ordering['worse']
+            wins = sum(s['auroc'][better] > s['auroc'][worse] for s in results['per_seed'])
+            assert ordering['seeds_holding'] == wins and ordering['seeds'] == 2
+    # The two protocols test different frames (same sequences, other scenes).
+    assert both['seen']['table2'] != both['unseen']['table2']
+    text = (out / 'protocols.md').read_text()
+    assert '| method | unseen scenes | seen scenes | paper |' in text
+    assert 'RNVP+OE > RNVP' in text and 'BCLASS > AE-MSE' in text
+    for name in ('protocols.json', 'table2_protocols.png', 'fig7_protocols.png'):
+        assert (out / name).stat().st_size > 0
+    with pytest.raises(TrainingError, match='different protocol'):
+        run_protocols([seen, seen], tmp_path / 'again', (0,), *configs, exposures=(0, 'all'),
+                      cache_dir=tmp_path / 'cache', show_progress=False)

@@ -124,6 +124,29 @@ def test_splits_are_disjoint_by_sequence_and_test_scenes_are_unseen(tiny):
         assert (tiny / row['split'] / row['filename']).is_file()
 
 
+def test_seen_protocol_tests_new_patrols_of_the_training_scenes():
+    unseen = plan_dataset('small', seed=4)
+    seen = plan_dataset('small', seed=4, test_scenes='seen')
+
+    def of(tasks, split):
+        return [t for t in tasks if t.split == split]
+
+    # Train and outliers are the same sequences; only validation and test move.
+    for split in ('train_set', 'outliers_set'):
+        assert of(seen, split) == of(unseen, split)
+    train_scenes = {t.spec.scene_seed for t in of(seen, 'train_set')}
+    train_runs = {t.spec.seed for t in of(seen, 'train_set')}
+    for split in ('validation_set', 'test_set'):
+        assert {t.spec.scene_seed for t in of(seen, split)} <= train_scenes
+        assert not {t.spec.scene_seed for t in of(unseen, split)} & train_scenes
+        # Disjoint patrols: no sequence of the training split is tested.
+        assert not {t.spec.seed for t in of(seen, split)} & train_runs
+        seen_runs = [t.spec.seed for t in of(seen, split)]
+        assert seen_runs == [t.spec.seed for t in of(unseen, split)]
+    with pytest.raises(SynthError, match="Unknown test scenes 'same'"):
+        plan_dataset('tiny', test_scenes='same')
+
+
 def test_frames_render_labels_for_every_type():
     for kind in ANOMALY_TYPES:
         env = kind.environments[0]

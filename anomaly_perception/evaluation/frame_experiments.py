@@ -21,17 +21,26 @@
   anomalous frames (with 0 exposed, RNVP+OE is plain RNVP and BCLASS is
   undefined).
 
+Two protocols, read from the dataset's manifest (``synth dataset
+--test-scenes``): ``unseen`` tests in scenes never used for training (ours,
+the harder one), ``seen`` tests on other patrols of the training scenes
+(the paper's: same environments, disjoint sequences). Given one dataset per
+protocol, :func:`run_protocols` runs both and writes them side by side,
+with the paper's orderings (RNVP+OE > RNVP, BCLASS > AE) checked per seed.
+
 Every training step resumes from its checkpoint, so an interrupted run
 picks up where it stopped when started again with the same ``out_dir``.
 """
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 
 from .metrics import binary_curve
 from .metrics import per_type_auroc
+from .plots import bar_plot
 from .plots import roc_plot
 from .plots import series_plot
 from ..data.hazards import default_cache_dir
@@ -56,6 +65,27 @@ from ..train.frame import train_density
 METHODS = ('AE-MAE', 'AE-MSE', 'RNVP', 'BCLASS', 'RNVP+OE')
 PAPER_AUROC = {'AE-MAE': 0.64, 'AE-MSE': 0.67, 'RNVP': 0.73, 'BCLASS': 0.73, 'RNVP+OE': 0.80}
 DEFAULT_EXPOSURES = (0, 2, 8, 64, 512, 'all')
+PROTOCOLS = {'unseen': 'test scenes never seen in training (ours)',
+             'seen': "other patrols of the training scenes (the paper's)"}
+# The paper's orderings (Table II): (better, worse).
+PAPER_ORDERINGS = (('RNVP+OE', 'RNVP'), ('BCLASS', 'AE-MSE'), ('BCLASS', 'AE-MAE'))
+
+
+def dataset_protocol(data_dir):
+    """Return the protocol a dataset was made for: its manifest's ``test_scenes``.
+
+    A manifest without the field was written before the option existed, when
+    test scenes were always scenes of their own: ``'unseen'``. A dataset
+    without a manifest (a user's own) is ``'unknown'``.
+    """
+    path = Path(data_dir) / 'manifest.json'
+    if not path.is_file():
+        return 'unknown'
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise TrainingError(f'{str(path)!r} is not a readable dataset manifest: {err}') from None
+    return manifest.get('test_scenes', 'unseen') if isinstance(manifest, dict) else 'unknown'
 
 
 def _auroc(labels, scores):
@@ -175,17 +205,21 @@ def run_frame_baselines(data_dir, out_dir, seeds=(0, 1, 2), ae_config=None, dens
                                             for s in per_seed]))}
                    for e in per_seed[0]['per_environment_auroc'][m]} for m in METHODS}
     results = {
-        'data': str(data_dir), 'seeds': list(seeds), 'test_counts': data.counts()['test_set'],
+        'data': str(data_dir), 'protocol': dataset_protocol(data_dir),
+        'seeds': list(seeds), 'test_counts': data.counts()['test_set'],
         'config': {'autoencoder': dataclasses.asdict(ae_cfg),
                    'density': dataclasses.asdict(den_cfg),
                    'classifier': dataclasses.asdict(cls_cfg)},
         'table2': table, 'fig7': fig7, 'per_type_auroc_mean': per_type,
         'per_environment_auroc': per_env,
+        'orderings': paper_orderings(per_seed, table),
         'per_seed': [{k: v for k, v in s.items() if k != 'scores'} for s in per_seed],
     }
     atomic_write_json(out / 'results.json', results)
-    atomic_write_text(out / 'table2.md', format_table2(results) + '\n' + format_per_environment(
-        results) + '\n' + format_per_type(results))
+    protocol = PROTOCOLS.get(results['protocol'], 'test scenes unknown')
+    tables = (format_table2(results), format_per_environment(results), format_per_type(results))
+    atomic_write_text(out / 'table2.md',
+                      f"Protocol: {results['protocol']} ({protocol})\n\n" + '\n'.join(tables))
     atomic_write_text(out / 'fig7.md', format_fig7(results))
     series_plot(out / 'fig7.png', keys,
                 {m: ([fig7[m][k]['mean'] for k in keys], [fig7[m][k]['std'] for k in keys])
@@ -197,6 +231,99 @@ def run_frame_baselines(data_dir, out_dir, seeds=(0, 1, 2), ae_config=None, dens
              {m: (arrays['test_labels'], first['scores'][m]) for m in METHODS},
              title=f'Test ROC, seed {first["seed"]}')
     return results
+
+
+def paper_orderings(per_seed, table):
+    """Whether each of the paper's orderings holds, per seed and in the mean."""
+    out = []
+    for better, worse in PAPER_ORDERINGS:
+        wins = [s['auroc'][better] > s['auroc'][worse] for s in per_seed]
+        out.append({'better': better, 'worse': worse, 'seeds_holding': int(sum(wins)),
+                    'seeds': len(wins),
+                    'mean_difference': table[better]['mean'] - table[worse]['mean'],
+                    'holds_in_mean': bool(table[better]['mean'] > table[worse]['mean'])})
+    return out
+
+
+def run_protocols(data_dirs, out_dir, seeds=(0, 1, 2), ae_config=None, density_config=None,
+                  classifier_config=None, exposures=DEFAULT_EXPOSURES, cache_dir=None,
+                  show_progress=True):
+    """Run :func:`run_frame_baselines` on one dataset per protocol, side by side.
+
+    One dataset: its results go to ``out_dir`` as before. Several: each to
+    ``out_dir/<protocol>``, and ``protocols.json``, ``protocols.md``,
+    ``table2_protocols.png`` and ``fig7_protocols.png`` compare them. Returns
+    ``{protocol: results}``.
+
+    Raises:
+        TrainingError: two datasets of the same protocol (their outputs would
+            collide), or a dataset whose protocol is unknown among several.
+
+    """
+    if len(data_dirs) == 1:
+        results = run_frame_baselines(data_dirs[0], out_dir, seeds, ae_config, density_config,
+                                      classifier_config, exposures, cache_dir, show_progress)
+        return {results['protocol']: results}
+    protocols = [dataset_protocol(d) for d in data_dirs]
+    for d, p in zip(data_dirs, protocols):
+        if p not in PROTOCOLS:
+            raise TrainingError(
+                f'{str(d)!r} has no manifest saying which scenes its test split uses; '
+                'compare protocols on datasets written by synth dataset --test-scenes.')
+    if len(set(protocols)) != len(protocols):
+        raise TrainingError(f'Each --data must be a different protocol; got {protocols} for '
+                            f'{[str(d) for d in data_dirs]}.')
+    out = Path(out_dir)
+    everything = {}
+    for d, p in zip(data_dirs, protocols):
+        everything[p] = run_frame_baselines(d, out / p, seeds, ae_config, density_config,
+                                            classifier_config, exposures, cache_dir,
+                                            show_progress)
+    summary = {p: {'data': r['data'], 'table2': r['table2'], 'fig7': r['fig7'],
+                   'orderings': r['orderings'], 'seeds': r['seeds']}
+               for p, r in everything.items()}
+    atomic_write_json(out / 'protocols.json', summary)
+    atomic_write_text(out / 'protocols.md', format_protocols(everything))
+    bar_plot(out / 'table2_protocols.png', list(METHODS),
+             {f'{p} scenes': ([r['table2'][m]['mean'] for m in METHODS],
+                              [r['table2'][m]['std'] for m in METHODS])
+              for p, r in everything.items()},
+             'test AUROC', title=f'Table II under both protocols ({len(seeds)} seeds)',
+             reference=('paper', [PAPER_AUROC[m] for m in METHODS]))
+    keys = [str(c) for c in exposures]
+    series_plot(out / 'fig7_protocols.png', keys,
+                {f'{m}, {p} scenes': ([r['fig7'][m][k]['mean'] for k in keys],
+                                      [r['fig7'][m][k]['std'] for k in keys])
+                 for p, r in everything.items() for m in ('RNVP+OE', 'BCLASS')},
+                'exposed anomalous frames', 'test AUROC',
+                title=f'AUROC vs exposed anomalies, both protocols ({len(seeds)} seeds)')
+    return everything
+
+
+def format_protocols(everything):
+    """Table II and Fig. 7 with one column per protocol, and the orderings."""
+    names = list(everything)
+    lines = ['Table II, test AUROC (mean ± std over seeds):', '',
+             '| method | ' + ' | '.join(f'{p} scenes' for p in names) + ' | paper |',
+             '|---' * (len(names) + 2) + '|']
+    for m in METHODS:
+        cells = [f"{everything[p]['table2'][m]['mean']:.3f} ± "
+                 f"{everything[p]['table2'][m]['std']:.3f}" for p in names]
+        lines.append(f'| {m} | ' + ' | '.join(cells) + f' | {PAPER_AUROC[m]:.2f} |')
+    lines += ['', "The paper's orderings (seeds where it holds; difference of means):", '',
+              '| ordering | ' + ' | '.join(f'{p} scenes' for p in names) + ' |',
+              '|---' * (len(names) + 1) + '|']
+    for i, (better, worse) in enumerate(PAPER_ORDERINGS):
+        cells = []
+        for p in names:
+            o = everything[p]['orderings'][i]
+            cells.append(f"{o['seeds_holding']}/{o['seeds']} seeds, "
+                         f"{o['mean_difference']:+.3f}")
+        lines.append(f'| {better} > {worse} | ' + ' | '.join(cells) + ' |')
+    for p in names:
+        lines += ['', f'Fig. 7, {p} scenes ({PROTOCOLS[p]}):', '',
+                  format_fig7(everything[p]).rstrip()]
+    return '\n'.join(lines) + '\n'
 
 
 def format_table2(results):

@@ -91,6 +91,32 @@ def score_histogram(path, normal, anomalous, threshold=None, xlabel='score', tit
     return _save(plt, fig, path)
 
 
+def bar_plot(path, x_labels, series, ylabel, title=None, reference=None):
+    """Draw grouped bars with error bars: ``series`` maps a name to ``(means, stds)``.
+
+    ``reference`` is an optional ``(name, values)`` drawn as markers over
+    the groups (e.g. a paper's figures).
+    """
+    plt, fig, ax = _figure(6.0, 4.0)
+    xs = np.arange(len(x_labels))
+    width = 0.8 / max(1, len(series))
+    for i, (name, (means, stds)) in enumerate(series.items()):
+        ax.bar(xs + (i - (len(series) - 1) / 2) * width, np.asarray(means, float), width,
+               yerr=np.asarray(stds, float), capsize=3, label=name)
+    if reference is not None:
+        ax.plot(xs, np.asarray(reference[1], float), 'k_', markersize=20, mew=2,
+                label=reference[0])
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(v) for v in x_labels])
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0.0, 1.0)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3, axis='y')
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
 def series_plot(path, x_labels, series, xlabel, ylabel, title=None):
     """Lines with error bars: ``series`` maps a name to ``(means, stds)`` over ``x_labels``."""
     plt, fig, ax = _figure(5.5, 4.0)

@@ -19,7 +19,8 @@ Layout written under the output directory::
     train_set/       normal frames of training sequences (no anomaly at all)
     validation_set/  normal and anomalous frames of validation sequences
     test_set/        normal and anomalous frames of test sequences, in scenes
-                     never used by any other split
+                     never used by any other split (``test_scenes='unseen'``,
+                     the default) or in the training scenes (``'seen'``)
     outliers_set/    anomalous frames for outlier exposure (training scenes)
     masks/           <stem>.png  uint8: 1 anomaly pixel, 0 otherwise
     instances/       <stem>.png  uint16 anomaly instance ids, 0 = none
@@ -28,9 +29,18 @@ Layout written under the output directory::
     manifest.json    generator version, seed, preset, counts per split and type
     contact_sheet.png
 
-Splits are disjoint by sequence; test and validation sequences are also
-in scenes (scene seeds) of their own. Every frame is a pure function of the
-dataset seed, so the bytes do not depend on ``--workers``.
+Splits are disjoint by sequence. Two protocols (``test_scenes``):
+
+* ``unseen`` (default): validation and test sequences are also in scenes
+  (scene seeds) of their own, so a model is tested in places it never saw.
+* ``seen``: the RNVP+OE paper's protocol. Validation and test sequences are
+  new patrols of the training scenes (the same places, other runs, other
+  camera days). Train and outliers splits are byte-identical to the
+  ``unseen`` dataset of the same seed; only the validation and test
+  sequences move to other scenes.
+
+Every frame is a pure function of the dataset seed and protocol, so the
+bytes do not depend on ``--workers``.
 """
 
 import csv
@@ -75,6 +85,7 @@ ANOMALY_SHARE = {'train_set': 0.0, 'validation_set': 0.5, 'test_set': 0.5,
 # Where normal runs happen; anomalies follow the environments they occur in.
 ENVIRONMENT_WEIGHTS = {'corridor': 0.7, 'factory': 0.15, 'tunnel': 0.15}
 SCENE_POOL = {'train_set': 0, 'outliers_set': 0, 'validation_set': 1, 'test_set': 2}
+TEST_SCENES = ('unseen', 'seen')
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048
 
 
@@ -123,13 +134,20 @@ def minimum_frames(n_types):
     return sum(per_split.values()) + normal
 
 
-def plan_dataset(preset='small', frames=None, seed=0, types=None):
+def plan_dataset(preset='small', frames=None, seed=0, types=None, test_scenes='unseen'):
     """Split the frame budget into sequences (deterministic in ``seed``).
 
+    ``test_scenes`` is the protocol: ``'unseen'`` puts validation and test
+    sequences in scenes of their own, ``'seen'`` in the training scenes.
+
     Raises:
-        SynthError: unknown preset, or a frame budget too small for the types.
+        SynthError: unknown preset or protocol, or a frame budget too small
+            for the types.
 
     """
+    if test_scenes not in TEST_SCENES:
+        raise SynthError(f'Unknown test scenes {test_scenes!r}; choose from '
+                         f'{", ".join(TEST_SCENES)}.')
     if preset not in PRESETS:
         raise SynthError(f'Unknown preset {preset!r}; choose from {", ".join(PRESETS)}.')
     kinds = resolve_types(types)
@@ -144,6 +162,7 @@ def plan_dataset(preset='small', frames=None, seed=0, types=None):
     tasks = []
     counter = 0
     turn = {}
+    trained = {}    # environment -> scene seeds of training runs, in order of first use
 
     def scene_for(split, env, n_scenes):
         # Round-robin over the split's scenes of that environment, shared by
@@ -151,7 +170,18 @@ def plan_dataset(preset='small', frames=None, seed=0, types=None):
         # look can stand in for "anomalous".
         k = turn.get((split, env), int(rng.integers(n_scenes)))
         turn[(split, env)] = k + 1
-        return _scene_seed(seed, split, env, k % n_scenes)
+        if test_scenes == 'seen' and split in ('validation_set', 'test_set'):
+            # New patrols of the places the training runs visited.
+            visited = trained.get(env)
+            if not visited:
+                raise SynthError(
+                    f'No training run visits a {env}, so the seen-scenes protocol cannot test '
+                    f'there; ask for more frames than {total}.')
+            return visited[k % len(visited)]
+        scene = _scene_seed(seed, split, env, k % n_scenes)
+        if split == 'train_set' and scene not in trained.setdefault(env, []):
+            trained[env].append(scene)
+        return scene
 
     for split in SPLITS:
         n_split = max(1, int(round(total * SPLIT_SHARE[split])))
@@ -265,7 +295,7 @@ def _jobs_by_scene(tasks, root, image_size):
 
 
 def write_dataset(out, *, preset='small', frames=None, image_size=None, seed=0, types=None,
-                  workers=1, overwrite=False, progress=True):
+                  workers=1, overwrite=False, progress=True, test_scenes='unseen'):
     """Generate a dataset into ``out`` (see the module docs); return the manifest dict.
 
     Raises:
@@ -279,7 +309,7 @@ def write_dataset(out, *, preset='small', frames=None, image_size=None, seed=0, 
                          f'{MAX_IMAGE_SIZE} pixels, got {size}.')
     if workers < 1:
         raise SynthError(f'--workers must be at least 1, got {workers}.')
-    tasks = plan_dataset(preset, frames, seed, types)
+    tasks = plan_dataset(preset, frames, seed, types, test_scenes)
     total = sum(t.frames for t in tasks)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for name in (*SPLITS, 'masks', 'instances', 'semantic', 'metadata'):
@@ -305,7 +335,7 @@ def write_dataset(out, *, preset='small', frames=None, image_size=None, seed=0, 
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(tmp / 'metadata' / 'frames_labels.csv', buf.getvalue())
-        manifest = _manifest(rows, tasks, preset, frames, size, seed, types)
+        manifest = _manifest(rows, tasks, preset, frames, size, seed, types, test_scenes)
         atomic_write_text(tmp / 'manifest.json', json.dumps(manifest, indent=2) + '\n')
         sheet = contact_sheet(tmp, rows)
         atomic_write_bytes(tmp / 'contact_sheet.png', cv2.imencode('.png', sheet)[1].tobytes())
@@ -318,7 +348,7 @@ def _progress(total, enabled):
                 dynamic_ncols=True)
 
 
-def _manifest(rows, tasks, preset, frames, size, seed, types):
+def _manifest(rows, tasks, preset, frames, size, seed, types, test_scenes='unseen'):
     counts = {split: {} for split in SPLITS}
     for row in rows:
         c = counts[row['split']]
@@ -330,6 +360,7 @@ def _manifest(rows, tasks, preset, frames, size, seed, types):
         'generator_version': GENERATOR_VERSION,
         'preset': preset, 'frames_requested': frames, 'frames': len(rows),
         'image_size': size, 'seed': seed, 'types': types or 'all',
+        'test_scenes': test_scenes,
         'min_visible_fraction': MIN_VISIBLE_FRACTION,
         'labels': {str(k): v for k, v in LABEL_NAMES.items()},
         'global_types': [t.name for t in ANOMALY_TYPES if t.is_global],
