@@ -1,0 +1,192 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""``score``, ``evaluate`` and ``experiment``: models on images and datasets.
+
+And the papers' comparisons, reproduced on our data.
+"""
+
+from .common import add_ae_options
+from .common import add_density_options
+from .common import ae_config
+from .common import default_frame_model
+from .common import density_config
+from .common import exposed_count
+from .common import Parser
+from .common import positive_int
+
+
+def add_score(sub):
+    p = sub.add_parser('score', help='score images with a frame model',
+                       description='Score image files (or folders of them) with a frame model: '
+                                   'one row per image with the raw score (NLL, nats), the '
+                                   'calibrated probability and the hazard flag.')
+    p.add_argument('paths', nargs='+', help='image files or folders')
+    p.add_argument('--model', default=None,
+                   help='model directory (default: the shipped models/frame_rnvp_oe)')
+    p.add_argument('--csv', help='also write the rows to this CSV file')
+    p.add_argument('--target-fpr', type=float, help="override the model's threshold target")
+    p.add_argument('--backend', default='torch',
+                   help='torch, onnxruntime, tensorrt or auto (default torch)')
+    p.set_defaults(run=_run_score)
+
+
+def _run_score(args):
+    import csv
+    import io
+    from pathlib import Path
+
+    import cv2
+
+    from ..io.files import atomic_write_text
+    from ..perception.frame import FrameAnomalyDetector
+    from ..errors import AnomalyPerceptionError
+
+    model = args.model or default_frame_model()
+    detector = FrameAnomalyDetector.from_model_dir(model, args.backend,
+                                                   target_fpr=args.target_fpr)
+    files = []
+    for p in map(Path, args.paths):
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir()
+                            if f.suffix.lower() in ('.jpg', '.jpeg', '.png', '.bmp'))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise AnomalyPerceptionError(f'{str(p)!r} is neither an image file nor a folder.')
+    if not files:
+        raise AnomalyPerceptionError('No images to score.')
+    rows = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise AnomalyPerceptionError(f'Cannot decode image {str(f)!r}.')
+        s = detector.score(img, channel_order='bgr')
+        rows.append({'path': str(f), 'raw_score': float(s.raw[0]),
+                     'probability': float(s.probability[0]), 'flag': int(s.flag[0])})
+    width = max(len(r['path']) for r in rows)
+    print(f"{'image':<{width}}  {'raw (nats)':>10}  {'prob':>6}  flag   "
+          f'(threshold {detector.threshold:.2f} nats, model {model}, backend '
+          f'{detector.backend.name})')
+    for r in rows:
+        print(f"{r['path']:<{width}}  {r['raw_score']:10.2f}  {r['probability']:6.3f}  "
+              f"{'HAZARD' if r['flag'] else '-'}")
+    if args.csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator='\n')
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(args.csv, buf.getvalue())
+        print(f'written {args.csv}')
+    return 0
+
+
+def add_evaluate(sub):
+    p = sub.add_parser('evaluate', help='evaluate a model on a labelled dataset',
+                       description='Evaluate models against labels, with plots.')
+    esub = p.add_subparsers(dest='evaluate_command', metavar='SUBCOMMAND', required=True,
+                            parser_class=Parser)
+    f = esub.add_parser('frame', help='a frame model on a dataset split',
+                        description='AUROC, AP, FPR95 overall and per anomaly type, ROC and PR '
+                                    'curves and a score histogram (report.json, roc.png, '
+                                    'pr.png, histogram.png in --out).')
+    f.add_argument('--model', required=True)
+    f.add_argument('--data', required=True)
+    f.add_argument('--out', required=True, help='report directory')
+    f.add_argument('--split', default='test_set')
+    f.set_defaults(run=_run_evaluate_frame)
+
+
+def _run_evaluate_frame(args):
+    from ..evaluation.frame_eval import evaluate_frame
+    from ..evaluation.frame_eval import format_report
+    report = evaluate_frame(args.model, args.data, args.out, args.split)
+    print(format_report(report))
+    print(f'written {args.out}/report.json, roc.png, pr.png, histogram.png')
+    return 0
+
+
+def add_experiment(sub):
+    p = sub.add_parser('experiment', help="reproduce the papers' comparisons",
+                       description='Reproduce published comparisons on a dataset of ours.')
+    xsub = p.add_subparsers(dest='experiment_command', metavar='SUBCOMMAND', required=True,
+                            parser_class=Parser)
+    f = xsub.add_parser('frame-baselines', help='RNVP+OE Table II and Fig. 7',
+                        description='Train AE-MAE, AE-MSE, RNVP, BCLASS and RNVP+OE for each '
+                                    'seed, and the exposure sweep of Fig. 7; write results.json, '
+                                    'table2.md, fig7.md, fig7.png and a ROC plot. With one '
+                                    '--data per protocol (synth dataset --test-scenes unseen '
+                                    'and seen), run each into OUT/<protocol>/ and compare them '
+                                    'in protocols.md, table2_protocols.png and '
+                                    'fig7_protocols.png.')
+    f.add_argument('--data', required=True, action='append',
+                   help='dataset; repeat with one dataset per protocol to compare them')
+    f.add_argument('--out', required=True)
+    f.add_argument('--seeds', default='0,1,2', help='comma-separated seeds (default 0,1,2)')
+    f.add_argument('--exposures', default='0,2,8,64,512,all',
+                   help='exposed anomaly counts for Fig. 7')
+    f.add_argument('--bclass-epochs', type=positive_int, default=100)
+    add_ae_options(f)
+    add_density_options(f)
+    f.set_defaults(run=_run_experiment_frame)
+    lp = xsub.add_parser(
+        'learn-place', help='learn a building from one normal patrol bag, test on another',
+        description='Per scene seed: a 300 s normal patrol at 10 Hz -> train frame --bag '
+                    '(no exposure, then --exposures tagged frames of a third patrol) -> replay '
+                    'of a 120 s patrol with anomalies at 30 Hz, and the shipped model on it; '
+                    'write results.json, results.md, results.png.')
+    lp.add_argument('--scene-seeds', default='8101,8102,8103')
+    lp.add_argument('--out', required=True)
+    lp.add_argument('--exposures', default='0,2,8,32',
+                    help='tagged anomalous frames to expose (default 0,2,8,32)')
+    lp.add_argument('--workers', type=positive_int, default=2)
+    lp.add_argument('--square', action='store_true',
+                    help='also train on the centre square only (64x64) and compare AUROC on '
+                         'anomalies off the centre')
+    lp.set_defaults(run=_run_experiment_learn_place)
+
+
+def _run_experiment_learn_place(args):
+    from ..evaluation.learn_place import format_learn_place
+    from ..evaluation.learn_place import run_learn_place
+    results = run_learn_place([int(v) for v in args.scene_seeds.split(',')], args.out,
+                              [int(v) for v in args.exposures.split(',')], args.workers,
+                              square=args.square)
+    print(format_learn_place(results))
+    print(f'written {args.out}/results.json, results.md, results.png')
+    return 0
+
+
+def _run_experiment_frame(args):
+    from ..evaluation.frame_experiments import format_fig7
+    from ..evaluation.frame_experiments import format_protocols
+    from ..evaluation.frame_experiments import format_table2
+    from ..evaluation.frame_experiments import run_protocols
+    from ..train.frame import ClassifierConfig
+    seeds = [int(s) for s in args.seeds.split(',')]
+    exposures = [exposed_count(e) for e in args.exposures.split(',')]
+    args.seed = seeds[0]
+    everything = run_protocols(args.data, args.out, seeds, ae_config(args),
+                               density_config(args),
+                               ClassifierConfig(epochs=args.bclass_epochs), exposures)
+    if len(everything) == 1:
+        results = next(iter(everything.values()))
+        print(format_table2(results))
+        print(format_fig7(results))
+        print(f'written {args.out}/results.json, table2.md, fig7.md, fig7.png')
+    else:
+        print(format_protocols(everything))
+        print(f'written {args.out}/<protocol>/ and {args.out}/protocols.json, protocols.md, '
+              'table2_protocols.png, fig7_protocols.png')
+    return 0

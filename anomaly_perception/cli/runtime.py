@@ -1,0 +1,76 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""``export`` and ``bench``: ONNX graphs and speed."""
+
+from .common import default_frame_model
+from .common import positive_int
+
+
+def add_export(sub):
+    p = sub.add_parser('export', help='export a model to ONNX (recorded in its manifest)',
+                       description="Write the model's ONNX graph into its directory "
+                                   '(model.onnx, or model_fp16.onnx) and record file, sha256, '
+                                   'opset and input/output names and shapes in the manifest. '
+                                   "The frame graph takes uint8 images at the model's input "
+                                   'size (batch dynamic) and returns the raw score.')
+    p.add_argument('--model', required=True, help='model directory')
+    p.add_argument('--opset', type=positive_int, default=17, help='ONNX opset (17)')
+    p.add_argument('--fp16', action='store_true', help='fp16 weights and convolutions')
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args):
+    from ..runtime.export import export_model
+    entry = export_model(args.model, opset=args.opset, fp16=args.fp16)
+    shape = 'x'.join(str(v) for v in entry['inputs'][0]['shape'])
+    print(f"written {args.model}/{entry['file']} (opset {entry['opset']}, {entry['precision']}, "
+          f"input {entry['inputs'][0]['name']} {entry['inputs'][0]['dtype']} [{shape}], "
+          f"sha256 {entry['sha256'][:12]}...)")
+    return 0
+
+
+def add_bench(sub):
+    p = sub.add_parser('bench', help='measure the frame path on each backend',
+                       description='Warm up, then time the whole frame path (640x360 bgr8 '
+                                   'frames -> scores) and the model alone for each backend '
+                                   'and batch size: median/p90/p99 latency, throughput, '
+                                   'memory, and the ratio to PyTorch eager on the same device.')
+    p.add_argument('--model', help='model directory (default: the shipped frame model)')
+    p.add_argument('--backend', default='torch,onnxruntime,tensorrt,auto',
+                   help='comma-separated backends (default: all four)')
+    p.add_argument('--batch', default='1,8,32', help='comma-separated batch sizes')
+    p.add_argument('--seconds', type=float, default=3.0, help='timing per case (3)')
+    p.add_argument('--device', default='cpu', help="torch device: 'cpu' or 'cuda'")
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16'])
+    p.add_argument('--json', help='write the results here too (default out/bench/)')
+    p.set_defaults(run=_run_bench)
+
+
+def _run_bench(args):
+    from pathlib import Path
+
+    from ..runtime.bench import format_table
+    from ..runtime.bench import run_bench
+    from ..io.files import atomic_write_json
+    model = args.model or default_frame_model()
+    backends = [b.strip() for b in args.backend.split(',') if b.strip()]
+    batches = [int(b) for b in args.batch.split(',')]
+    results = run_bench(model, backends, batches, args.seconds, device=args.device,
+                        precision=args.precision)
+    print(format_table(results))
+    out = Path(args.json or Path('out') / 'bench' / f'bench_{Path(model).name}.json')
+    atomic_write_json(out, results)
+    print(f'written {out}')
+    return 0

@@ -1,0 +1,226 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""``train``: offline training, resumable from checkpoints."""
+
+import argparse
+import sys
+
+from .common import add_ae_options
+from .common import add_density_options
+from .common import ae_config
+from .common import density_config
+from .common import exposed_count
+from .common import Parser
+from .common import positive_int
+from .common import shape
+from .common import UsageError
+
+
+def add_train(sub):
+    p = sub.add_parser('train', help='train models (frame branch)',
+                       description='Offline training. Every step checkpoints each epoch into '
+                                   'its --out directory and resumes from there when run again.')
+    tsub = p.add_subparsers(dest='train_command', metavar='SUBCOMMAND', required=True,
+                            parser_class=Parser)
+
+    a = tsub.add_parser('autoencoder', help='the convolutional autoencoder (normal frames)',
+                        description='Train the 64x64 autoencoder on train_set normals; the best '
+                                    'epoch by validation reconstruction loss is kept.')
+    a.add_argument('--data', required=True, help='dataset in the Hazards&Robots layout')
+    a.add_argument('--out', required=True, help='output directory')
+    a.add_argument('--seed', type=int, default=0)
+    add_ae_options(a)
+    a.set_defaults(run=_run_train_autoencoder)
+
+    d = tsub.add_parser('density', help='Real-NVP on embeddings, with or without outlier '
+                                        'exposure',
+                        description="Train Real-NVP on the autoencoder's embeddings of normal "
+                                    'frames; with --oe, exposed anomalies from outliers_set are '
+                                    'pushed --gamma nats above normals. Embeddings are cached '
+                                    'in the autoencoder directory.')
+    d.add_argument('--data', required=True)
+    d.add_argument('--autoencoder', required=True, help='directory of train autoencoder')
+    d.add_argument('--out', required=True)
+    d.add_argument('--oe', action=argparse.BooleanOptionalAction, default=True,
+                   help='outlier exposure (default on)')
+    d.add_argument('--exposed', type=exposed_count, default='all',
+                   help="number of exposed anomalous frames, or 'all' (default)")
+    d.add_argument('--seed', type=int, default=0)
+    add_density_options(d)
+    d.set_defaults(run=_run_train_density)
+
+    b = tsub.add_parser('bclass', help='binary classifier baseline on embeddings',
+                        description='Train BCLASS (256-64-1 MLP) on normal vs exposed '
+                                    'anomalous embeddings.')
+    b.add_argument('--data', required=True)
+    b.add_argument('--autoencoder', required=True)
+    b.add_argument('--out', required=True)
+    b.add_argument('--exposed', type=exposed_count, default='all')
+    b.add_argument('--epochs', type=positive_int, default=100)
+    b.add_argument('--seed', type=int, default=0)
+    b.set_defaults(run=_run_train_bclass)
+
+    f = tsub.add_parser(
+        'frame', help='the whole chain into a deployable model directory',
+        description='Autoencoder -> embeddings -> Real-NVP+OE -> calibration -> MODEL_DIR '
+                    '(manifest.yaml + frame_model.pt). From a dataset folder (--data), or from '
+                    "the robot's own bags of normal driving (--bag, repeatable): frames of the "
+                    'whole camera view, held-out time blocks for validation and calibration, '
+                    'and an alarm threshold for a target number of false alarms per hour.')
+    src = f.add_mutually_exclusive_group(required=True)
+    src.add_argument('--data', help='dataset folder (train_set/, validation_set/, outliers_set/)')
+    src.add_argument('--bag', action='append', help='bag of normal driving (repeatable)')
+    f.add_argument('--out', required=True, help='model directory to write')
+    f.add_argument('--work', help='directory for intermediate steps (default out/train/<name>)')
+    f.add_argument('--exposed', action='append',
+                   help="--data: how many outliers_set frames to expose (a count or 'all', "
+                        'default all). --bag: BAG:INTERVALS.yaml, frames an operator tagged as '
+                        'anomalous (the format `replay --labels` reads; repeatable)')
+    f.add_argument('--exposed-count', type=exposed_count, default='all',
+                   help="--bag: use this many of the tagged frames (default 'all')")
+    f.add_argument('--topic', help='--bag: image topic (default: the only camera topic)')
+    f.add_argument('--every', type=positive_int, default=1,
+                   help='--bag: keep every N-th frame (default 1)')
+    f.add_argument('--input-shape', type=shape, default=None, metavar='HxW',
+                   help='--bag: model input (multiples of 16; default 64x112, the whole 16:9 '
+                        'view; 64x64 sees only the centre square)')
+    f.add_argument('--target-alarms-per-hour', type=float, default=2.0,
+                   help='--bag: false alarms per hour of normal driving the threshold is set '
+                        'for, measured on the held-out blocks (default 2)')
+    f.add_argument('--target-fpr', type=float, default=0.05,
+                   help='--data: false-positive rate of the default threshold on normal '
+                        'frames (0.05)')
+    f.add_argument('--seed', type=int, default=0)
+    f.add_argument('--overwrite', action='store_true')
+    add_ae_options(f, bag_defaults=True)
+    add_density_options(f, bag_defaults=True)
+    f.set_defaults(run=_run_train_frame)
+
+
+def _frame_data(args, size=64):
+    from ..train.frame_model import load_frame_data
+    return load_frame_data(args.data, size, getattr(args, 'exposed', 0), args.seed)
+
+
+def _run_train_autoencoder(args):
+    from ..train.frame import train_autoencoder
+    data = _frame_data(args)
+    metrics = train_autoencoder(data.train, data.val[data.val_labels == 0], args.out,
+                                ae_config(args))
+    print(f"best epoch {metrics['best_epoch']}: validation loss {metrics['best_val_loss']:.4f}; "
+          f'written {args.out}/autoencoder.pt')
+    return 0
+
+
+def _run_train_density(args):
+    from ..train.frame import auroc_summary
+    from ..train.frame import cached_embeddings
+    from ..train.frame import density_scores
+    from ..train.frame import load_density
+    from ..train.frame import train_density
+    if not args.oe:
+        args.exposed = 0
+    data = _frame_data(args)
+    z_train = cached_embeddings(args.autoencoder, data.train, 'train')
+    z_val = cached_embeddings(args.autoencoder, data.val, 'val')
+    z_exp = None
+    if len(data.exposed):
+        z_exp = cached_embeddings(args.autoencoder, data.exposed, 'exposed')
+    metrics = train_density(z_train, z_val[data.val_labels == 0], args.out,
+                            density_config(args, args.oe), z_exp)
+    print(f"best epoch {metrics['best_epoch']}: validation NLL {metrics['best_val_nll']:.2f}")
+    if (data.val_labels != 0).any():
+        scores = density_scores(*load_density(args.out), z_val)
+        s = auroc_summary(data.val_labels, scores)
+        print(f"validation AUROC {s['auroc']:.3f}  AP {s['ap']:.3f}  FPR95 {s['fpr95']:.3f}")
+    return 0
+
+
+def _run_train_bclass(args):
+    from ..train.frame import cached_embeddings
+    from ..train.frame import ClassifierConfig
+    from ..train.frame import train_bclass
+    data = _frame_data(args)
+    z_train = cached_embeddings(args.autoencoder, data.train, 'train')
+    z_val = cached_embeddings(args.autoencoder, data.val, 'val')
+    z_exp = None
+    if len(data.exposed):
+        z_exp = cached_embeddings(args.autoencoder, data.exposed, 'exposed')
+    metrics = train_bclass(z_train, z_exp, z_val, data.val_labels != 0, args.out,
+                           ClassifierConfig(epochs=args.epochs, seed=args.seed))
+    print(f"best epoch {metrics['best_epoch']}: validation BCE {metrics['best_val_bce']:.4f}")
+    return 0
+
+
+def _run_train_frame(args):
+    from pathlib import Path
+
+    work = args.work or str(Path('out') / 'train' / Path(args.out).name)
+    command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    if args.bag:
+        return _run_train_frame_bags(args, work, command)
+    from ..train.frame_model import FrameTrainingConfig
+    from ..train.frame_model import train_frame_model
+    exposed = args.exposed or ['all']
+    if len(exposed) > 1:
+        raise UsageError('--data takes one --exposed (a count or all).')
+    try:
+        exposed = exposed_count(exposed[0])
+    except argparse.ArgumentTypeError as err:
+        raise UsageError(f'--exposed with --data: {err}') from None
+    config = FrameTrainingConfig(autoencoder=ae_config(args), density=density_config(args),
+                                 exposed=exposed, target_fpr=args.target_fpr,
+                                 seed=args.seed)
+    manifest = train_frame_model(args.data, args.out, work, config, overwrite=args.overwrite,
+                                 command=command)
+    v = manifest['validation']
+    print(f'written {args.out} (work files in {work})')
+    if 'auroc' in v:
+        print(f"validation: AUROC {v['auroc']:.3f}  AP {v['ap']:.3f}  FPR95 {v['fpr95']:.3f} "
+              f"({v['n_normal']} normal, {v['n_anomalous']} anomalous frames)")
+    return 0
+
+
+def _run_train_frame_bags(args, work, command):
+    from ..train.frame_bags import BAG_INPUT_SHAPE
+    from ..train.frame_bags import BagTrainingConfig
+    from ..train.frame_bags import ExposedSource
+    from ..train.frame_bags import train_frame_from_bags
+    try:
+        exposed = [ExposedSource.parse(text) for text in args.exposed or []]
+    except ValueError as err:
+        raise UsageError(f'--exposed with --bag: {err}') from None
+    if args.target_alarms_per_hour <= 0:
+        raise UsageError('--target-alarms-per-hour must be > 0.')
+    config = BagTrainingConfig(
+        autoencoder=ae_config(args, width=8, epochs=25,
+                              input_size=args.input_shape or list(BAG_INPUT_SHAPE)),
+        density=density_config(args, epochs=100), topic=args.topic, every=args.every,
+        exposed_count=args.exposed_count,
+        target_false_alarms_per_hour=args.target_alarms_per_hour, seed=args.seed)
+    manifest = train_frame_from_bags(args.bag, args.out, work, config, exposed=exposed,
+                                     overwrite=args.overwrite, command=command)
+    data, alarms = manifest['provenance']['data'], manifest['alarms']
+    t = manifest['provenance']['training']
+    print(f"written {args.out} (work files in {work}); {t['wall_s']:.0f} s")
+    print(f"learnt from {data['frames']} frames ({data['span_s']:.0f} s) of "
+          f"{len(data['bags'])} bag(s) on {data['topic']}: {data['n_train']} training, "
+          f"{data['n_heldout']} held-out ({manifest['validation']['n_heldout_blocks']} blocks)"
+          + (f"; {data['exposed']['n_frames']} exposed anomalous frames"
+             if data['exposed']['n_frames'] else ''))
+    print(f"alarm threshold: on probability {alarms['on_probability']:.10g} (raw "
+          f"{alarms['raw']:.1f} nats) for {alarms['target_false_alarms_per_hour']:g} false "
+          'alarms per hour of normal driving')
+    return 0
