@@ -25,8 +25,8 @@ from anomaly_perception.cli import main
 from anomaly_perception.data.synthetic.world import Sequence
 from anomaly_perception.data.synthetic.world import SequenceSpec
 from anomaly_perception.models.frame import FrameDensityModel
+from anomaly_perception.models.frame import MODEL_FILE
 from anomaly_perception.perception.frame import FrameAnomalyDetector
-from anomaly_perception.perception.frame import MODEL_FILE
 from anomaly_perception.runtime.backends import BackendError
 from anomaly_perception.runtime.backends import create_backend
 from anomaly_perception.runtime.backends import split_batches

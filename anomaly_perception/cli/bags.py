@@ -22,6 +22,7 @@ import json
 
 from .common import positive_int
 from .common import PROG
+from .common import UsageError
 
 
 def add_inspect(sub):
@@ -91,11 +92,14 @@ def add_replay(sub):
     p.add_argument('bag', help='bag directory, or a single .mcap / .db3 file')
     p.add_argument('--out', required=True, help='output directory (must not exist)')
     p.add_argument('--topic', help='image topic (default: the only camera image topic)')
-    p.add_argument('--pipelines', default='frame', help="pipelines to run (now: 'frame')")
-    p.add_argument('--model', help='frame model directory (default: the shipped one)')
+    p.add_argument('--pipelines', default='frame',
+                   help='comma-separated branches to run (default frame; replay evaluates '
+                        'the frame branch so far)')
+    p.add_argument('--model', help="model directory (default: the branch's shipped one)")
     p.add_argument('--backend', default='auto', help='torch, onnxruntime, tensorrt, auto')
     p.add_argument('--labels', help="intervals file (YAML) instead of the bag's labels")
-    p.add_argument('--params', help='a frame node parameter file (config/frame_anomaly.yaml)')
+    p.add_argument('--params', help="the branch node's parameter file (e.g. "
+                                    'config/frame_anomaly.yaml)')
     p.add_argument('--namespace', help='robot namespace of the output topics (default: from '
                                        'the image topic)')
     p.add_argument('--batch', type=positive_int, default=32)
@@ -107,16 +111,18 @@ def add_replay(sub):
 def _run_replay(args):
     from ..config import load_config
     from ..evaluation.replay import replay
-    from ..errors import AnomalyPerceptionError
-    from ..perception.frame_config import FrameNodeConfig
-    if args.pipelines.strip() != 'frame':
-        raise AnomalyPerceptionError(
-            f"--pipelines {args.pipelines!r}: only 'frame' is available so far.")
-    config = load_config(FrameNodeConfig, args.params) if args.params else FrameNodeConfig()
+    from ..perception.branches import get_branch
+    names = [n.strip() for n in args.pipelines.split(',') if n.strip()]
+    branches = [get_branch(n) for n in names]
+    if len(branches) != 1:
+        raise UsageError(f'--pipelines {args.pipelines!r}: replay runs one pipeline at a time '
+                         'so far.')
+    config_class = branches[0].config_class
+    config = load_config(config_class, args.params) if args.params else config_class()
     report = replay(args.bag, args.out, topic=args.topic, model_dir=args.model,
                     backend=args.backend, labels=args.labels, namespace=args.namespace,
                     config=config, batch=args.batch, overwrite=args.overwrite,
-                    show_progress=not args.no_progress)
+                    show_progress=not args.no_progress, pipelines=names)
     print(format_replay(report, args.out))
     return 0
 

@@ -106,6 +106,22 @@ def density_config(args, oe=True, epochs=200):
                          oe=oe, seed=args.seed)
 
 
-def default_frame_model():
-    from ..runtime.manifest import shipped_model_dir
-    return shipped_model_dir('frame_rnvp_oe')
+def add_branch_option(p):
+    """Add ``--branch`` (default: the --model's own branch, else the frame branch)."""
+    from ..perception.branches import branch_names
+    p.add_argument('--branch', choices=branch_names(),
+                   help="which branch's pipeline (default: the --model's, else frame)")
+
+
+def resolve_branch(branch, model):
+    """Return ``(Branch, model directory)`` for ``--branch`` and ``--model`` (either may be None).
+
+    Without ``--branch``, the model's manifest says which branch it is;
+    without ``--model``, the branch's shipped model runs.
+    """
+    from ..perception.branches import get_branch
+    from ..runtime.manifest import load_manifest
+    if branch is None and model is not None:
+        branch = load_manifest(model, verify=False).get('branch')
+    spec = get_branch(branch or 'frame')
+    return spec, model or spec.shipped_model_dir()

@@ -18,23 +18,27 @@ And the papers' comparisons, reproduced on our data.
 """
 
 from .common import add_ae_options
+from .common import add_branch_option
 from .common import add_density_options
 from .common import ae_config
-from .common import default_frame_model
 from .common import density_config
 from .common import exposed_count
 from .common import Parser
 from .common import positive_int
+from .common import resolve_branch
+from .common import UsageError
 
 
 def add_score(sub):
-    p = sub.add_parser('score', help='score images with a frame model',
-                       description='Score image files (or folders of them) with a frame model: '
-                                   'one row per image with the raw score (NLL, nats), the '
-                                   'calibrated probability and the hazard flag.')
+    p = sub.add_parser('score', help="score images with a branch's model",
+                       description='Score image files (or folders of them) with a model. '
+                                   'Frame branch: one row per image with the raw score (NLL, '
+                                   'nats), the calibrated probability and the hazard flag.')
     p.add_argument('paths', nargs='+', help='image files or folders')
     p.add_argument('--model', default=None,
-                   help='model directory (default: the shipped models/frame_rnvp_oe)')
+                   help="model directory (default: the branch's shipped model; the frame "
+                        'branch: models/frame_rnvp_oe)')
+    add_branch_option(p)
     p.add_argument('--csv', help='also write the rows to this CSV file')
     p.add_argument('--target-fpr', type=float, help="override the model's threshold target")
     p.add_argument('--backend', default='torch',
@@ -43,19 +47,16 @@ def add_score(sub):
 
 
 def _run_score(args):
-    import csv
-    import io
     from pathlib import Path
 
-    import cv2
-
-    from ..io.files import atomic_write_text
-    from ..perception.frame import FrameAnomalyDetector
     from ..errors import AnomalyPerceptionError
 
-    model = args.model or default_frame_model()
-    detector = FrameAnomalyDetector.from_model_dir(model, args.backend,
-                                                   target_fpr=args.target_fpr)
+    branch, model = resolve_branch(args.branch, args.model)
+    writer = SCORE_WRITERS.get(branch.name)
+    if writer is None:
+        raise UsageError(f'score has no output for the {branch.name!r} branch yet.')
+    detector = branch.detector_class.from_model_dir(model, args.backend,
+                                                    target_fpr=args.target_fpr)
     files = []
     for p in map(Path, args.paths):
         if p.is_dir():
@@ -67,12 +68,27 @@ def _run_score(args):
             raise AnomalyPerceptionError(f'{str(p)!r} is neither an image file nor a folder.')
     if not files:
         raise AnomalyPerceptionError('No images to score.')
+    return writer(detector, files, model, args)
+
+
+def _read_image(path):
+    import cv2
+
+    from ..errors import AnomalyPerceptionError
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise AnomalyPerceptionError(f'Cannot decode image {str(path)!r}.')
+    return img
+
+
+def _score_frame(detector, files, model, args):
+    import csv
+    import io
+
+    from ..io.files import atomic_write_text
     rows = []
     for f in files:
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise AnomalyPerceptionError(f'Cannot decode image {str(f)!r}.')
-        s = detector.score(img, channel_order='bgr')
+        s = detector.score(_read_image(f), channel_order='bgr')
         rows.append({'path': str(f), 'raw_score': float(s.raw[0]),
                      'probability': float(s.probability[0]), 'flag': int(s.flag[0])})
     width = max(len(r['path']) for r in rows)
@@ -90,6 +106,10 @@ def _run_score(args):
         atomic_write_text(args.csv, buf.getvalue())
         print(f'written {args.csv}')
     return 0
+
+
+# branch -> how ``score`` writes its results
+SCORE_WRITERS = {'frame': _score_frame}
 
 
 def add_evaluate(sub):

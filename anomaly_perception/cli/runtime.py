@@ -14,8 +14,9 @@
 
 """``export`` and ``bench``: ONNX graphs and speed."""
 
-from .common import default_frame_model
+from .common import add_branch_option
 from .common import positive_int
+from .common import resolve_branch
 
 
 def add_export(sub):
@@ -42,12 +43,13 @@ def _run_export(args):
 
 
 def add_bench(sub):
-    p = sub.add_parser('bench', help='measure the frame path on each backend',
-                       description='Warm up, then time the whole frame path (640x360 bgr8 '
+    p = sub.add_parser('bench', help="measure a branch's path on each backend",
+                       description="Warm up, then time a branch's whole path (640x360 bgr8 "
                                    'frames -> scores) and the model alone for each backend '
                                    'and batch size: median/p90/p99 latency, throughput, '
                                    'memory, and the ratio to PyTorch eager on the same device.')
-    p.add_argument('--model', help='model directory (default: the shipped frame model)')
+    p.add_argument('--model', help="model directory (default: the branch's shipped model)")
+    add_branch_option(p)
     p.add_argument('--backend', default='torch,onnxruntime,tensorrt,auto',
                    help='comma-separated backends (default: all four)')
     p.add_argument('--batch', default='1,8,32', help='comma-separated batch sizes')
@@ -61,14 +63,14 @@ def add_bench(sub):
 def _run_bench(args):
     from pathlib import Path
 
-    from ..runtime.bench import format_table
-    from ..runtime.bench import run_bench
+    from ..evaluation.bench import format_table
+    from ..evaluation.bench import run_bench
     from ..io.files import atomic_write_json
-    model = args.model or default_frame_model()
+    branch, model = resolve_branch(args.branch, args.model)
     backends = [b.strip() for b in args.backend.split(',') if b.strip()]
     batches = [int(b) for b in args.batch.split(',')]
     results = run_bench(model, backends, batches, args.seconds, device=args.device,
-                        precision=args.precision)
+                        precision=args.precision, branch=branch.name)
     print(format_table(results))
     out = Path(args.json or Path('out') / 'bench' / f'bench_{Path(model).name}.json')
     atomic_write_json(out, results)

@@ -34,8 +34,8 @@ import numpy as np
 from ..errors import AnomalyPerceptionError
 from ..io.bags import BagReader
 from ..io.bags import prefetched
-from ..perception.frame_stream import decode_frame
-from ..perception.frame_stream import message_stamp
+from ..perception.pipeline import decode_frame
+from ..perception.pipeline import message_stamp
 from ..perception.preprocess import as_shape
 from ..perception.preprocess import fit_resize
 

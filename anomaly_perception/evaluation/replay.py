@@ -14,10 +14,11 @@
 
 """``anomaly-perception replay``: a recorded bag through the pipelines, offline.
 
-Every frame of the image topic goes through the object the node runs,
-:class:`~..perception.frame_stream.FrameStream` (the same decoding, scoring,
-calibration and hazard filter, configured by :class:`FrameNodeConfig`), in
-batches, and its outputs through the node's message builder. The output
+Every frame of the image topic goes through the object the node runs, the
+branch's pipeline found by name (for the frame branch,
+:class:`~..perception.frame_stream.FrameStream`: the same decoding,
+scoring, calibration and hazard filter, configured by ``FrameNodeConfig``),
+in batches, and its outputs through the node's message builder. The output
 directory gets:
 
 * ``outputs/``: a ROS 2 bag (mcap) with exactly the topics and types the
@@ -55,15 +56,8 @@ from ..io.bags import BagWriter
 from ..io.bags import prefetched
 from ..io.files import atomic_directory
 from ..io.files import atomic_write_json
-from ..io.frame_messages import DIAGNOSTICS_TYPE
-from ..io.frame_messages import FrameMessageBuilder
-from ..io.frame_messages import output_topics
-from ..io.frame_messages import OUTPUT_TYPES
-from ..perception.frame_config import FrameNodeConfig
-from ..perception.frame_stream import FrameStream
-from ..perception.frame_stream import SHIPPED_FRAME_MODEL
+from ..perception.branches import get_branch
 from ..perception.stream import StreamStats
-from ..runtime.manifest import shipped_model_dir
 
 LABEL_TOPIC_SUFFIX = '/labels/frame'
 TOP_FRAMES = 12
@@ -89,20 +83,43 @@ def _collect_label(labels, msg):
     labels[stamp] = msg.results[0].class_id if msg.results else 'normal'
 
 
+# Branches whose results replay can record and score against labels.
+EVALUATED_BRANCHES = ('frame',)
+
+
 def replay(bag_path, out_dir, *, topic=None, model_dir=None, backend='auto', labels=None,
-           namespace=None, config=None, batch=32, overwrite=False, show_progress=True):
-    """Replay ``bag_path`` through the frame pipeline into ``out_dir``; return the report."""
-    config = config or FrameNodeConfig()
-    model_dir = model_dir or config.model_dir or shipped_model_dir(SHIPPED_FRAME_MODEL)
+           namespace=None, config=None, batch=32, overwrite=False, show_progress=True,
+           pipelines=('frame',)):
+    """Replay ``bag_path`` through the ``pipelines`` (branch names) into ``out_dir``.
+
+    Returns the report. Each branch is looked up by name
+    (:mod:`..perception.branches`): its pipeline, config and message
+    builder are the node's.
+
+    Raises:
+        UnknownBranchError: a pipeline name that is not a branch.
+        AnomalyPerceptionError: a branch replay cannot evaluate yet.
+
+    """
+    branches = [get_branch(name) for name in pipelines]
+    for branch in branches:
+        if branch.name not in EVALUATED_BRANCHES:
+            raise AnomalyPerceptionError(f'replay cannot evaluate the {branch.name!r} branch '
+                                         f'yet (it can: {", ".join(EVALUATED_BRANCHES)}).')
+    if len(branches) != 1:
+        raise AnomalyPerceptionError('replay runs one pipeline at a time so far.')
+    branch = branches[0]
+    config = config or branch.config_class()
+    model_dir = model_dir or config.model_dir or branch.shipped_model_dir()
     config = dataclasses.replace(config, backend=backend, model_dir=str(model_dir))
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp, BagReader(bag_path) as bag:
         image_topic = bag.find_image_topic(topic)
         ns = infer_namespace(image_topic) if namespace is None else namespace
-        stream = FrameStream.from_config(config)
+        stream = branch.pipeline_class.from_config(config)
         label_topic = None if labels else _label_topic(bag, image_topic)
         bag_labels = {} if label_topic else None
-        run = _Run(stream, config, ns, bag.topics[image_topic].count, show_progress)
+        run = _Run(branch, stream, config, ns, bag.topics[image_topic].count, show_progress)
         with BagWriter(tmp / 'outputs', storage='mcap', compression='zstd') as out:
             run.start(out)
             pending = []
@@ -144,12 +161,14 @@ def replay(bag_path, out_dir, *, topic=None, model_dir=None, backend='auto', lab
 class _Run:
     """State of one replay: the pipeline, the output bag, and what the report needs."""
 
-    def __init__(self, stream, config, namespace, total, show_progress):
+    def __init__(self, branch, stream, config, namespace, total, show_progress):
+        self.branch = branch
+        self.messages = branch.messages_module
         self.stream = stream
         self.detector = stream.detector
         self.config = config
         self.hazard = stream.hazard
-        self.topics = output_topics(namespace)
+        self.topics = self.messages.output_topics(namespace)
         self.stamps, self.raw, self.prob, self.smoothed, self.flags = [], [], [], [], []
         self.encodings = set()
         self.top = []
@@ -164,10 +183,10 @@ class _Run:
 
     def start(self, out):
         self.out = out
-        self.builder = FrameMessageBuilder(out.factory, self.config.marker_distance_m)
-        for key, msgtype in OUTPUT_TYPES.items():
+        self.builder = self.branch.builder_class.from_config(out.factory, self.config)
+        for key, msgtype in self.messages.OUTPUT_TYPES.items():
             out.add_topic(self.topics[key], msgtype)
-        out.add_topic(self.topics['diagnostics'], DIAGNOSTICS_TYPE)
+        out.add_topic(self.topics['diagnostics'], self.messages.DIAGNOSTICS_TYPE)
 
     def process(self, frames):
         start = time.perf_counter()

@@ -56,6 +56,15 @@ class FrameMessageBuilder:
         self.f = factory
         self.marker_distance_m = marker_distance_m
 
+    @classmethod
+    def from_config(cls, factory, config):
+        """Build with the settings of a :class:`~..perception.frame_config.FrameNodeConfig`."""
+        return cls(factory, config.marker_distance_m)
+
+    def reconfigure(self, config):
+        """Take live parameter changes (the marker's distance)."""
+        self.marker_distance_m = config.marker_distance_m
+
     def _hyp(self, class_id, score):
         return self.f.new('vision_msgs/msg/ObjectHypothesis', class_id=class_id,
                           score=float(score))

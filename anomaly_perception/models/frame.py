@@ -28,6 +28,10 @@ from torch import nn
 from .autoencoder import ConvEncoder
 from .autoencoder import standardize
 from .realnvp import RealNVP
+from .registry import Architecture
+from .registry import Tensor
+
+MODEL_FILE = 'frame_model.pt'   # the weights of a frame model directory
 
 
 class EmbeddingNormalizer(nn.Module):
@@ -83,3 +87,27 @@ class FrameDensityModel(nn.Module):
 
     def forward(self, images):
         return self.nll_from_embeddings(self.embed(images))
+
+
+def _build_from_manifest(arch):
+    ae, flow = arch['autoencoder'], arch['realnvp']
+    size = ae['input_size']
+    return FrameDensityModel.build(
+        width=ae['width'], embedding_dim=ae['embedding_dim'],
+        input_size=size if isinstance(size, int) else tuple(size),
+        n_couplings=flow['n_couplings'], hidden=flow['hidden'])
+
+
+def _encoder_to_fp16(module):
+    import copy
+    module = copy.deepcopy(module)
+    module.encoder.half()
+    return module
+
+
+# Weights and convolutions in fp16 at export; input, standardisation and score
+# stay uint8/float32 (see FrameDensityModel.embed).
+ARCHITECTURE = Architecture(
+    name='frame_rnvp_oe', build=_build_from_manifest, weights_file=MODEL_FILE,
+    inputs=(Tensor('images', 'uint8', ('H', 'W', 3)),),
+    outputs=(Tensor('score', 'float32'),), to_fp16=_encoder_to_fp16)

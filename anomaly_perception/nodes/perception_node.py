@@ -17,8 +17,13 @@
 :class:`PerceptionNode` declares the node's parameters from its typed config
 (descriptions, ranges, choices), subscribes to ``image`` with QoS from
 parameters, hands frames to one worker thread, counts what goes wrong and
-publishes ``/diagnostics``. A branch's node only says how to load its
-pipeline, which outputs it has, and what to do with one frame.
+publishes ``/diagnostics``. A branch's node names its branch (``BRANCH``,
+see :mod:`..perception.branches`): the base takes the parameters from the
+branch's config module, loads its pipeline, creates the publishers of its
+message module's outputs and, for each frame, runs ``decode`` ->
+``process`` -> the message builder's ``outputs(header, result)``. A node
+overrides :meth:`on_result` for what else it does with a result (the frame
+node logs hazard flag changes).
 
 Lifecycle (the managed-node pattern of ROS 2 perception packages):
 
@@ -65,7 +70,8 @@ from .rclpy_messages import RclpyMessageFactory
 from ..errors import AnomalyPerceptionError
 from ..errors import ConfigError
 from ..errors import ImageMessageError
-from ..perception.frame_stream import message_stamp
+from ..perception.branches import get_branch
+from ..perception.pipeline import message_stamp
 from ..perception.stream import FrameSlot
 from ..perception.stream import MalformedCounter
 from ..perception.stream import RateLimiter
@@ -90,13 +96,17 @@ def configure_time_message(names):
 class PerceptionNode(LifecycleNode):
     """Lifecycle base of the perception nodes (see module docs).
 
-    Subclasses implement :meth:`make_config`, :meth:`parameter_specs`,
-    :meth:`load`, :meth:`create_outputs`, :meth:`process_frame`, and optionally
-    :meth:`reconfigure` and :meth:`release`.
+    Subclasses set ``BRANCH`` (and ``NODE_NAME``, the branch messages'
+    ``NODE_NAME``) and may override :meth:`on_result`; every other hook has a
+    default from the branch's registry entry.
     """
 
-    def __init__(self, node_name, **kwargs):
-        super().__init__(node_name, **kwargs)
+    BRANCH = None
+
+    def __init__(self, node_name=None, **kwargs):
+        self.branch = get_branch(self.BRANCH)
+        self.builder = None
+        super().__init__(node_name or self.branch.messages_module.NODE_NAME, **kwargs)
         self.factory = RclpyMessageFactory()
         self.lifecycle_state = UNCONFIGURED
         self.model_error = ''
@@ -114,30 +124,44 @@ class PerceptionNode(LifecycleNode):
                                                     self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-    # --- what a branch's node provides ------------------------------------------------------
+    # --- what a branch provides (defaults from its registry entry) ---------------------------
 
     def parameter_specs(self):
         """``(name, default, description, range, choices, configure_time)`` per parameter."""
-        raise NotImplementedError
+        return self.branch.config_module.parameter_specs()
 
     def make_config(self, values, source):
         """Build the typed config from ``{name: value}``; ConfigError when invalid."""
-        raise NotImplementedError
+        return self.branch.config_module.config_from_parameters(values, source)
 
     def load(self, config):
         """Load the pipeline (model) for ``config``; AnomalyPerceptionError on failure."""
-        raise NotImplementedError
+        pipeline = self.branch.pipeline_class.from_config(config)
+        self.builder = self.branch.builder_class.from_config(self.factory, config)
+        return pipeline
 
     def create_outputs(self, config):
         """Return ``{key: lifecycle publisher}`` for the node's outputs."""
-        raise NotImplementedError
+        return {key: self.create_lifecycle_publisher(self.factory._cls(msgtype), f'~/{key}',
+                                                     OUTPUT_QOS_DEPTH)
+                for key, msgtype in self.branch.messages_module.OUTPUT_TYPES.items()}
 
     def process_frame(self, msg, stamp_ns, received):
         """Process one frame in the worker thread; ImageMessageError if malformed."""
-        raise NotImplementedError
+        image = self.pipeline.decode(msg)
+        result = self.pipeline.process([stamp_ns], [image])[0]
+        for key, out in self.builder.outputs(msg.header, result).items():
+            self.publish(key, out)
+        self.stats.frame_processed(time.monotonic() - received)
+        self.on_result(result)
+
+    def on_result(self, result):
+        """Do whatever else the node does with a published result (default: nothing)."""
 
     def reconfigure(self, config):
         """Apply a live parameter change to the loaded pipeline."""
+        self.pipeline.reconfigure(config)
+        self.builder.reconfigure(config)
 
     def release(self):
         """Free the pipeline's resources (the model)."""
@@ -145,7 +169,10 @@ class PerceptionNode(LifecycleNode):
 
     def describe_pipeline(self):
         """``(backend description dict, model name)`` for diagnostics."""
-        return {}, ''
+        if self.pipeline is None:
+            return {}, ''
+        return (self.pipeline.detector.backend.describe(),
+                f'{self.pipeline.name} ({self.pipeline.model_dir})')
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -412,8 +439,11 @@ class PerceptionNode(LifecycleNode):
         return snap
 
     def build_diagnostics(self, header, snapshot):
-        """Return the DiagnosticArray for ``snapshot`` (a branch's message builder)."""
-        raise NotImplementedError
+        """Return the DiagnosticArray for ``snapshot`` (built by the branch's message builder)."""
+        backend, model = self.describe_pipeline()
+        builder = self.builder or self.branch.builder_class(self.factory)
+        return builder.diagnostics(header, snapshot, backend, model,
+                                   model_ok=not self.model_error)
 
     def _publish_diagnostics(self):
         try:

@@ -27,20 +27,18 @@ and probability are NaN and its flag is raised (fail-safe), never "normal".
 from concurrent.futures import ThreadPoolExecutor
 import dataclasses
 import os
-from pathlib import Path
 
 import numpy as np
 
+from .pipeline import Detector
 from .preprocess import as_batch
-from .preprocess import as_shape
 from .preprocess import fit_resize
 from .preprocess import ImageInputError
 from ..runtime.manifest import load_manifest
 from ..runtime.manifest import model_input_shape
-from ..runtime.manifest import ModelError
+from ..runtime.network import load_network
 from ..scoring.calibration import EmpiricalCalibration
 
-MODEL_FILE = 'frame_model.pt'
 _POOL = []
 
 
@@ -84,34 +82,10 @@ def load_frame_model(model_dir, manifest=None):
         ModelError: missing/corrupt files (named), or not a frame model.
 
     """
-    if manifest is None:
-        manifest = load_manifest(model_dir, branch='frame')
-    arch = manifest.get('architecture', {})
-    if arch.get('type') != 'frame_rnvp_oe':
-        raise ModelError(f'{str(model_dir)!r}: unknown frame architecture {arch.get("type")!r}.')
-    if MODEL_FILE not in manifest.get('files', {}):
-        raise ModelError(f'{str(model_dir)!r}: the manifest lists no {MODEL_FILE}.')
-    # PyTorch loads only here: the ONNX Runtime and TensorRT paths never import it, which
-    # saves a robot about 1.5 s of start-up and 400 MiB of memory.
-    import torch
-
-    from ..models.frame import FrameDensityModel
-    path = Path(model_dir) / MODEL_FILE
-    try:
-        saved = torch.load(path, map_location='cpu', weights_only=True)
-        model = FrameDensityModel.build(
-            width=arch['autoencoder']['width'], embedding_dim=arch['autoencoder']['embedding_dim'],
-            input_size=as_shape(arch['autoencoder']['input_size']),
-            n_couplings=arch['realnvp']['n_couplings'], hidden=arch['realnvp']['hidden'])
-        model.load_state_dict(saved['state_dict'])
-    except (KeyError, RuntimeError, ValueError, OSError) as err:
-        raise ModelError(f'{str(path)!r} does not hold the weights its manifest describes: '
-                         f'{err}') from None
-    model.eval()
-    return model, manifest
+    return load_network(model_dir, manifest, branch='frame')
 
 
-class FrameAnomalyDetector:
+class FrameAnomalyDetector(Detector):
     """Per-frame anomaly scores from a frame model directory.
 
     Example::
@@ -158,10 +132,6 @@ class FrameAnomalyDetector:
                                 lambda: load_frame_model(model_dir, manifest)[0],
                                 **backend_options)
         return cls(runner, manifest, target_fpr=target_fpr, threshold=threshold)
-
-    @property
-    def name(self):
-        return self.manifest.get('name', 'frame')
 
     def preprocess(self, images, channel_order='rgb'):
         """Images as accepted by :meth:`score` -> uint8 ``[N, S, S, 3]`` RGB model input."""

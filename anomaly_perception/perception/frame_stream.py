@@ -25,73 +25,16 @@ evaluated offline is what runs on the robot.
 
 import dataclasses
 
-import numpy as np
-
 from .frame import FrameAnomalyDetector
 from .hazard import HazardFilter
 from .hazard import HazardState
 from .hazard import heldout_sequences
 from .hazard import on_probability_for_rate
-from .preprocess import MIN_IMAGE_SIDE
-from ..errors import ImageMessageError
-from ..io.images import compressed_to_numpy
-from ..io.images import image_to_numpy
-from ..io.messages import stamp_to_ns
+from .pipeline import Pipeline
 from ..runtime.manifest import ModelError
 from ..runtime.manifest import shipped_model_dir
 
 SHIPPED_FRAME_MODEL = 'frame_rnvp_oe'
-
-
-def message_stamp(msg):
-    """Return the header stamp of ``msg`` in ns.
-
-    Raises:
-        ImageMessageError (kind ``'missing stamp'``): no header, or a zero
-            stamp (a driver that never set it): outputs could not be matched
-            to their frame and the hazard filter could not keep time.
-
-    """
-    try:
-        stamp = stamp_to_ns(msg.header.stamp)
-    except (AttributeError, TypeError, ValueError):
-        raise ImageMessageError('the image has no usable header stamp.',
-                                'missing stamp') from None
-    if stamp <= 0:
-        raise ImageMessageError('the image header stamp is zero (the camera driver did not '
-                                "set it); outputs need the frame's stamp.", 'missing stamp')
-    return stamp
-
-
-def is_compressed(msg):
-    """Tell a CompressedImage (``format`` field, True) from an Image (False)."""
-    return hasattr(msg, 'format') and not hasattr(msg, 'encoding')
-
-
-def decode_frame(msg):
-    """Decode an Image or CompressedImage message into RGB ``uint8 [H, W, 3]``.
-
-    Colour encodings of 16 bits per channel (``bayer_*16``) keep their 8
-    most significant bits, as cv_bridge's conversion to ``rgb8`` does.
-
-    Raises:
-        ImageMessageError: with a ``kind`` for diagnostics (unknown encoding,
-            empty image, wrong data length, undecodable data, not a colour
-            image, image too small...).
-
-    """
-    image = compressed_to_numpy(msg) if is_compressed(msg) else image_to_numpy(msg)
-    what = getattr(msg, 'encoding', None) or getattr(msg, 'format', '?')
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ImageMessageError(f'the frame model needs a colour image; got {what!r} '
-                                f'({"x".join(map(str, image.shape))}).', 'not a colour image')
-    if image.shape[0] < MIN_IMAGE_SIDE or image.shape[1] < MIN_IMAGE_SIDE:
-        raise ImageMessageError(f'a {image.shape[1]}x{image.shape[0]} {what!r} image is too '
-                                f'small to score (at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}).',
-                                'image too small')
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    return image
 
 
 @dataclasses.dataclass
@@ -112,7 +55,7 @@ class FrameResult:
     state: HazardState
 
 
-class FrameStream:
+class FrameStream(Pipeline):
     """Image messages -> :class:`FrameResult` s, in stamp order (see module docs).
 
     Example::
@@ -122,6 +65,8 @@ class FrameStream:
         result = stream.process([message_stamp(msg)], [image])[0]
 
     """
+
+    detector_class = FrameAnomalyDetector
 
     def __init__(self, detector, config):
         self.detector = detector
@@ -146,10 +91,6 @@ class FrameStream:
         stream = cls(detector, config)
         stream.model_dir = str(model_dir)
         return stream
-
-    @property
-    def name(self):
-        return self.detector.name
 
     def reconfigure(self, config):
         """Apply live parameter changes (threshold and hazard filter) without a reload."""
@@ -191,17 +132,6 @@ class FrameStream:
         on, self.alarm_details = self._alarm_cache[key]
         self.detector.threshold = float(self.detector.calibration.raw_for_probability(on))
         return config.hazard_config(on)
-
-    @staticmethod
-    def decode(msg):
-        """Check the stamp and decode ``msg``; return RGB ``uint8 [H, W, 3]``.
-
-        Raises:
-            ImageMessageError: see :func:`message_stamp` and :func:`decode_frame`.
-
-        """
-        message_stamp(msg)
-        return decode_frame(msg)
 
     def process(self, stamps, images):
         """Score frames (RGB ``uint8 [H, W, 3]`` each) in stamp order; one result each."""

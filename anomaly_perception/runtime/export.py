@@ -14,11 +14,12 @@
 
 """``anomaly-perception export``: model directory -> ONNX graph, recorded in the manifest.
 
-Each branch registers an *export spec*: how to build its torch module from
-a model directory, the example input, and the input/output names and
-dynamic axes. The frame branch's graph takes ``uint8 [N, H, W, 3]`` RGB at
-the model's input shape (batch dynamic) and returns the raw score ``[N]``:
-standardisation happens inside the graph, so no caller can forget it. The
+Any registered architecture (:mod:`anomaly_perception.models.registry`)
+exports the same way: the registry says how to build the module, its
+input (``uint8 [N, H, W, 3]`` RGB at the model's input shape, batch
+dynamic) and its outputs (the frame branch's: the raw score ``[N]``), so
+this module knows no branch. Standardisation happens inside the graph, so
+no caller can forget it. The
 manifest's ``preprocessing`` (input shape, crop, resize) is stored in the
 graph's metadata (``anomaly_perception.preprocessing``, JSON), so a graph
 copied away from its model directory still says how to feed it.
@@ -28,69 +29,34 @@ sha256 (also in ``files``), opset, and the input/output names, shapes and
 types; ``onnx.checker`` must pass before anything is written.
 """
 
-import dataclasses
+import copy
 import io
 import json
 import warnings
 
 from .manifest import add_files
-from .manifest import load_manifest
+from .manifest import model_input_shape
 from .manifest import ModelError
+from .network import architecture_of
+from .network import load_network
 
 DEFAULT_OPSET = 17
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportSpec:
-    """How one branch's model is exported."""
-
-    build: object               # model_dir -> (torch module in eval mode, manifest)
-    example: object             # manifest -> example input (torch tensor)
-    to_fp16: object             # module -> module with its heavy part in fp16
-    input_name: str
-    output_name: str
-    input_dtype: str
-    output_dtype: str
-
-
-EXPORT_SPECS = {}
-
-
-def register_export(branch, spec):
-    """Register the :class:`ExportSpec` of a branch (``'frame'``, later ``'pixel'``...)."""
-    EXPORT_SPECS[branch] = spec
-
-
-def _frame_spec():
-    import torch
-
-    def build(model_dir):
-        from ..perception.frame import load_frame_model
-        return load_frame_model(model_dir)
-
-    def example(manifest):
-        from .manifest import model_input_shape
-        height, width = model_input_shape(manifest['preprocessing'])
-        return torch.zeros(2, height, width, 3, dtype=torch.uint8)
-
-    def to_fp16(module):
-        import copy
-        module = copy.deepcopy(module)
-        module.encoder.half()
-        return module
-
-    return ExportSpec(build, example, to_fp16, 'images', 'score', 'uint8', 'float32')
 
 
 def onnx_file_name(precision):
     return 'model.onnx' if precision == 'fp32' else f'model_{precision}.onnx'
 
 
-def _to_onnx_bytes(module, example, spec, opset):
+def _dims(dims, height, width):
+    return [height if d == 'H' else width if d == 'W' else d for d in dims]
+
+
+def _to_onnx_bytes(module, example, arch, opset):
     import torch
     buf = io.BytesIO()
-    kwargs = {'input_names': [spec.input_name], 'output_names': [spec.output_name],
-              'dynamic_axes': {spec.input_name: {0: 'batch'}, spec.output_name: {0: 'batch'}},
+    names = [t.name for t in arch.inputs], [t.name for t in arch.outputs]
+    kwargs = {'input_names': names[0], 'output_names': names[1],
+              'dynamic_axes': {name: {0: 'batch'} for name in (*names[0], *names[1])},
               'opset_version': opset}
     with warnings.catch_warnings():
         # The TorchScript-based exporter is deprecated in favour of the
@@ -108,30 +74,25 @@ def export_model(model_dir, opset=DEFAULT_OPSET, fp16=False):
     """Export a model directory's network to ONNX and record it; return the export entry.
 
     Raises:
-        ModelError: unknown branch, or a graph that fails ``onnx.checker``.
+        ModelError: unknown architecture, or a graph that fails ``onnx.checker``.
 
     """
     import onnx
-    manifest = load_manifest(model_dir)
-    branch = manifest.get('branch')
-    if not EXPORT_SPECS and branch == 'frame':
-        register_export('frame', _frame_spec())
-    spec = EXPORT_SPECS.get(branch)
-    if spec is None:
-        raise ModelError(f'{str(model_dir)!r}: no ONNX export for {branch!r} models.')
-    module, manifest = spec.build(model_dir)
-    example = spec.example(manifest)
+    import torch
+    module, manifest = load_network(model_dir)
+    arch = architecture_of(model_dir, manifest)
+    height, width = model_input_shape(manifest['preprocessing'])
+    image = arch.inputs[0]
+    example = torch.zeros(2, *_dims(image.dims, height, width), dtype=getattr(torch, image.dtype))
     precision = 'fp16' if fp16 else 'fp32'
     if fp16:
-        # Weights and convolutions in fp16; input, standardisation and score
-        # stay uint8/float32 (see FrameDensityModel.embed).
-        module = spec.to_fp16(module)
-    data = _to_onnx_bytes(module, example, spec, opset)
+        module = arch.to_fp16(module) if arch.to_fp16 else copy.deepcopy(module).half()
+    data = _to_onnx_bytes(module, example, arch, opset)
     graph = onnx.load_from_string(data)
     # The preprocessing that produced the graph's input travels with the graph.
     for key, value in (('anomaly_perception.preprocessing',
                         json.dumps(manifest.get('preprocessing', {}), sort_keys=True)),
-                       ('anomaly_perception.branch', str(branch))):
+                       ('anomaly_perception.branch', str(manifest.get('branch')))):
         prop = graph.metadata_props.add()
         prop.key, prop.value = key, value
     data = graph.SerializeToString()
@@ -141,12 +102,14 @@ def export_model(model_dir, opset=DEFAULT_OPSET, fp16=False):
         raise ModelError(f'The exported graph of {str(model_dir)!r} fails onnx.checker: '
                          f'{err}') from None
     name = onnx_file_name(precision)
-    size = list(example.shape[1:])
+
+    def describe(tensor):
+        return {'name': tensor.name, 'shape': ['batch', *_dims(tensor.dims, height, width)],
+                'dtype': tensor.dtype}
+
     entry = {'file': name, 'opset': opset, 'precision': precision,
-             'inputs': [{'name': spec.input_name, 'shape': ['batch', *size],
-                         'dtype': spec.input_dtype}],
-             'outputs': [{'name': spec.output_name, 'shape': ['batch'],
-                          'dtype': spec.output_dtype}]}
+             'inputs': [describe(t) for t in arch.inputs],
+             'outputs': [describe(t) for t in arch.outputs]}
     exports = dict(manifest.get('exports') or {})
     exports[f'onnx_{precision}'] = entry
     updated = add_files(model_dir, {name: data}, {'exports': exports})

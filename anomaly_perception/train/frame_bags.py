@@ -83,7 +83,7 @@ from ..data.bag_frames import time_block_split
 from ..data.bag_frames import untagged_frames
 from ..io.files import atomic_write_bytes
 from ..models.autoencoder import standardize
-from ..perception.frame import MODEL_FILE
+from ..models.frame import MODEL_FILE
 from ..perception.hazard import HazardConfig
 from ..perception.hazard import heldout_sequences
 from ..perception.hazard import on_probability_for_rate

@@ -46,7 +46,7 @@ from .. import __version__
 from ..data.hazards import default_cache_dir
 from ..data.hazards import HazardsDataset
 from ..models.frame import FrameDensityModel
-from ..perception.frame import MODEL_FILE
+from ..models.frame import MODEL_FILE
 from ..runtime.manifest import write_model_dir
 from ..scoring.calibration import EmpiricalCalibration
 

@@ -12,12 +12,13 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""``anomaly-perception bench``: the frame path on each backend, side by side.
+"""``anomaly-perception bench``: a branch's path on each backend, side by side.
 
 For every backend and batch size: warm-up, then repeated timing of
 
 * the whole path: 640x360 bgr8 frames (the Robomaster camera's default)
-  -> crop, resize, inference, calibration -> scores;
+  -> the branch detector's ``score`` (for the frame branch: crop, resize,
+  inference, calibration -> scores);
 * the model alone: the backend on the already-resized batch;
 
 reporting median / p90 / p99 latency per call, frames per second, the
@@ -29,7 +30,8 @@ import time
 
 import numpy as np
 
-from .backends import BackendError
+from ..perception.branches import get_branch
+from ..runtime.backends import BackendError
 
 FRAME_SHAPE = (360, 640, 3)
 
@@ -58,17 +60,22 @@ def _time(fn, seconds, warmup=5):
             'p99_ms': float(np.percentile(t, 99) * 1e3), 'runs': int(t.size)}
 
 
-def run_bench(model_dir, backends, batches, seconds=3.0, device='cpu', precision='fp32'):
-    """Benchmark ``backends`` x ``batches``; return a results dict (see module docs)."""
-    from ..perception.frame import FrameAnomalyDetector
+def run_bench(model_dir, backends, batches, seconds=3.0, device='cpu', precision='fp32',
+              branch='frame'):
+    """Benchmark ``branch``'s detector on ``backends`` x ``batches``; return a results dict.
+
+    ``model_dir`` None runs the branch's shipped model.
+    """
+    spec = get_branch(branch)
+    model_dir = model_dir or spec.shipped_model_dir()
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (max(batches), *FRAME_SHAPE), dtype=np.uint8)
-    results = {'model': str(model_dir), 'device': device, 'precision': precision,
+    results = {'branch': branch, 'model': str(model_dir), 'device': device, 'precision': precision,
                'frame': list(FRAME_SHAPE), 'cases': [], 'skipped': {}}
     for name in backends:
         try:
-            det = FrameAnomalyDetector.from_model_dir(model_dir, name, device=device,
-                                                      precision=precision)
+            det = spec.detector_class.from_model_dir(model_dir, name, device=device,
+                                                     precision=precision)
         except BackendError as err:
             results['skipped'][name] = str(err)
             continue
