@@ -220,3 +220,108 @@ def test_pixel_calibration_uses_normal_valid_pixels_only():
     assert cal.threshold_for_fpr(0.05) < 1.0
     with pytest.raises(ValueError, match='No normal pixel'):
         fit_pixel_calibration(maps[:1], [np.ones((20, 30), bool)])
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def tiny_pixel_data(tmp_path_factory):
+    from anomaly_perception.data.synthetic.dataset import write_dataset
+    out = tmp_path_factory.mktemp('pixel') / 'data'
+    write_dataset(out, preset='tiny', image_size=64, seed=7, progress=False)
+    return out
+
+
+def _tiny_config(**changes):
+    from anomaly_perception.train.pixel import PixelTrainingConfig
+    base = {'input_shape': (32, 32), 'encoder_epochs': 1, 'decoder_epochs': 2, 'batch_size': 16}
+    base.update(changes)
+    return PixelTrainingConfig(**base)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_pixel_training_writes_a_model_that_loads_and_resumes_identically(
+        tiny_pixel_data, tmp_path, monkeypatch):
+    from anomaly_perception.runtime.network import load_network
+    import anomaly_perception.train.pixel as pixel_module
+    config = _tiny_config(loss='eiml+focal', loss_weights={'eiml': 0.5})
+    cache = tmp_path / 'cache'
+    manifest = pixel_module.train_pixel_model(tiny_pixel_data, tmp_path / 'model',
+                                              tmp_path / 'work', config, cache_dir=cache,
+                                              show_progress=False)
+    assert manifest['branch'] == 'pixel' and manifest['architecture']['head'] == 'isomax'
+    assert manifest['classes'][0] == 'floor' and manifest['preprocessing']['input_shape'] == [
+        32, 32]
+    v = manifest['metrics']['validation']
+    assert 0.0 <= v['miou'] <= 1.0 and 0.0 <= v['pixel_auprc'] <= 1.0
+    stages = [(h['stage'], h['epoch']) for h in manifest['metrics']['history']]
+    assert stages == [('encoder', 1), ('decoder', 1), ('decoder', 2)]
+    module, loaded = load_network(tmp_path / 'model', branch='pixel')
+    images = torch.randint(0, 255, (2, 32, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        anomaly, classes = module(images)
+    assert anomaly.shape == (2, 32, 32) and anomaly.dtype == torch.float32
+    assert classes.dtype == torch.uint8 and int(classes.max()) < len(loaded['classes'])
+    # The exported graph gives the same maps (ONNX Runtime against PyTorch).
+    import onnxruntime as ort
+
+    from anomaly_perception.runtime.export import export_model
+    entry = export_model(tmp_path / 'model')
+    assert [o['name'] for o in entry['outputs']] == ['anomaly', 'classes']
+    assert entry['outputs'][0]['shape'] == ['batch', 32, 32]
+    session = ort.InferenceSession(str(tmp_path / 'model' / entry['file']),
+                                   providers=['CPUExecutionProvider'])
+    ort_anomaly, ort_classes = session.run(None, {'images': images.numpy()})
+    np.testing.assert_allclose(ort_anomaly, anomaly.numpy(), rtol=1e-4, atol=1e-5)
+    assert (ort_classes == classes.numpy()).mean() > 0.999
+    # Interrupted in the second decoder epoch, then started again: the same weights.
+    real, calls = pixel_module._augment, {'n': 0}
+
+    def interrupting(*args):
+        calls['n'] += 1
+        if calls['n'] == 12:
+            raise _Stop
+        return real(*args)
+    monkeypatch.setattr(pixel_module, '_augment', interrupting)
+    with pytest.raises(_Stop):
+        pixel_module.train_pixel_model(tiny_pixel_data, tmp_path / 'model2', tmp_path / 'work2',
+                                       config, cache_dir=cache, show_progress=False)
+    monkeypatch.undo()
+    assert not (tmp_path / 'model2').exists()
+    pixel_module.train_pixel_model(tiny_pixel_data, tmp_path / 'model2', tmp_path / 'work2',
+                                   config, cache_dir=cache, show_progress=False)
+    a = torch.load(tmp_path / 'work' / 'checkpoint.pt', weights_only=False)['model']
+    b = torch.load(tmp_path / 'work2' / 'checkpoint.pt', weights_only=False)['model']
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_pixel_training_refuses_what_it_cannot_use(tiny_pixel_data, tmp_path, capsys):
+    import shutil
+
+    from anomaly_perception.cli import main
+    from anomaly_perception.train.common import TrainingError
+    from anomaly_perception.train.pixel import train_pixel_model
+    with pytest.raises(TrainingError, match='multiples of 8'):
+        train_pixel_model(tiny_pixel_data, tmp_path / 'm', tmp_path / 'w',
+                          _tiny_config(input_shape=(30, 32)), show_progress=False)
+    copy = tmp_path / 'data'
+    shutil.copytree(tiny_pixel_data, copy)
+    from anomaly_perception.data.hazards import HazardsDataset
+    stem = HazardsDataset(copy).records('train_set')[0].filename.rsplit('.', 1)[0]
+    victim = copy / 'semantic' / f'{stem}.png'
+    victim.unlink()
+    with pytest.raises(TrainingError, match=f'{victim.name}.* is missing'):
+        train_pixel_model(copy, tmp_path / 'm', tmp_path / 'w', _tiny_config(),
+                          cache_dir=tmp_path / 'cache', show_progress=False)
+    assert main(['train', 'pixel', '--data', str(tiny_pixel_data), '--out', str(tmp_path / 'x'),
+                 '--loss', 'dice']) == 1
+    assert "Unknown pixel loss 'dice'" in capsys.readouterr().err
+    assert main(['train', 'pixel', '--data', str(tiny_pixel_data), '--out', str(tmp_path / 'x'),
+                 '--score', 'void']) == 1
+    assert "--score 'void'" in capsys.readouterr().err
+    assert not (tmp_path / 'x').exists()

@@ -51,14 +51,25 @@ def resolution(text):
     return w, h
 
 
-def shape(text):
+def _shape(text, multiple):
     try:
         height, width = (int(v) for v in text.lower().split('x'))
     except ValueError:
         raise argparse.ArgumentTypeError(f'expected HEIGHTxWIDTH, got {text!r}') from None
-    if height <= 0 or width <= 0 or height % 16 or width % 16:
-        raise argparse.ArgumentTypeError(f'sides must be positive multiples of 16, got {text!r}')
+    if height <= 0 or width <= 0 or height % multiple or width % multiple:
+        raise argparse.ArgumentTypeError(
+            f'sides must be positive multiples of {multiple}, got {text!r}')
     return [height, width]
+
+
+def shape(text):
+    """Parse ``HxW`` with sides multiples of 16 (frame models)."""
+    return _shape(text, 16)
+
+
+def shape8(text):
+    """Parse ``HxW`` with sides multiples of 8 (ERFNet)."""
+    return _shape(text, 8)
 
 
 def exposed_count(text):

@@ -25,11 +25,12 @@ from .common import exposed_count
 from .common import Parser
 from .common import positive_int
 from .common import shape
+from .common import shape8
 from .common import UsageError
 
 
 def add_train(sub):
-    p = sub.add_parser('train', help='train models (frame branch)',
+    p = sub.add_parser('train', help='train models (frame and pixel branches)',
                        description='Offline training. Every step checkpoints each epoch into '
                                    'its --out directory and resumes from there when run again.')
     tsub = p.add_subparsers(dest='train_command', metavar='SUBCOMMAND', required=True,
@@ -107,6 +108,34 @@ def add_train(sub):
     add_ae_options(f, bag_defaults=True)
     add_density_options(f, bag_defaults=True)
     f.set_defaults(run=_run_train_frame)
+
+    px = tsub.add_parser(
+        'pixel', help='ERFNet anomaly segmentation into a deployable model directory',
+        description='ERFNet on the semantic labels of a synth dataset (anomaly pixels are '
+                    'void, never a class): encoder stage on 1/8 labels, then the whole network '
+                    'with --loss; the best epoch by validation mIoU; the anomaly score '
+                    'calibrated on normal validation pixels -> MODEL_DIR (manifest.yaml + '
+                    'pixel_model.pt). Resumable from --work.')
+    px.add_argument('--data', required=True, help='dataset written by synth dataset')
+    px.add_argument('--out', required=True, help='model directory to write')
+    px.add_argument('--work', help='checkpoints (default out/train/<name>)')
+    px.add_argument('--loss', default='ce',
+                    help='ce, focal, eiml, logitnorm, or a sum such as eiml+focal (default ce)')
+    px.add_argument('--loss-weight', action='append', default=[], metavar='TERM=W',
+                    help='weight of a loss term, e.g. eiml=0.5 (repeatable; default 1 each)')
+    px.add_argument('--gamma', type=float, default=2.0, help='focal loss gamma (2)')
+    px.add_argument('--tau', type=float, default=1.0, help='LogitNorm temperature (1)')
+    px.add_argument('--score', default='maxlogit',
+                    help='the anomaly score the model publishes (default maxlogit)')
+    px.add_argument('--input-shape', type=shape8, default=[128, 128], metavar='HxW',
+                    help='training and model input (multiples of 8; default 128x128)')
+    px.add_argument('--encoder-epochs', type=positive_int, default=10)
+    px.add_argument('--decoder-epochs', type=positive_int, default=10)
+    px.add_argument('--batch-size', type=positive_int, default=8)
+    px.add_argument('--lr', type=float, default=5e-4)
+    px.add_argument('--seed', type=int, default=0)
+    px.add_argument('--overwrite', action='store_true')
+    px.set_defaults(run=_run_train_pixel)
 
 
 def _frame_data(args, size=64):
@@ -223,4 +252,43 @@ def _run_train_frame_bags(args, work, command):
     print(f"alarm threshold: on probability {alarms['on_probability']:.10g} (raw "
           f"{alarms['raw']:.1f} nats) for {alarms['target_false_alarms_per_hour']:g} false "
           'alarms per hour of normal driving')
+    return 0
+
+
+def _run_train_pixel(args):
+    from pathlib import Path
+
+    from ..scoring.pixel import PIXEL_SCORES
+    from ..train.pixel import PixelTrainingConfig
+    from ..train.pixel import train_pixel_model
+    weights = {}
+    for item in args.loss_weight:
+        term, _, value = item.partition('=')
+        try:
+            weights[term.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f'--loss-weight {item!r}: expected TERM=WEIGHT.') from None
+    if args.score not in PIXEL_SCORES or args.score == 'void':
+        raise UsageError(f'--score {args.score!r}: choose from '
+                         f'{", ".join(s for s in PIXEL_SCORES if s != "void")}.')
+    config = PixelTrainingConfig(
+        input_shape=tuple(args.input_shape), loss=args.loss, loss_weights=weights,
+        gamma=args.gamma, tau=args.tau, score=args.score, encoder_epochs=args.encoder_epochs,
+        decoder_epochs=args.decoder_epochs, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed)
+    try:
+        from ..losses import PixelLoss
+        PixelLoss(config.loss, config.loss_weights)
+    except ValueError as err:
+        raise UsageError(f'--loss: {err}') from None
+    work = args.work or str(Path('out') / 'train' / Path(args.out).name)
+    command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    manifest = train_pixel_model(args.data, args.out, work, config, overwrite=args.overwrite,
+                                 command=command)
+    v = manifest['metrics']['validation']
+    line = f"validation mIoU {v['miou']:.3f}"
+    if 'pixel_auprc' in v:
+        line += (f", pixel AuPRC {v['pixel_auprc']:.3f}, FPR95 {v['pixel_fpr95']:.3f} "
+                 f'({config.score})')
+    print(f'written {args.out}: {line}')
     return 0

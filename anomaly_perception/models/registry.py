@@ -57,6 +57,7 @@ class Architecture:
 # architecture name -> module that defines ``ARCHITECTURE`` (imported on first use)
 BUILTIN = {
     'frame_rnvp_oe': 'anomaly_perception.models.frame',
+    'erfnet_pixel': 'anomaly_perception.models.pixel',
 }
 _REGISTERED = {}
 
