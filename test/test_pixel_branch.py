@@ -325,3 +325,82 @@ def test_pixel_training_refuses_what_it_cannot_use(tiny_pixel_data, tmp_path, ca
                  '--score', 'void']) == 1
     assert "--score 'void'" in capsys.readouterr().err
     assert not (tmp_path / 'x').exists()
+
+
+# --- the pipeline -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def tiny_pixel_model(tiny_pixel_data, tmp_path_factory):
+    from anomaly_perception.runtime.export import export_model
+    from anomaly_perception.train.pixel import train_pixel_model
+    root = tmp_path_factory.mktemp('pixel_model')
+    train_pixel_model(tiny_pixel_data, root / 'model', root / 'work',
+                      _tiny_config(input_shape=(32, 56), decoder_epochs=1),
+                      cache_dir=root / 'cache', show_progress=False)
+    export_model(root / 'model')
+    return root / 'model'
+
+
+@pytest.mark.parametrize('height, width', [(360, 640), (512, 512)])
+def test_segmenter_maps_come_back_at_the_input_resolution(tiny_pixel_model, height, width):
+    from anomaly_perception.perception.pixel import crop_box
+    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    seg = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model)
+    image = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    result = seg.segment(image)[0]
+    for name in ('anomaly', 'probability', 'mask', 'semantic'):
+        assert getattr(result, name).shape == (height, width), name
+    y0, x0, ch, cw = crop_box(height, width, 56 / 32)
+    inside = np.zeros((height, width), bool)
+    inside[y0:y0 + ch, x0:x0 + cw] = True
+    assert np.isfinite(result.anomaly[inside]).all() and np.isnan(result.anomaly[~inside]).all()
+    assert (result.semantic[~inside] == 255).all() and (result.semantic[inside] < 7).all()
+    assert not result.mask[~inside].any()
+    assert result.mask[inside].tolist() == (result.anomaly[inside] > seg.threshold).tolist()
+    p = result.probability[inside]
+    assert ((p >= 0) & (p <= 1)).all()
+    assert np.isfinite(result.frame_score) and 0 <= result.frame_probability <= 1
+    # The same image as BGR gives the same maps; a batch gives one result each.
+    bgr = seg.segment(np.ascontiguousarray(image[..., ::-1]), channel_order='bgr')[0]
+    np.testing.assert_array_equal(bgr.anomaly, result.anomaly)
+    assert len(seg.segment([image, image[:200, :300]])) == 2
+
+
+def test_segmenter_onnxruntime_matches_torch(tiny_pixel_model):
+    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    image = np.random.default_rng(1).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    a = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model, 'torch').segment(image)[0]
+    b = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model, 'onnxruntime').segment(image)[0]
+    finite = np.isfinite(a.anomaly)
+    np.testing.assert_allclose(b.anomaly[finite], a.anomaly[finite], rtol=1e-4, atol=1e-5)
+    assert (a.semantic == b.semantic).mean() > 0.999
+
+
+def test_segmenter_refuses_bad_input_and_bad_models(tiny_pixel_model, tmp_path):
+    import shutil
+
+    import yaml
+
+    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    from anomaly_perception.perception.preprocess import ImageInputError
+    from anomaly_perception.runtime.manifest import ModelError
+    seg = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model)
+    for bad, match in ((np.zeros((40, 40, 3), np.float32), 'uint8'),
+                       (np.zeros((40, 40), np.uint8), '3'), ([], 'empty')):
+        with pytest.raises(ImageInputError, match=match):
+            seg.segment(bad)
+    copy = tmp_path / 'm'
+    shutil.copytree(tiny_pixel_model, copy)
+    manifest = yaml.safe_load((copy / 'manifest.yaml').read_text())
+    manifest['classes'] = manifest['classes'][:-1]
+    (copy / 'manifest.yaml').write_text(yaml.safe_dump(manifest))
+    with pytest.raises(ModelError, match='lists 6 classes but the network has 7'):
+        PixelAnomalySegmenter.from_model_dir(copy)
+    shutil.rmtree(copy)
+    shutil.copytree(tiny_pixel_model, copy)
+    data = bytearray((copy / 'pixel_model.pt').read_bytes())
+    data[100] ^= 0xFF
+    (copy / 'pixel_model.pt').write_bytes(bytes(data))
+    with pytest.raises(ModelError, match='pixel_model.pt.*sha256'):
+        PixelAnomalySegmenter.from_model_dir(copy)

@@ -88,6 +88,11 @@ class FrameDensityModel(nn.Module):
     def forward(self, images):
         return self.nll_from_embeddings(self.embed(images))
 
+    def half_precision(self):
+        """Put the encoder in fp16 (in place); standardisation and density stay float32."""
+        self.encoder.half()
+        return self
+
 
 def _build_from_manifest(arch):
     ae, flow = arch['autoencoder'], arch['realnvp']
@@ -100,9 +105,7 @@ def _build_from_manifest(arch):
 
 def _encoder_to_fp16(module):
     import copy
-    module = copy.deepcopy(module)
-    module.encoder.half()
-    return module
+    return copy.deepcopy(module).half_precision()
 
 
 # Weights and convolutions in fp16 at export; input, standardisation and score

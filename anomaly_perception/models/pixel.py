@@ -22,6 +22,8 @@ class. Keeping score and arg-max inside the module means the exported graph
 gives the node exactly what it publishes.
 """
 
+import copy
+
 import torch
 from torch import nn
 
@@ -52,8 +54,14 @@ class PixelSegmenterModel(nn.Module):
         self.void_index = void_index
 
     def logits(self, images):
+        dtype = next(self.network.parameters()).dtype
         x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-        return self.network(x)
+        return self.network(x.to(dtype)).to(torch.float32)
+
+    def half_precision(self):
+        """Put ERFNet in fp16 (in place); scores and arg-max run on float32 logits."""
+        self.network.half()
+        return self
 
     def forward(self, images):
         logits = self.logits(images)
@@ -73,4 +81,5 @@ def _build_from_manifest(arch):
 ARCHITECTURE = Architecture(
     name='erfnet_pixel', build=_build_from_manifest, weights_file=MODEL_FILE,
     inputs=(Tensor('images', 'uint8', ('H', 'W', 3)),),
-    outputs=(Tensor('anomaly', 'float32', ('H', 'W')), Tensor('classes', 'uint8', ('H', 'W'))))
+    outputs=(Tensor('anomaly', 'float32', ('H', 'W')), Tensor('classes', 'uint8', ('H', 'W'))),
+    to_fp16=lambda module: copy.deepcopy(module).half_precision())

@@ -68,10 +68,20 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def infer(self, batch):
-        """Run the model on one float32 NCHW batch; return its outputs."""
+        """Run the model on a uint8 ``[N, H, W, 3]`` batch; return its outputs.
+
+        One output: a float32 array. Several (the pixel graph's anomaly map
+        and class ids): a tuple, floats as float32 and integers as they are.
+        """
 
     def describe(self):
         return {'backend': self.name, 'device': self.device, 'precision': self.precision}
+
+
+def _numpy_output(array):
+    """One output of a multi-output graph: floats as float32, integers as they are."""
+    array = np.asarray(array)
+    return array.astype(np.float32) if array.dtype.kind == 'f' else array
 
 
 class TorchBackend(Backend):
@@ -88,7 +98,10 @@ class TorchBackend(Backend):
             raise BackendError('fp16 with the torch backend needs a CUDA device.')
         module = module.to(self.device).eval()
         if fp16:
-            module.encoder.half()
+            # A model puts its heavy part in fp16 (half_precision) and keeps what must
+            # stay float32 (standardisation, scores); others go fp16 whole.
+            module = module.half_precision() if hasattr(module, 'half_precision') \
+                else module.half()
             self.precision = 'fp16'
         if channels_last and self.device.startswith('cuda'):
             module = module.to(memory_format=torch.channels_last)
@@ -99,7 +112,10 @@ class TorchBackend(Backend):
         torch = self.torch
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
-            return self.module(x).float().cpu().numpy()
+            out = self.module(x)
+            if isinstance(out, (tuple, list)):
+                return tuple(_numpy_output(o.cpu().numpy()) for o in out)
+            return out.float().cpu().numpy()
 
     def describe(self):
         return {**super().describe(), 'compiled': self.compiled,
@@ -140,8 +156,10 @@ class OnnxRuntimeBackend(Backend):
         self.spin = bool(spin)
 
     def infer(self, batch):
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})[0]
-        return np.asarray(out, np.float32)
+        outs = self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})
+        if len(outs) == 1:
+            return np.asarray(outs[0], np.float32)
+        return tuple(_numpy_output(o) for o in outs)
 
     def describe(self):
         return {**super().describe(), 'providers': self.providers,

@@ -68,9 +68,11 @@ from ..models.pixel import PixelSegmenterModel
 from ..perception.preprocess import as_shape
 from ..perception.preprocess import center_crop
 from ..runtime.manifest import write_model_dir
+from ..scoring.calibration import EmpiricalCalibration
 from ..scoring.pixel import fit_pixel_calibration
 
 VOID = losses.IGNORE_INDEX
+FRAME_QUANTILE = 0.99
 DEFAULT_CLASSES = ('floor', 'wall', 'ceiling', 'door', 'light', 'robot', 'other')
 
 
@@ -343,6 +345,10 @@ def train_pixel_model(data_dir, model_dir, work_dir, config=None, *, overwrite=F
     segmenter = PixelSegmenterModel(network, config.score).eval()
     metrics, maps = evaluate_segmenter(segmenter, val, len(classes))
     calibration = fit_pixel_calibration(maps, val.anomaly, seed=config.seed)
+    # A frame-level score (the map's 0.99 quantile), calibrated on the normal frames.
+    normal_frames = ~val.anomaly.reshape(len(val.anomaly), -1).any(axis=1)
+    frame_scores = np.quantile(maps[normal_frames].reshape(normal_frames.sum(), -1),
+                               FRAME_QUANTILE, axis=1) if normal_frames.any() else None
     arch = {'type': 'erfnet_pixel', 'num_classes': len(classes), 'head': config.head(),
             'score': config.score, 'void_index': None}
     manifest = {
@@ -352,6 +358,7 @@ def train_pixel_model(data_dir, model_dir, work_dir, config=None, *, overwrite=F
                           'resize': 'area', 'scale': '1/255', 'channels': 'rgb'},
         'score': {'name': config.score, 'higher_is_anomalous': True},
         'calibration': calibration.to_dict(),
+        'frame_quantile': FRAME_QUANTILE,
         'threshold': {'target_fpr': config.target_fpr},
         'training': dataclasses.asdict(config),
         'metrics': {'validation': metrics, 'best_epoch': state['best_epoch'],
@@ -360,5 +367,7 @@ def train_pixel_model(data_dir, model_dir, work_dir, config=None, *, overwrite=F
                        'frames': {'train': len(train.images), 'validation': len(val.images)},
                        'wall_s': time.perf_counter() - started, **training_environment()},
     }
+    if frame_scores is not None:
+        manifest['frame_calibration'] = EmpiricalCalibration.fit(frame_scores).to_dict()
     weights = to_bytes({'config': arch, 'state_dict': segmenter.state_dict()})
     return write_model_dir(model_dir, manifest, {MODEL_FILE: weights}, overwrite=overwrite)
