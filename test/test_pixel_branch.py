@@ -404,3 +404,45 @@ def test_segmenter_refuses_bad_input_and_bad_models(tiny_pixel_model, tmp_path):
     (copy / 'pixel_model.pt').write_bytes(bytes(data))
     with pytest.raises(ModelError, match='pixel_model.pt.*sha256'):
         PixelAnomalySegmenter.from_model_dir(copy)
+
+
+def test_pixel_stream_messages_carry_the_header_and_the_maps(tiny_pixel_model):
+    from anomaly_perception.io.images import image_to_numpy
+    from anomaly_perception.io.messages import RosbagsMessageFactory
+    from anomaly_perception.io.pixel_messages import output_topics
+    from anomaly_perception.io.pixel_messages import OUTPUT_TYPES
+    from anomaly_perception.io.pixel_messages import PixelMessageBuilder
+    from anomaly_perception.perception.pixel_config import PixelNodeConfig
+    from anomaly_perception.perception.pixel_stream import PixelStream
+    config = PixelNodeConfig(model_dir=str(tiny_pixel_model), backend='torch')
+    stream = PixelStream.from_config(config)
+    image = np.random.default_rng(2).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    frame = stream.process([123], [image])[0]
+    factory = RosbagsMessageFactory()
+    header = factory.header(1_700_000_000_123_000_000, 'robomaster/camera_optical_link')
+    builder = PixelMessageBuilder.from_config(factory, config)
+    plain = builder.outputs(header, frame)
+    assert set(plain) == set(OUTPUT_TYPES) - {'overlay'}
+    msgs = builder.outputs(header, frame, overlay=True)
+    assert set(msgs) == set(OUTPUT_TYPES) <= set(output_topics('robomaster'))
+    for key, msg in msgs.items():
+        assert msg.header.stamp.sec == 1_700_000_000 and msg.header.stamp.nanosec == 123_000_000
+        assert msg.header.frame_id == 'robomaster/camera_optical_link', key
+    anomaly = image_to_numpy(msgs['anomaly_map'], output='passthrough')
+    assert msgs['anomaly_map'].encoding == '32FC1' and anomaly.shape == (360, 640)
+    np.testing.assert_array_equal(anomaly, frame.pixels.anomaly)
+    mask = image_to_numpy(msgs['anomaly_mask'], output='passthrough')
+    assert ((mask == 255) == frame.pixels.mask).all()
+    semantic = image_to_numpy(msgs['semantic'], output='passthrough')
+    np.testing.assert_array_equal(semantic, frame.pixels.semantic)
+    assert image_to_numpy(msgs['overlay']).shape == (360, 640, 3)
+    score = {h.class_id: h.score for h in msgs['score'].results}
+    assert score['raw_score'] == pytest.approx(frame.pixels.frame_score)
+    info = builder.label_info(header, stream.detector.classes)
+    assert [c.class_name for c in info.class_map] == stream.detector.classes
+    # A live threshold change moves the mask without reloading the model.
+    stream.reconfigure(PixelNodeConfig(model_dir=str(tiny_pixel_model), backend='torch',
+                                       target_fpr=0.3))
+    looser = stream.process([124], [image])[0]
+    assert looser.pixels.threshold < frame.pixels.threshold
+    assert looser.pixels.mask.sum() >= frame.pixels.mask.sum()

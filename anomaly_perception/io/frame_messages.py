@@ -30,15 +30,16 @@ with the input image's header (a MarkerArray carries it in its marker):
 
 import math
 
+from .diagnostics import diagnostics_message
+from .diagnostics import DIAGNOSTICS_TOPIC
+from .diagnostics import DIAGNOSTICS_TYPE  # noqa: F401 - a messages module names it
+
 NODE_NAME = 'frame_anomaly'
 OUTPUT_TYPES = {
     'score': 'vision_msgs/msg/Classification',
     'hazard': 'vision_msgs/msg/Classification',
     'markers': 'visualization_msgs/msg/MarkerArray',
 }
-DIAGNOSTICS_TOPIC = '/diagnostics'
-DIAGNOSTICS_TYPE = 'diagnostic_msgs/msg/DiagnosticArray'
-OK, WARN, ERROR = 0, 1, 2
 
 
 def output_topics(namespace=''):
@@ -120,62 +121,6 @@ class FrameMessageBuilder:
         }
 
     def diagnostics(self, header, snapshot, backend, model_name, model_ok=True):
-        """``/diagnostics``: one status with the stream's numbers.
-
-        ``snapshot`` holds :meth:`StreamStats.snapshot` 's numbers plus, from
-        a node, ``lifecycle_state``, ``model_error``, ``malformed_by_kind``,
-        ``dropped_in_transport`` (+ ``transport_loss_method``),
-        ``dds_messages_lost``, ``qos_incompatible`` (+ ``qos_incompatible_policy``),
-        ``publishers`` and ``transport_latency_median_ms``.
-        """
-        f = self.f
-        state = snapshot.get('lifecycle_state', 'active')
-        level, message = OK, 'scoring frames'
-        if not model_ok:
-            level = ERROR
-            message = 'model not loaded' + (f": {snapshot['model_error']}"
-                                            if snapshot.get('model_error') else '')
-        elif state != 'active':
-            level, message = WARN, f'not scoring: lifecycle state {state}'
-        elif snapshot.get('qos_incompatible'):
-            level = ERROR
-            message = ('a publisher of the image topic offers QoS incompatible with the '
-                       f"subscription ({snapshot.get('qos_incompatible_policy', '?')}): its "
-                       'frames never arrive')
-        elif snapshot['since_last_frame_s'] > 2.0:
-            level, message = WARN, 'no image for {:.1f} s'.format(
-                min(snapshot['since_last_frame_s'], 1e9))
-        elif snapshot['malformed']:
-            level, message = WARN, f"{snapshot['malformed']} malformed image(s) skipped"
-        values = {
-            'lifecycle_state': state,
-            'input_rate_hz': f"{snapshot['input_rate_hz']:.1f}",
-            'processed_rate_hz': f"{snapshot['processed_rate_hz']:.1f}",
-            'received': str(snapshot['received']), 'processed': str(snapshot['processed']),
-            'dropped': str(snapshot.get('dropped', 0)),
-            'dropped_in_transport': str(snapshot.get('dropped_in_transport', 0)),
-            'transport_loss_method': str(snapshot.get('transport_loss_method', '')),
-            'dds_messages_lost': str(snapshot.get('dds_messages_lost', 0)),
-            'skipped_by_rate_cap': str(snapshot.get('rate_skipped', 0)),
-            'malformed': str(snapshot['malformed']),
-            'last_malformed_reason': snapshot.get('last_malformed_reason', ''),
-            'qos_incompatible': str(snapshot.get('qos_incompatible', 0)),
-            'publishers': str(snapshot.get('publishers', '')),
-            'latency_median_ms': f"{snapshot['latency_median_ms']:.2f}",
-            'latency_p99_ms': f"{snapshot['latency_p99_ms']:.2f}",
-            'transport_latency_median_ms': '{:.2f}'.format(
-                snapshot.get('transport_latency_median_ms', float('nan'))),
-            'since_last_frame_s': f"{min(snapshot['since_last_frame_s'], 1e9):.2f}",
-            'backend': str(backend.get('backend', '')),
-            'device': str(backend.get('device', '')),
-            'precision': str(backend.get('precision', '')),
-            'model': model_name,
-        }
-        for kind, count in sorted(snapshot.get('malformed_by_kind', {}).items()):
-            values[f'malformed: {kind}'] = str(count)
-        status = f.new('diagnostic_msgs/msg/DiagnosticStatus', level=f.byte(level),
-                       name=f'anomaly_perception: {NODE_NAME}', message=message,
-                       hardware_id=model_name,
-                       values=[f.new('diagnostic_msgs/msg/KeyValue', key=k, value=v)
-                               for k, v in values.items()])
-        return f.new('diagnostic_msgs/msg/DiagnosticArray', header=header, status=[status])
+        """``/diagnostics``: see :func:`~.diagnostics.diagnostics_message`."""
+        return diagnostics_message(self.f, NODE_NAME, header, snapshot, backend, model_name,
+                                   model_ok)
