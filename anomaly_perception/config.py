@@ -63,6 +63,13 @@ def field(default, description='', *, range=None, choices=None,  # noqa: A002
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def parameter_specs_of(cls):
+    """``(name, default, description, range, choices, configure_time)`` per field of ``cls``."""
+    return [(f.name, f.default, f.metadata.get('description', ''), f.metadata.get('range'),
+             f.metadata.get('choices'), f.metadata.get('configure_time', False))
+            for f in dataclasses.fields(cls)]
+
+
 def _type_name(tp):
     origin = typing.get_origin(tp)
     if origin is typing.Literal:

@@ -25,6 +25,7 @@ import dataclasses
 from .hazard import HazardConfig
 from ..config import config_from_dict
 from ..config import field
+from ..config import parameter_specs_of
 
 BACKEND_CHOICES = ('auto', 'torch', 'onnxruntime', 'tensorrt')
 
@@ -93,12 +94,7 @@ def config_from_parameters(values, source='ROS parameters'):
 
 def parameter_specs():
     """``(name, default, description, range, choices, configure_time)`` per parameter."""
-    specs = []
-    for f in dataclasses.fields(FrameNodeConfig):
-        meta = f.metadata
-        specs.append((f.name, f.default, meta.get('description', ''), meta.get('range'),
-                      meta.get('choices'), meta.get('configure_time', False)))
-    return specs
+    return parameter_specs_of(FrameNodeConfig)
 
 
 PARAMETER_FILE_HEADER = """\

@@ -19,6 +19,7 @@ import dataclasses
 from .frame_config import BACKEND_CHOICES
 from ..config import config_from_dict
 from ..config import field
+from ..config import parameter_specs_of
 
 
 @dataclasses.dataclass
@@ -64,6 +65,4 @@ def config_from_parameters(values, source='ROS parameters'):
 
 def parameter_specs():
     """``(name, default, description, range, choices, configure_time)`` per parameter."""
-    return [(f.name, f.default, f.metadata.get('description', ''), f.metadata.get('range'),
-             f.metadata.get('choices'), f.metadata.get('configure_time', False))
-            for f in dataclasses.fields(PixelNodeConfig)]
+    return parameter_specs_of(PixelNodeConfig)
