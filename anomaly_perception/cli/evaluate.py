@@ -27,6 +27,8 @@ from .common import Parser
 from .common import positive_int
 from .common import resolve_branch
 from .common import UsageError
+from .train import add_pixel_training_options
+from .train import pixel_training_config
 
 
 def add_score(sub):
@@ -175,6 +177,37 @@ def add_experiment(sub):
                     help='also train on the centre square only (64x64) and compare AUROC on '
                          'anomalies off the centre')
     lp.set_defaults(run=_run_experiment_learn_place)
+    px = xsub.add_parser(
+        'pixel-losses', help="paper 002's Tables 1-4: each loss x each pixel score",
+        description='One shared encoder stage, then one decoder stage per --losses entry on '
+                    'the same schedule (model directories in OUT/models/), each scored with '
+                    'MSP, MSP t=0.5/0.75/1.1, MaxLogit and MaxEntropy on the test split '
+                    '(local anomaly types): pixel AuPRC, FPR95, F1*, sIoU, PPV, mIoU, per '
+                    'type -> pixel_losses.json, pixel_losses.md. Resumable.')
+    px.add_argument('--data', required=True, help='dataset written by synth dataset')
+    px.add_argument('--out', required=True)
+    px.add_argument('--losses',
+                    help='comma-separated losses, in training order (default: ce, focal, '
+                         'eiml+focal, logitnorm+focal, eiml, logitnorm, eiml+ce, logitnorm+ce)')
+    add_pixel_training_options(px, loss=False)
+    px.set_defaults(run=_run_experiment_pixel_losses)
+
+
+def _run_experiment_pixel_losses(args):
+    import sys
+
+    from ..evaluation.pixel_experiments import format_loss_table
+    from ..evaluation.pixel_experiments import LOSS_STUDY
+    from ..evaluation.pixel_experiments import run_pixel_losses
+    names = [n.strip() for n in (args.losses or ','.join(LOSS_STUDY)).split(',') if n.strip()]
+    for name in names:
+        pixel_training_config(args, loss=name)      # each name checked before any training
+    command = 'anomaly-perception ' + ' '.join(sys.argv[1:])
+    results = run_pixel_losses(args.data, args.out, pixel_training_config(args, loss='ce'),
+                               names, command=command)
+    print(format_loss_table(results))
+    print(f'written {args.out}/pixel_losses.json, pixel_losses.md, models/')
+    return 0
 
 
 def _run_experiment_learn_place(args):

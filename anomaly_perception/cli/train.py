@@ -119,21 +119,7 @@ def add_train(sub):
     px.add_argument('--data', required=True, help='dataset written by synth dataset')
     px.add_argument('--out', required=True, help='model directory to write')
     px.add_argument('--work', help='checkpoints (default out/train/<name>)')
-    px.add_argument('--loss', default='ce',
-                    help='ce, focal, eiml, logitnorm, or a sum such as eiml+focal (default ce)')
-    px.add_argument('--loss-weight', action='append', default=[], metavar='TERM=W',
-                    help='weight of a loss term, e.g. eiml=0.5 (repeatable; default 1 each)')
-    px.add_argument('--gamma', type=float, default=2.0, help='focal loss gamma (2)')
-    px.add_argument('--tau', type=float, default=1.0, help='LogitNorm temperature (1)')
-    px.add_argument('--score', default='maxlogit',
-                    help='the anomaly score the model publishes (default maxlogit)')
-    px.add_argument('--input-shape', type=shape8, default=[128, 128], metavar='HxW',
-                    help='training and model input (multiples of 8; default 128x128)')
-    px.add_argument('--encoder-epochs', type=positive_int, default=10)
-    px.add_argument('--decoder-epochs', type=positive_int, default=10)
-    px.add_argument('--batch-size', type=positive_int, default=8)
-    px.add_argument('--lr', type=float, default=5e-4)
-    px.add_argument('--seed', type=int, default=0)
+    add_pixel_training_options(px)
     px.add_argument('--overwrite', action='store_true')
     px.set_defaults(run=_run_train_pixel)
 
@@ -255,12 +241,33 @@ def _run_train_frame_bags(args, work, command):
     return 0
 
 
-def _run_train_pixel(args):
-    from pathlib import Path
+def add_pixel_training_options(p, loss=True):
+    """Options of the pixel training recipe (train pixel, experiment pixel-losses)."""
+    if loss:
+        p.add_argument('--loss', default='ce',
+                       help='ce, focal, eiml, logitnorm, or a sum such as eiml+focal (default ce)')
+    p.add_argument('--loss-weight', action='append', default=[], metavar='TERM=W',
+                   help='weight of a loss term, e.g. eiml=0.5 (repeatable; default 1 each)')
+    p.add_argument('--gamma', type=float, default=2.0, help='focal loss gamma (2)')
+    p.add_argument('--tau', type=float, default=1.0, help='LogitNorm temperature (1)')
+    p.add_argument('--score', default='maxlogit',
+                   help='the anomaly score the model publishes (default maxlogit)')
+    p.add_argument('--input-shape', type=shape8, default=[128, 128], metavar='HxW',
+                   help='training and model input (multiples of 8; default 128x128)')
+    p.add_argument('--encoder-epochs', type=positive_int, default=10)
+    p.add_argument('--decoder-epochs', type=positive_int, default=10)
+    p.add_argument('--batch-size', type=positive_int, default=8)
+    p.add_argument('--every', type=positive_int, default=1,
+                   help='train on every n-th training frame (default 1: all)')
+    p.add_argument('--lr', type=float, default=5e-4)
+    p.add_argument('--seed', type=int, default=0)
 
+
+def pixel_training_config(args, loss=None):
+    """Build the :class:`PixelTrainingConfig` of parsed pixel training options."""
+    from ..losses import PixelLoss
     from ..scoring.pixel import PIXEL_SCORES
     from ..train.pixel import PixelTrainingConfig
-    from ..train.pixel import train_pixel_model
     weights = {}
     for item in args.loss_weight:
         term, _, value = item.partition('=')
@@ -272,15 +279,22 @@ def _run_train_pixel(args):
         raise UsageError(f'--score {args.score!r}: choose from '
                          f'{", ".join(s for s in PIXEL_SCORES if s != "void")}.')
     config = PixelTrainingConfig(
-        input_shape=tuple(args.input_shape), loss=args.loss, loss_weights=weights,
+        input_shape=tuple(args.input_shape), loss=loss or args.loss, loss_weights=weights,
         gamma=args.gamma, tau=args.tau, score=args.score, encoder_epochs=args.encoder_epochs,
         decoder_epochs=args.decoder_epochs, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed)
+        train_every=args.every, seed=args.seed)
     try:
-        from ..losses import PixelLoss
         PixelLoss(config.loss, config.loss_weights)
     except ValueError as err:
         raise UsageError(f'--loss: {err}') from None
+    return config
+
+
+def _run_train_pixel(args):
+    from pathlib import Path
+
+    from ..train.pixel import train_pixel_model
+    config = pixel_training_config(args)
     work = args.work or str(Path('out') / 'train' / Path(args.out).name)
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
     manifest = train_pixel_model(args.data, args.out, work, config, overwrite=args.overwrite,

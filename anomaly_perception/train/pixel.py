@@ -93,6 +93,7 @@ class PixelTrainingConfig:
     lr: float = 5e-4
     weight_decay: float = 1e-4
     max_translation: int = 2
+    train_every: int = 1                # every n-th training frame (patrol frames are sequences)
     target_fpr: float = 0.05            # the mask's pixel false-positive rate
     seed: int = 0
 
@@ -107,6 +108,8 @@ class PixelData:
     labels: np.ndarray      # uint8 [N, h, w] class ids, 255 void
     anomaly: np.ndarray     # bool [N, h, w]
     names: list
+    types: list = None      # anomaly type name per frame ('normal' for normal frames)
+    instances: np.ndarray = None    # uint16 [N, h, w] anomaly instance ids, when asked
 
 
 def _label_map(path, shape, what):
@@ -118,20 +121,27 @@ def _label_map(path, shape, what):
     return cv2.resize(crop, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def load_pixel_split(data, split, shape, cache_dir=None, show_progress=False):
+def load_pixel_split(data, split, shape, cache_dir=None, show_progress=False, every=1,
+                     exclude_types=(), instances=False):
     """Images, semantic labels and anomaly masks of a dataset split at ``shape``.
+
+    ``every`` keeps every n-th record of the split (in the dataset's order);
+    ``exclude_types`` drops frames of those anomaly types (the global ones,
+    whose masks cover the whole image); ``instances`` also loads the anomaly
+    instance ids (instances/<stem>.png) where the dataset has them.
 
     Raises:
         TrainingError: the split is empty, or its label maps are missing.
 
     """
-    records = data.records(split)
+    records = [r for r in data.records(split)[::every] if r.label_name not in exclude_types]
     if not records:
         raise TrainingError(f'{str(data.root)!r} has no {split}.')
     shape = as_shape(shape)
     images = data.load_images(records, shape, cache_dir, show_progress)
     labels = np.empty((len(records), *shape), np.uint8)
     anomaly = np.zeros((len(records), *shape), bool)
+    ids = None
     for i, r in enumerate(records):
         stem = Path(r.filename).stem
         sem = data.root / 'semantic' / f'{stem}.png'
@@ -142,8 +152,14 @@ def load_pixel_split(data, split, shape, cache_dir=None, show_progress=False):
         mask = data.root / 'masks' / f'{stem}.png'
         if mask.is_file():
             anomaly[i] = _label_map(mask, shape, 'anomaly mask') > 0
+        inst = data.root / 'instances' / f'{stem}.png'
+        if instances and inst.is_file():
+            if ids is None:
+                ids = np.zeros((len(records), *shape), np.uint16)
+            ids[i] = _label_map(inst, shape, 'instance')
     labels[anomaly] = VOID      # anomalies are never a class
-    return PixelData(images, labels, anomaly, [r.filename for r in records])
+    return PixelData(images, labels, anomaly, [r.filename for r in records],
+                     [r.label_name for r in records], ids)
 
 
 def _augment(images, labels, rng, max_translation):
@@ -202,8 +218,15 @@ def _to_tensors(data):
     return x, torch.from_numpy(data.labels.astype(np.int64))
 
 
-def train_stages(train, val, num_classes, work_dir, config, show_progress=True):
-    """Run both stages (resumable); return ``(best ERFNet, state dict of the run)``."""
+def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
+                 encoder_from=None):
+    """Run both stages (resumable); return ``(best ERFNet, state dict of the run)``.
+
+    ``encoder_from``: the checkpoint of a finished encoder stage (the same
+    data and recipe) to start the decoder stage from instead of training the
+    encoder again; the loss study shares one encoder stage this way, as the
+    encoder stage is always cross-entropy.
+    """
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     rng = seed_everything(config.seed)
@@ -222,6 +245,17 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True):
         model.load_state_dict(saved['model'])
         restore_rng(rng, saved['rng'])
         state = saved['state']
+    elif encoder_from is not None:
+        shared = load_checkpoint(encoder_from)
+        if shared.get('state', {}).get('stage', 0) < 1:
+            raise TrainingError(f'{str(encoder_from)!r} has not finished its encoder stage.')
+        encoder = {k[len('encoder.'):]: v for k, v in shared['model'].items()
+                   if k.startswith('encoder.')}
+        model.encoder.load_state_dict(encoder)
+        restore_rng(rng, shared['rng'])
+        state['stage'] = 1
+        state['encoder_from'] = str(encoder_from)
+        state['history'] = [h for h in shared['state']['history'] if h['stage'] == 'encoder']
     x_train, y_train = _to_tensors(train)
     weights_full = losses.class_weights([train.labels], num_classes)
     weights_enc = losses.class_weights([_downsample_labels(y_train).numpy()], num_classes)
@@ -319,7 +353,7 @@ def evaluate_segmenter(segmenter, data, num_classes, batch=16):
 
 
 def train_pixel_model(data_dir, model_dir, work_dir, config=None, *, overwrite=False,
-                      cache_dir=None, show_progress=True, command=None):
+                      cache_dir=None, show_progress=True, command=None, encoder_from=None):
     """Train, calibrate and write a pixel model directory; return its manifest."""
     config = config or PixelTrainingConfig()
     losses.PixelLoss(config.loss, config.loss_weights)      # a bad name fails before loading
@@ -334,14 +368,16 @@ def train_pixel_model(data_dir, model_dir, work_dir, config=None, *, overwrite=F
         classes = list(json.loads(manifest_path.read_text()).get('semantic_classes', classes))
     cache_dir = cache_dir or default_cache_dir()
     started = time.perf_counter()
-    train = load_pixel_split(data, 'train_set', shape, cache_dir, show_progress)
+    train = load_pixel_split(data, 'train_set', shape, cache_dir, show_progress,
+                             every=config.train_every)
     val = load_pixel_split(data, 'validation_set', shape, cache_dir, show_progress)
     if (train.labels == VOID).all():
         raise TrainingError(f'{str(data_dir)!r}: the training labels are all void.')
     if train.labels[train.labels != VOID].max() >= len(classes):
         raise TrainingError(f'{str(data_dir)!r}: labels exceed the {len(classes)} classes '
                             f'{classes}.')
-    network, state = train_stages(train, val, len(classes), work_dir, config, show_progress)
+    network, state = train_stages(train, val, len(classes), work_dir, config, show_progress,
+                                  encoder_from=encoder_from)
     segmenter = PixelSegmenterModel(network, config.score).eval()
     metrics, maps = evaluate_segmenter(segmenter, val, len(classes))
     calibration = fit_pixel_calibration(maps, val.anomaly, seed=config.seed)
