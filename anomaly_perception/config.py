@@ -70,6 +70,38 @@ def parameter_specs_of(cls):
             for f in dataclasses.fields(cls)]
 
 
+PARAMETER_FILE_HEADER = """\
+# Parameters of {node} (anomaly_perception), with their defaults.
+# ros2 run anomaly_perception {node} --ros-args --params-file <this file>
+# The same file configures `anomaly-perception replay --params`. Unknown keys,
+# wrong types and out-of-range values are errors that name the key.
+# [configure] parameters are read by the lifecycle configure transition and
+# change only while the node is unconfigured; the others change live.
+# (Generated from {cls} by parameter_file(); a test keeps the two equal.)
+"""
+
+
+def parameter_file_of(cls, node):
+    """Return a node's parameter YAML (config/*.yaml): every parameter, its default and help."""
+    import textwrap
+    lines = [PARAMETER_FILE_HEADER.format(node=node, cls=cls.__name__).rstrip('\n'), '/**:',
+             '  ros__parameters:']
+    for name, default, description, rng, choices, configure_time in parameter_specs_of(cls):
+        notes = []
+        if choices:
+            notes.append(f'one of {", ".join(choices)}')
+        if rng:
+            notes.append(f'range {rng[0]}..{rng[1]}')
+        if configure_time:
+            notes.append('configure')
+        text = description + (f' [{"; ".join(notes)}]' if notes else '')
+        lines += textwrap.wrap(text, 95, initial_indent='    # ', subsequent_indent='    # ')
+        value = yaml.safe_dump(default, default_flow_style=True).strip()
+        value = value.removesuffix('\n...').removesuffix('...').strip()
+        lines.append(f'    {name}: {value}')
+    return '\n'.join(lines) + '\n'
+
+
 def _type_name(tp):
     origin = typing.get_origin(tp)
     if origin is typing.Literal:

@@ -22,6 +22,7 @@ Give the camera topic as an argument, for instance:
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.actions import SetEnvironmentVariable
+from launch.conditions import IfCondition
 from launch.conditions import LaunchConfigurationNotEquals
 from launch.substitutions import LaunchConfiguration
 from launch.substitutions import PathJoinSubstitution
@@ -35,6 +36,7 @@ DDS_PROFILE_VARIABLES = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROF
 
 def generate_launch_description():
     share = FindPackageShare('anomaly_perception')
+    pixel_params = PathJoinSubstitution([share, 'config', 'pixel_anomaly.yaml'])
     params = PathJoinSubstitution([share, 'config', 'frame_anomaly.yaml'])
     return LaunchDescription([
         DeclareLaunchArgument('image_topic', default_value='/camera/image_raw',
@@ -46,6 +48,11 @@ def generate_launch_description():
                               description='raw or compressed'),
         DeclareLaunchArgument('model', default_value=''),
         DeclareLaunchArgument('backend', default_value='auto'),
+        DeclareLaunchArgument('pixel', default_value='true',
+                              description='also start pixel_anomaly_node (per-pixel '
+                                          'anomaly maps)'),
+        DeclareLaunchArgument('pixel_model', default_value='',
+                              description='pixel model directory (empty: the shipped one)'),
         DeclareLaunchArgument('use_sim_time', default_value='false'),
         DeclareLaunchArgument('autostart', default_value='true',
                               description='configure and activate at start (false: leave the '
@@ -68,5 +75,18 @@ def generate_launch_description():
                 'autostart': LaunchConfiguration('autostart'),
             }],
             remappings=[('image', LaunchConfiguration('image_topic'))],
+        ),
+        Node(
+            package='anomaly_perception', executable='pixel_anomaly_node',
+            name='pixel_anomaly', namespace=LaunchConfiguration('namespace'), output='screen',
+            parameters=[pixel_params, {
+                'model_dir': LaunchConfiguration('pixel_model'),
+                'backend': LaunchConfiguration('backend'),
+                'input_transport': LaunchConfiguration('input_transport'),
+                'use_sim_time': LaunchConfiguration('use_sim_time'),
+                'autostart': LaunchConfiguration('autostart'),
+            }],
+            remappings=[('image', LaunchConfiguration('image_topic'))],
+            condition=IfCondition(LaunchConfiguration('pixel')),
         ),
     ])

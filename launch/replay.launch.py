@@ -39,6 +39,7 @@ DDS_PROFILE_VARIABLES = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROF
 
 def generate_launch_description():
     share = FindPackageShare('anomaly_perception')
+    pixel_params = PathJoinSubstitution([share, 'config', 'pixel_anomaly.yaml'])
     return LaunchDescription([
         DeclareLaunchArgument('bag', description='the bag to play'),
         DeclareLaunchArgument('name', default_value='robomaster',
@@ -46,6 +47,11 @@ def generate_launch_description():
         DeclareLaunchArgument('rate', default_value='1.0', description='playback rate'),
         DeclareLaunchArgument('model', default_value=''),
         DeclareLaunchArgument('backend', default_value='auto'),
+        DeclareLaunchArgument('pixel', default_value='true',
+                              description='also start pixel_anomaly_node (per-pixel '
+                                          'anomaly maps)'),
+        DeclareLaunchArgument('pixel_model', default_value='',
+                              description='pixel model directory (empty: the shipped one)'),
         DeclareLaunchArgument('rviz', default_value='true'),
         DeclareLaunchArgument(
             'dds_profile', default_value=PathJoinSubstitution([share, 'config', DDS_PROFILE]),
@@ -68,6 +74,20 @@ def generate_launch_description():
                 'qos_reliability': 'reliable',
             }],
             remappings=[('image', 'camera/image_color')],
+        ),
+        Node(
+            package='anomaly_perception', executable='pixel_anomaly_node',
+            name='pixel_anomaly', namespace=LaunchConfiguration('name'), output='screen',
+            parameters=[pixel_params, {
+                'model_dir': LaunchConfiguration('pixel_model'),
+                'backend': LaunchConfiguration('backend'),
+                'use_sim_time': True,
+                'process_all_frames': True,
+                'qos_depth': 100,
+                'qos_reliability': 'reliable',
+            }],
+            remappings=[('image', 'camera/image_color')],
+            condition=IfCondition(LaunchConfiguration('pixel')),
         ),
         Node(
             package='rviz2', executable='rviz2', name='rviz2', output='screen',

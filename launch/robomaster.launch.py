@@ -12,11 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Frame anomaly detection next to a DJI Robomaster (robomaster_ros driver).
+"""Frame and pixel anomaly detection next to a DJI Robomaster (robomaster_ros driver).
 
 The driver publishes ``/<name>/camera/image_color`` (bgr8, 640x360 by
 default, frame_id ``<name>/camera_optical_link``, reliable, depth 1). This
-starts ``frame_anomaly_node`` in the robot's namespace, listening there.
+starts ``frame_anomaly_node`` and (``pixel:=true``, the default)
+``pixel_anomaly_node`` in the robot's namespace, listening there.
 
     ros2 launch anomaly_perception robomaster.launch.py name:=robomaster
 """
@@ -24,6 +25,7 @@ starts ``frame_anomaly_node`` in the robot's namespace, listening there.
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.actions import SetEnvironmentVariable
+from launch.conditions import IfCondition
 from launch.conditions import LaunchConfigurationNotEquals
 from launch.substitutions import LaunchConfiguration
 from launch.substitutions import PathJoinSubstitution
@@ -38,6 +40,7 @@ DDS_PROFILE_VARIABLES = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROF
 def generate_launch_description():
     name = LaunchConfiguration('name')
     share = FindPackageShare('anomaly_perception')
+    pixel_params = PathJoinSubstitution([share, 'config', 'pixel_anomaly.yaml'])
     params = PathJoinSubstitution([share, 'config', 'frame_anomaly.yaml'])
     return LaunchDescription([
         DeclareLaunchArgument('name', default_value='robomaster',
@@ -46,6 +49,11 @@ def generate_launch_description():
                               description='frame model directory (empty: the shipped one)'),
         DeclareLaunchArgument('backend', default_value='auto',
                               description='auto, torch, onnxruntime or tensorrt'),
+        DeclareLaunchArgument('pixel', default_value='true',
+                              description='also start pixel_anomaly_node (per-pixel '
+                                          'anomaly maps)'),
+        DeclareLaunchArgument('pixel_model', default_value='',
+                              description='pixel model directory (empty: the shipped one)'),
         DeclareLaunchArgument('use_sim_time', default_value='false'),
         DeclareLaunchArgument('autostart', default_value='true',
                               description='configure and activate at start (false: leave the '
@@ -68,5 +76,18 @@ def generate_launch_description():
                 'qos_reliability': 'reliable',
             }],
             remappings=[('image', 'camera/image_color')],
+        ),
+        Node(
+            package='anomaly_perception', executable='pixel_anomaly_node',
+            name='pixel_anomaly', namespace=name, output='screen',
+            parameters=[pixel_params, {
+                'model_dir': LaunchConfiguration('pixel_model'),
+                'backend': LaunchConfiguration('backend'),
+                'use_sim_time': LaunchConfiguration('use_sim_time'),
+                'autostart': LaunchConfiguration('autostart'),
+                'qos_reliability': 'reliable',
+            }],
+            remappings=[('image', 'camera/image_color')],
+            condition=IfCondition(LaunchConfiguration('pixel')),
         ),
     ])

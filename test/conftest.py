@@ -143,3 +143,27 @@ def patrol_bag_5s(tmp_path_factory):
     path = tmp_path_factory.mktemp('patrol') / 'patrol_5s'
     write_patrol_bag(path, PatrolConfig(seconds=5.0, fps=24.0, seed=3), progress=False)
     return path
+
+
+@pytest.fixture(scope='session')
+def tiny_pixel_data(tmp_path_factory):
+    """Write a tiny synthetic dataset (64x64 images, semantic labels) once per session."""
+    from anomaly_perception.data.synthetic.dataset import write_dataset
+    out = tmp_path_factory.mktemp('pixel') / 'data'
+    write_dataset(out, preset='tiny', image_size=64, seed=7, progress=False)
+    return out
+
+
+@pytest.fixture(scope='session')
+def tiny_pixel_model(tiny_pixel_data, tmp_path_factory):
+    """Train a tiny pixel model (ERFNet at 32x56, one epoch per stage) and export it."""
+    from anomaly_perception.runtime.export import export_model
+    from anomaly_perception.train.pixel import PixelTrainingConfig
+    from anomaly_perception.train.pixel import train_pixel_model
+    root = tmp_path_factory.mktemp('pixel_model')
+    config = PixelTrainingConfig(input_shape=(32, 56), encoder_epochs=1, decoder_epochs=1,
+                                 batch_size=16)
+    train_pixel_model(tiny_pixel_data, root / 'model', root / 'work', config,
+                      cache_dir=root / 'cache', show_progress=False)
+    export_model(root / 'model')
+    return root / 'model'

@@ -19,15 +19,17 @@ from pathlib import Path
 import py_compile
 
 from anomaly_perception.config import load_config
+from anomaly_perception.config import parameter_specs_of
 from anomaly_perception.io.frame_messages import output_topics
+from anomaly_perception.io.pixel_messages import output_topics as pixel_output_topics
 from anomaly_perception.perception.frame_config import FrameNodeConfig
-from anomaly_perception.perception.frame_config import parameter_specs
+from anomaly_perception.perception.pixel_config import PixelNodeConfig
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / 'launch').glob('*.launch.py'))
-DECLARED = {name for name, *_ in parameter_specs()} | {'use_sim_time'}
+CONFIGS = {'frame_anomaly_node': FrameNodeConfig, 'pixel_anomaly_node': PixelNodeConfig}
 
 
 def _entry_points():
@@ -59,14 +61,14 @@ def test_launch_file_compiles_and_starts_existing_executables(path):
     assert any(isinstance(n, ast.FunctionDef) and n.name == 'generate_launch_description'
                for n in tree.body)
     entry_points = _entry_points()
-    started = 0
+    started = []
     for kwargs in _node_calls(path):
         package = kwargs['package'].value
         executable = kwargs['executable'].value
         if package == 'anomaly_perception':
             assert executable in entry_points, f'{path.name}: {executable} is no entry point'
-            started += 1
-    assert started == 1
+            started.append(executable)
+    assert sorted(started) == ['frame_anomaly_node', 'pixel_anomaly_node']
 
 
 @pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
@@ -74,18 +76,24 @@ def test_launch_parameters_are_declared_by_the_node(path):
     for kwargs in _node_calls(path):
         if kwargs['package'].value != 'anomaly_perception':
             continue
+        config = CONFIGS[kwargs['executable'].value]
+        declared = {name for name, *_ in parameter_specs_of(config)} | {'use_sim_time'}
         for item in kwargs['parameters'].elts:
             if isinstance(item, ast.Dict):
                 keys = {k.value for k in item.keys}
-                assert keys <= DECLARED, f'{path.name}: undeclared {keys - DECLARED}'
+                assert keys <= declared, f'{path.name}: undeclared {keys - declared}'
             else:  # a parameter file in the package's config/ folder
-                names = [n.value for n in ast.walk(ast.parse(path.read_text()))
+                names = [n.value for n in ast.walk(item)
                          if isinstance(n, ast.Constant) and str(n.value).endswith('.yaml')]
+                if not names:   # a variable naming the file
+                    names = [n.value for n in ast.walk(ast.parse(path.read_text()))
+                             if isinstance(n, ast.Constant) and str(n.value).endswith(
+                                 f'{kwargs["name"].value}.yaml')]
                 assert names, f'{path.name}: unrecognised parameters entry'
                 for name in names:
                     file = ROOT / 'config' / name
                     assert file.is_file(), f'{path.name} loads missing config/{name}'
-                    load_config(FrameNodeConfig, file)  # only declared, valid parameters
+                    load_config(config, file)  # only declared, valid parameters
 
 
 def test_rviz_config_shows_only_topics_that_exist():
@@ -103,21 +111,26 @@ def test_rviz_config_shows_only_topics_that_exist():
                 walk(value)
 
     walk(config)
-    published = set(output_topics('robomaster').values())
+    published = set(output_topics('robomaster').values()) | set(
+        pixel_output_topics('robomaster').values())
     camera = '/robomaster/camera/image_color'  # the robomaster_ros driver's topic
     assert topics and set(topics) <= published | {camera}
     assert '/robomaster/frame_anomaly/markers' in topics
+    assert '/robomaster/pixel_anomaly/overlay' in topics
 
 
-def test_parameter_file_lists_every_parameter_with_its_default():
-    from anomaly_perception.perception.frame_config import parameter_file
-    text = (ROOT / 'config' / 'frame_anomaly.yaml').read_text()
-    assert text == parameter_file(), (
-        'config/frame_anomaly.yaml is out of date; regenerate it with python -c "from '
-        'anomaly_perception.perception.frame_config import parameter_file; '
-        "open('config/frame_anomaly.yaml', 'w').write(parameter_file())\"")
-    assert load_config(FrameNodeConfig, ROOT / 'config' / 'frame_anomaly.yaml') == \
-        FrameNodeConfig()
+@pytest.mark.parametrize('module, yaml_name', [('frame_config', 'frame_anomaly.yaml'),
+                                               ('pixel_config', 'pixel_anomaly.yaml')])
+def test_parameter_file_lists_every_parameter_with_its_default(module, yaml_name):
+    import importlib
+    config_module = importlib.import_module(f'anomaly_perception.perception.{module}')
+    text = (ROOT / 'config' / yaml_name).read_text()
+    assert text == config_module.parameter_file(), (
+        f'config/{yaml_name} is out of date; regenerate it with python -c "from '
+        f'anomaly_perception.perception.{module} import parameter_file; '
+        f"open('config/{yaml_name}', 'w').write(parameter_file())\"")
+    cls = FrameNodeConfig if module == 'frame_config' else PixelNodeConfig
+    assert load_config(cls, ROOT / 'config' / yaml_name) == cls()
 
 
 @pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)

@@ -225,14 +225,6 @@ def test_pixel_calibration_uses_normal_valid_pixels_only():
 # --- training -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope='module')
-def tiny_pixel_data(tmp_path_factory):
-    from anomaly_perception.data.synthetic.dataset import write_dataset
-    out = tmp_path_factory.mktemp('pixel') / 'data'
-    write_dataset(out, preset='tiny', image_size=64, seed=7, progress=False)
-    return out
-
-
 def _tiny_config(**changes):
     from anomaly_perception.train.pixel import PixelTrainingConfig
     base = {'input_shape': (32, 32), 'encoder_epochs': 1, 'decoder_epochs': 2, 'batch_size': 16}
@@ -328,18 +320,6 @@ def test_pixel_training_refuses_what_it_cannot_use(tiny_pixel_data, tmp_path, ca
 
 
 # --- the pipeline -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope='module')
-def tiny_pixel_model(tiny_pixel_data, tmp_path_factory):
-    from anomaly_perception.runtime.export import export_model
-    from anomaly_perception.train.pixel import train_pixel_model
-    root = tmp_path_factory.mktemp('pixel_model')
-    train_pixel_model(tiny_pixel_data, root / 'model', root / 'work',
-                      _tiny_config(input_shape=(32, 56), decoder_epochs=1),
-                      cache_dir=root / 'cache', show_progress=False)
-    export_model(root / 'model')
-    return root / 'model'
 
 
 @pytest.mark.parametrize('height, width', [(360, 640), (512, 512)])

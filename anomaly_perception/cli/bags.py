@@ -93,13 +93,16 @@ def add_replay(sub):
     p.add_argument('--out', required=True, help='output directory (must not exist)')
     p.add_argument('--topic', help='image topic (default: the only camera image topic)')
     p.add_argument('--pipelines', default='frame',
-                   help='comma-separated branches to run (default frame; replay evaluates '
-                        'the frame branch so far)')
-    p.add_argument('--model', help="model directory (default: the branch's shipped one)")
+                   help='comma-separated branches to run on the same frames (default frame; '
+                        'frame,pixel runs both)')
+    p.add_argument('--model', action='append', default=[], metavar='[BRANCH=]DIR',
+                   help="model directory (default: the branch's shipped one); with several "
+                        'pipelines BRANCH=DIR, repeatable')
     p.add_argument('--backend', default='auto', help='torch, onnxruntime, tensorrt, auto')
     p.add_argument('--labels', help="intervals file (YAML) instead of the bag's labels")
-    p.add_argument('--params', help="the branch node's parameter file (e.g. "
-                                    'config/frame_anomaly.yaml)')
+    p.add_argument('--params', action='append', default=[], metavar='[BRANCH=]FILE',
+                   help="the branch node's parameter file (e.g. config/frame_anomaly.yaml); "
+                        'with several pipelines BRANCH=FILE, repeatable')
     p.add_argument('--namespace', help='robot namespace of the output topics (default: from '
                                        'the image topic)')
     p.add_argument('--batch', type=positive_int, default=32)
@@ -108,20 +111,36 @@ def add_replay(sub):
     p.set_defaults(run=_run_replay)
 
 
+def _per_branch(values, names, option):
+    """``{branch: value}`` of ``[BRANCH=]VALUE`` options (a bare value: the only pipeline)."""
+    out = {}
+    for item in values:
+        name, sep, value = item.partition('=')
+        if not (sep and name in names):
+            if len(names) != 1:
+                raise UsageError(f'{option} {item!r}: with --pipelines {",".join(names)} give '
+                                 'BRANCH=VALUE for one of them.')
+            name, value = names[0], item
+        if name in out:
+            raise UsageError(f'{option}: {name} given twice.')
+        out[name] = value
+    return out
+
+
 def _run_replay(args):
     from ..config import load_config
     from ..evaluation.replay import replay
     from ..perception.branches import get_branch
     names = [n.strip() for n in args.pipelines.split(',') if n.strip()]
-    branches = [get_branch(n) for n in names]
-    if len(branches) != 1:
-        raise UsageError(f'--pipelines {args.pipelines!r}: replay runs one pipeline at a time '
-                         'so far.')
-    config_class = branches[0].config_class
-    config = load_config(config_class, args.params) if args.params else config_class()
-    report = replay(args.bag, args.out, topic=args.topic, model_dir=args.model,
+    branches = {n: get_branch(n) for n in names}
+    if not names or len(branches) != len(names):
+        raise UsageError(f'--pipelines {args.pipelines!r}: name each branch once.')
+    model_dirs = _per_branch(args.model, names, '--model')
+    configs = {n: load_config(branches[n].config_class, path)
+               for n, path in _per_branch(args.params, names, '--params').items()}
+    report = replay(args.bag, args.out, topic=args.topic, model_dirs=model_dirs,
                     backend=args.backend, labels=args.labels, namespace=args.namespace,
-                    config=config, batch=args.batch, overwrite=args.overwrite,
+                    configs=configs, batch=args.batch, overwrite=args.overwrite,
                     show_progress=not args.no_progress, pipelines=names)
     print(format_replay(report, args.out))
     return 0
@@ -146,10 +165,27 @@ def format_replay(report, out):
                      f"for {100 * ev['alarm_time_fraction']:.1f}% of normal driving")
         lines.append(f'report and plots: {out}/report.json, roc.png, pr.png, timeline.png, '
                      'top_frames.png')
-    n_alarms = len(report.get('alarm_episodes', []))
-    lines.append(f'{n_alarms} alarm(s) raised (flag on at probability '
-                 f"{report['hazard']['on_probability']:.10g}); to confirm and retrain: "
-                 f"{PROG} tag {report['bag']} --from-report {out} --out tags.yaml")
+    if 'hazard' in report:
+        n_alarms = len(report.get('alarm_episodes', []))
+        lines.append(f'{n_alarms} alarm(s) raised (flag on at probability '
+                     f"{report['hazard']['on_probability']:.10g}); to confirm and retrain: "
+                     f"{PROG} tag {report['bag']} --from-report {out} --out tags.yaml")
+    pipelines = report.get('pipelines', ['frame'])
+    pixel = report if pipelines[0] == 'pixel' else report.get('pixel')
+    if pixel is not None:
+        lines.append(f"pixel branch: {pixel['pipeline_frames_per_s']:.1f} frames/s through its "
+                     'pipeline')
+        if 'pixels' in pixel:
+            px = pixel['pixels']
+            lines.append(f"pixels ({px['frames']} labelled frames): AuPRC {px['auprc']:.3f}  "
+                         f"FPR95 {px['fpr95']:.3f}  F1* {px['f1_star']:.3f}; "
+                         f"{px['events_located']}/{px['n_local_events']} local anomalies "
+                         'located by the mask')
+        if 'frame' in pixel:
+            ev = pixel['events']
+            lines.append(f"pixel branch frame score: AUROC {pixel['frame']['auroc']:.3f}; "
+                         f"flag {ev['detected']}/{ev['n_events']} anomalies, "
+                         f"{ev['false_alarms_per_hour']:.0f} false alarms per hour")
     lines.append(f'output bag: {out}/outputs  ({", ".join(report["output_topics"].values())})')
     return '\n'.join(lines)
 

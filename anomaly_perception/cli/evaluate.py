@@ -35,13 +35,18 @@ def add_score(sub):
     p = sub.add_parser('score', help="score images with a branch's model",
                        description='Score image files (or folders of them) with a model. '
                                    'Frame branch: one row per image with the raw score (NLL, '
-                                   'nats), the calibrated probability and the hazard flag.')
+                                   'nats), the calibrated probability and the hazard flag. '
+                                   'Pixel branch: per image the anomaly map, semantic ids and '
+                                   'an overlay in --out.')
     p.add_argument('paths', nargs='+', help='image files or folders')
     p.add_argument('--model', default=None,
                    help="model directory (default: the branch's shipped model; the frame "
                         'branch: models/frame_rnvp_oe)')
     add_branch_option(p)
-    p.add_argument('--csv', help='also write the rows to this CSV file')
+    p.add_argument('--csv', help='frame branch: also write the rows to this CSV file')
+    p.add_argument('--out', help='pixel branch: directory for <stem>.anomaly.npy (float32 '
+                                 'at the input resolution, higher = more anomalous), '
+                                 '<stem>.semantic.png and <stem>.overlay.jpg')
     p.add_argument('--target-fpr', type=float, help="override the model's threshold target")
     p.add_argument('--backend', default='torch',
                    help='torch, onnxruntime, tensorrt or auto (default torch)')
@@ -110,8 +115,51 @@ def _score_frame(detector, files, model, args):
     return 0
 
 
+def _score_pixel(detector, files, model, args):
+    import io
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    from ..io.files import atomic_write_bytes
+    from ..io.pixel_messages import overlay_image
+    if not args.out:
+        raise UsageError('score --branch pixel writes images: give --out DIR.')
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{'image':<40}  {'frame score':>11}  {'prob':>6}  {'mask %':>6}   (model {model}, "
+          f'backend {detector.backend.name}, mask at pixel FPR {detector.target_fpr:g})')
+    for f in files:
+        bgr = _read_image(f)
+        r = detector.segment(bgr, channel_order='bgr')[0]
+        stem = Path(f).stem
+        buf = io.BytesIO()
+        np.save(buf, r.anomaly.astype(np.float32))
+        atomic_write_bytes(out / f'{stem}.anomaly.npy', buf.getvalue())
+        atomic_write_bytes(out / f'{stem}.semantic.png', _encode('.png', r.semantic))
+        overlay = overlay_image(bgr[..., ::-1], r)
+        atomic_write_bytes(out / f'{stem}.overlay.jpg',
+                           _encode('.jpg', cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)))
+        print(f'{str(f):<40}  {r.frame_score:11.3f}  {r.frame_probability:6.3f}  '
+              f'{100.0 * r.mask.mean():6.2f}')
+    print(f'written {out}/<stem>.anomaly.npy, .semantic.png, .overlay.jpg for {len(files)} '
+          'image(s)')
+    return 0
+
+
+def _encode(ext, image):
+    import cv2
+
+    from ..errors import AnomalyPerceptionError
+    ok, data = cv2.imencode(ext, image)
+    if not ok:
+        raise AnomalyPerceptionError(f'Cannot encode a {ext} image.')
+    return data.tobytes()
+
+
 # branch -> how ``score`` writes its results
-SCORE_WRITERS = {'frame': _score_frame}
+SCORE_WRITERS = {'frame': _score_frame, 'pixel': _score_pixel}
 
 
 def add_evaluate(sub):

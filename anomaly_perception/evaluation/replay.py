@@ -83,61 +83,95 @@ def _collect_label(labels, msg):
     labels[stamp] = msg.results[0].class_id if msg.results else 'normal'
 
 
-# Branches whose results replay can record and score against labels.
-EVALUATED_BRANCHES = ('frame',)
+# Branch -> its recorder (``module:class``): what replay keeps of its results and reports.
+RECORDERS = {
+    'frame': 'anomaly_perception.evaluation.replay:FrameRecorder',
+    'pixel': 'anomaly_perception.evaluation.pixel_replay:PixelRecorder',
+}
+EVALUATED_BRANCHES = tuple(RECORDERS)
+
+
+def _recorder_class(name):
+    import importlib
+    module, _, attr = RECORDERS[name].partition(':')
+    return getattr(importlib.import_module(module), attr)
 
 
 def replay(bag_path, out_dir, *, topic=None, model_dir=None, backend='auto', labels=None,
            namespace=None, config=None, batch=32, overwrite=False, show_progress=True,
-           pipelines=('frame',)):
+           pipelines=('frame',), model_dirs=None, configs=None):
     """Replay ``bag_path`` through the ``pipelines`` (branch names) into ``out_dir``.
 
     Returns the report. Each branch is looked up by name
     (:mod:`..perception.branches`): its pipeline, config and message
-    builder are the node's.
+    builder are the node's. Every pipeline sees the same decoded frames, in
+    the same batches; ``model_dirs`` / ``configs`` map a branch name to its
+    model directory / node config (``model_dir`` / ``config``: the same for
+    a single pipeline). The first pipeline's results fill the report's top
+    level (the frame branch's keys, as before); every other branch's go
+    under its name (``report['pixel']``).
 
     Raises:
         UnknownBranchError: a pipeline name that is not a branch.
-        AnomalyPerceptionError: a branch replay cannot evaluate yet.
+        AnomalyPerceptionError: a branch replay cannot evaluate yet, a
+            pipeline named twice, or ``model_dir``/``config`` with several.
 
     """
     branches = [get_branch(name) for name in pipelines]
+    names = [b.name for b in branches]
     for branch in branches:
         if branch.name not in EVALUATED_BRANCHES:
             raise AnomalyPerceptionError(f'replay cannot evaluate the {branch.name!r} branch '
                                          f'yet (it can: {", ".join(EVALUATED_BRANCHES)}).')
-    if len(branches) != 1:
-        raise AnomalyPerceptionError('replay runs one pipeline at a time so far.')
-    branch = branches[0]
-    config = config or branch.config_class()
-    model_dir = model_dir or config.model_dir or branch.shipped_model_dir()
-    config = dataclasses.replace(config, backend=backend, model_dir=str(model_dir))
+    if not branches or len(set(names)) != len(names):
+        raise AnomalyPerceptionError(f'replay pipelines {names}: name each branch once.')
+    model_dirs, configs = dict(model_dirs or {}), dict(configs or {})
+    if len(branches) == 1:
+        if model_dir:
+            model_dirs.setdefault(names[0], model_dir)
+        if config is not None:
+            configs.setdefault(names[0], config)
+    elif model_dir or config is not None:
+        raise AnomalyPerceptionError('With several pipelines give model_dirs and configs per '
+                                     'branch name.')
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp, BagReader(bag_path) as bag:
         image_topic = bag.find_image_topic(topic)
         ns = infer_namespace(image_topic) if namespace is None else namespace
-        stream = branch.pipeline_class.from_config(config)
+        recorders = []
+        for branch in branches:
+            cfg = configs.get(branch.name) or branch.config_class()
+            md = model_dirs.get(branch.name) or cfg.model_dir or branch.shipped_model_dir()
+            cfg = dataclasses.replace(cfg, backend=backend, model_dir=str(md))
+            stream = branch.pipeline_class.from_config(cfg)
+            recorders.append(_recorder_class(branch.name)(branch, stream, cfg, ns, str(md)))
         label_topic = None if labels else _label_topic(bag, image_topic)
         bag_labels = {} if label_topic else None
-        run = _Run(branch, stream, config, ns, bag.topics[image_topic].count, show_progress)
+        side = {label_topic: lambda msg: _collect_label(bag_labels, msg)} if label_topic else {}
+        for r in recorders:
+            side.update(r.side_topics(bag, image_topic))
+        progress = _Progress(bag.topics[image_topic].count, show_progress)
         with BagWriter(tmp / 'outputs', storage='mcap', compression='zstd') as out:
-            run.start(out)
+            for r in recorders:
+                r.start(out, bag_labels)
             pending = []
             frames = prefetched(bag.read_images(
-                image_topic, on_error='skip', decode=stream.decode,
-                side_topics=[label_topic] if label_topic else None,
-                on_side=lambda _, msg: _collect_label(bag_labels, msg)))
+                image_topic, on_error='skip', decode=recorders[0].stream.decode,
+                side_topics=sorted(side) or None,
+                on_side=lambda name, msg: side[name](msg)))
             for frame in frames:
                 pending.append(frame)
                 if len(pending) == batch:
-                    run.process(pending)
+                    progress.process(recorders, pending)
                     pending = []
             if pending:
-                run.process(pending)
-            run.finish()
+                progress.process(recorders, pending)
+            progress.finish()
+            for r in recorders:
+                r.finish()
         skipped = [{'index': s.index, 'log_time_ns': s.log_time_ns, 'kind': s.kind,
                     'reason': s.reason} for s in bag.skipped]
-        stamps = np.array(run.stamps, np.int64)
+        stamps = np.array(progress.stamps, np.int64)
         if labels:
             if not len(stamps):
                 raise AnomalyPerceptionError(f'{str(bag_path)!r}: no frame could be scored.')
@@ -149,79 +183,123 @@ def replay(bag_path, out_dir, *, topic=None, model_dir=None, backend='auto', lab
             label_source = f'bag topic {label_topic}'
         else:
             frame_labels, label_source = None, None
-        report = run.report(str(bag_path), image_topic, str(model_dir), skipped)
+        report = progress.report(str(bag_path), image_topic, skipped)
+        report['pipelines'] = names
+        report['output_topics'] = {}
+        for i, r in enumerate(recorders):
+            part = r.report()
+            if frame_labels is not None:
+                part.update(r.metrics(frame_labels))
+                r.plots(tmp, frame_labels, part)
+            report['output_topics'].update(part.pop('output_topics'))
+            if i == 0:
+                report.update(part)
+            else:
+                report[r.branch.name] = part
         if frame_labels is not None:
             report['labels'] = label_source
-            report.update(_metrics(run, frame_labels))
-            _plots(tmp, run, frame_labels, report)
         atomic_write_json(tmp / 'report.json', report)
     return report
 
 
-class _Run:
-    """State of one replay: the pipeline, the output bag, and what the report needs."""
+class _Progress:
+    """What every pipeline of a replay shares: the frames, the progress bar, wall time."""
 
-    def __init__(self, branch, stream, config, namespace, total, show_progress):
-        self.branch = branch
-        self.messages = branch.messages_module
-        self.stream = stream
-        self.detector = stream.detector
-        self.config = config
-        self.hazard = stream.hazard
-        self.topics = self.messages.output_topics(namespace)
-        self.stamps, self.raw, self.prob, self.smoothed, self.flags = [], [], [], [], []
-        self.encodings = set()
-        self.top = []
-        self.total = total
-        self.started = time.perf_counter()
-        self.bag_clock = [0.0]
-        self.stats = StreamStats(window_s=5.0, clock=lambda: self.bag_clock[0])
-        self.next_diag_ns = None
+    def __init__(self, total, show_progress):
         from tqdm import tqdm
+        self.total = total
+        self.stamps = []
+        self.encodings = set()
+        self.started = time.perf_counter()
+        self.elapsed = 0.0
         self.bar = tqdm(total=total, unit='frame', desc='replay', disable=not show_progress,
                         dynamic_ncols=True)
 
-    def start(self, out):
-        self.out = out
-        self.builder = self.branch.builder_class.from_config(out.factory, self.config)
-        for key, msgtype in self.messages.OUTPUT_TYPES.items():
-            out.add_topic(self.topics[key], msgtype)
-        out.add_topic(self.topics['diagnostics'], self.messages.DIAGNOSTICS_TYPE)
-
-    def process(self, frames):
-        start = time.perf_counter()
-        results = self.stream.process([f.stamp_ns for f in frames], [f.image for f in frames])
-        per_frame = (time.perf_counter() - start) / len(frames)
-        for frame, result in zip(frames, results):
-            self.bag_clock[0] = frame.stamp_ns / 1e9
-            self.stats.frame_received()
-            prob, raw, state = result.probability, result.raw, result.state
-            for key, msg in self.builder.outputs(frame.header, result).items():
-                self.out.write(self.topics[key], msg, log_time_ns=frame.stamp_ns)
-            self.stats.frame_processed(per_frame)
-            self._diagnostics(frame.stamp_ns)
-            self.stamps.append(frame.stamp_ns)
-            self.raw.append(raw)
-            self.prob.append(prob)
-            self.smoothed.append(state.smoothed)
-            self.flags.append(state.flag)
-            self.encodings.add(frame.encoding)
-            key = prob if np.isfinite(prob) else 1.0
-            if len(self.top) < TOP_FRAMES or key > self.top[0][0]:
-                # Thumbnails only for frames that enter the top list (resizing every
-                # frame cost a sixth of a replay's time).
-                item = (key, frame.stamp_ns, cv2.resize(frame.image, (160, 160),
-                                                        interpolation=cv2.INTER_AREA))
-                if len(self.top) < TOP_FRAMES:
-                    heapq.heappush(self.top, item)
-                else:
-                    heapq.heapreplace(self.top, item)
+    def process(self, recorders, frames):
+        for r in recorders:
+            r.process(frames)
+        self.stamps.extend(f.stamp_ns for f in frames)
+        self.encodings.update(f.encoding for f in frames)
         self.bar.update(len(frames))
         elapsed = time.perf_counter() - self.started
         if len(self.stamps) > 1 and elapsed > 0:
             span = (self.stamps[-1] - self.stamps[0]) / 1e9
             self.bar.set_postfix(fps=f'{len(self.stamps) / elapsed:.0f}',
                                  realtime=f'{span / elapsed:.1f}x')
+
+    def finish(self):
+        self.bar.close()
+        self.elapsed = time.perf_counter() - self.started
+
+    def report(self, bag_path, image_topic, skipped):
+        span = (self.stamps[-1] - self.stamps[0]) / 1e9 if len(self.stamps) > 1 else 0.0
+        return {
+            'bag': bag_path, 'image_topic': image_topic,
+            'frames_in_topic': self.total, 'frames_scored': len(self.stamps),
+            'malformed': {'count': len(skipped), 'frames': skipped[:20]},
+            'encodings': sorted(self.encodings), 'duration_s': span, 'wall_s': self.elapsed,
+            'frames_per_s': len(self.stamps) / self.elapsed if self.elapsed else float('nan'),
+            'realtime_factor': span / self.elapsed if self.elapsed else float('nan'),
+            'first_stamp_ns': int(self.stamps[0]) if self.stamps else None,
+        }
+
+
+class Recorder:
+    """One pipeline in a replay: runs it, writes its node's topics, keeps what it reports.
+
+    A branch's recorder overrides :meth:`record` (per frame), :meth:`report`,
+    and, for labelled bags, :meth:`metrics` and :meth:`plots`.
+    """
+
+    def __init__(self, branch, stream, config, namespace, model_dir):
+        self.branch = branch
+        self.messages = branch.messages_module
+        self.stream = stream
+        self.detector = stream.detector
+        self.config = config
+        self.model_dir = model_dir
+        self.topics = self.messages.output_topics(namespace)
+        self.stamps = []
+        self.infer_s = 0.0
+        self.bag_clock = [0.0]
+        self.stats = StreamStats(window_s=5.0, clock=lambda: self.bag_clock[0])
+        self.next_diag_ns = None
+
+    def side_topics(self, bag, image_topic):
+        """``{topic: callback(msg)}`` of other bag topics this recorder reads (default none)."""
+        return {}
+
+    def start(self, out, frame_labels):
+        self.out = out
+        self.frame_labels = frame_labels
+        self.builder = self.branch.builder_class.from_config(out.factory, self.config)
+        for key, msgtype in self.messages.OUTPUT_TYPES.items():
+            out.add_topic(self.topics[key], msgtype)
+        if not out.has_topic(self.topics['diagnostics']):      # shared by every node
+            out.add_topic(self.topics['diagnostics'], self.messages.DIAGNOSTICS_TYPE)
+
+    def output_options(self):
+        """Keyword options of the builder's ``outputs`` (default: none)."""
+        return {}
+
+    def process(self, frames):
+        start = time.perf_counter()
+        results = self.stream.process([f.stamp_ns for f in frames], [f.image for f in frames])
+        per_frame = (time.perf_counter() - start) / len(frames)
+        options = self.output_options()
+        for frame, result in zip(frames, results):
+            self.bag_clock[0] = frame.stamp_ns / 1e9
+            self.stats.frame_received()
+            for key, msg in self.builder.outputs(frame.header, result, **options).items():
+                self.out.write(self.topics[key], msg, log_time_ns=frame.stamp_ns)
+            self.stats.frame_processed(per_frame)
+            self._diagnostics(frame.stamp_ns)
+            self.stamps.append(frame.stamp_ns)
+            self.record(frame, result)
+        self.infer_s += time.perf_counter() - start
+
+    def record(self, frame, result):
+        """Keep what the report needs of one frame's result."""
 
     def _diagnostics(self, stamp_ns):
         if self.next_diag_ns is not None and stamp_ns < self.next_diag_ns:
@@ -233,11 +311,48 @@ class _Run:
             header, snap, self.detector.backend.describe(), self.detector.name))
 
     def finish(self):
-        self.bar.close()
-        self.elapsed = time.perf_counter() - self.started
+        """Finish after the last frame (match what waits for labels, say)."""
 
-    def report(self, bag_path, image_topic, model_dir, skipped):
-        span = (self.stamps[-1] - self.stamps[0]) / 1e9 if len(self.stamps) > 1 else 0.0
+    def report(self):
+        return {'model': self.model_dir, 'backend': self.detector.backend.describe(),
+                'output_topics': self.topics, 'pipeline_s': self.infer_s,
+                'pipeline_frames_per_s': (len(self.stamps) / self.infer_s if self.infer_s
+                                          else float('nan'))}
+
+    def metrics(self, frame_labels):
+        return {}
+
+    def plots(self, out, frame_labels, report):
+        """Write the branch's plots into ``out`` (default none)."""
+
+
+class FrameRecorder(Recorder):
+    """The frame branch: scores, hazard flag, alarm episodes, frame and event metrics."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.hazard = self.stream.hazard
+        self.raw, self.prob, self.smoothed, self.flags = [], [], [], []
+        self.top = []
+
+    def record(self, frame, result):
+        prob, raw, state = result.probability, result.raw, result.state
+        self.raw.append(raw)
+        self.prob.append(prob)
+        self.smoothed.append(state.smoothed)
+        self.flags.append(state.flag)
+        key = prob if np.isfinite(prob) else 1.0
+        if len(self.top) < TOP_FRAMES or key > self.top[0][0]:
+            # Thumbnails only for frames that enter the top list (resizing every
+            # frame cost a sixth of a replay's time).
+            item = (key, frame.stamp_ns, cv2.resize(frame.image, (160, 160),
+                                                    interpolation=cv2.INTER_AREA))
+            if len(self.top) < TOP_FRAMES:
+                heapq.heappush(self.top, item)
+            else:
+                heapq.heapreplace(self.top, item)
+
+    def report(self):
         first = int(self.stamps[0]) if self.stamps else None
         index = {int(stamp): i for i, stamp in enumerate(self.stamps)}
         alarms = []
@@ -254,22 +369,20 @@ class _Run:
             threshold['target_false_alarms_per_hour'] = \
                 self.stream.alarm_details['target_false_alarms_per_hour']
         return {
-            'bag': bag_path, 'image_topic': image_topic, 'model': model_dir,
-            'backend': self.detector.backend.describe(), 'output_topics': self.topics,
-            'frames_in_topic': self.total, 'frames_scored': len(self.stamps),
-            'malformed': {'count': len(skipped), 'frames': skipped[:20]},
-            'encodings': sorted(self.encodings),
+            **super().report(),
             'unscorable': int(np.sum(~np.isfinite(np.asarray(self.raw, float)))),
-            'duration_s': span, 'wall_s': self.elapsed,
-            'frames_per_s': len(self.stamps) / self.elapsed if self.elapsed else float('nan'),
-            'realtime_factor': span / self.elapsed if self.elapsed else float('nan'),
-            'first_stamp_ns': first, 'alarm_episodes': alarms, 'threshold': threshold,
-            'hazard': {'on_probability': self.hazard.config.on_probability,
-                       'off_probability': self.hazard.config.off_probability,
-                       'smoothing': self.hazard.config.smoothing,
-                       'min_on_s': self.hazard.config.min_on_s,
-                       'min_off_s': self.hazard.config.min_off_s},
+            'alarm_episodes': alarms, 'threshold': threshold,
+            'hazard': {'on_probability': hazard.on_probability,
+                       'off_probability': hazard.off_probability,
+                       'smoothing': hazard.smoothing, 'min_on_s': hazard.min_on_s,
+                       'min_off_s': hazard.min_off_s},
         }
+
+    def metrics(self, frame_labels):
+        return _metrics(self, frame_labels)
+
+    def plots(self, out, frame_labels, report):
+        _plots(out, self, frame_labels, report)
 
 
 def _metrics(run, frame_labels):

@@ -547,6 +547,10 @@ class BagWriter:
             stack.__exit__(exc_type, exc, tb)
         return False
 
+    def has_topic(self, topic):
+        """Return whether ``topic`` was added."""
+        return topic in self._connections
+
     def add_topic(self, topic, msgtype, *, qos=None):
         """Declare ``topic`` with message type ``msgtype`` (e.g. ``'sensor_msgs/msg/Image'``)."""
         if self._writer is None:

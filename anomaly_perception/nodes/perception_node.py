@@ -150,10 +150,15 @@ class PerceptionNode(LifecycleNode):
         """Process one frame in the worker thread; ImageMessageError if malformed."""
         image = self.pipeline.decode(msg)
         result = self.pipeline.process([stamp_ns], [image])[0]
-        for key, out in self.builder.outputs(msg.header, result).items():
+        for key, out in self.builder.outputs(msg.header, result,
+                                             **self.output_options()).items():
             self.publish(key, out)
         self.stats.frame_processed(time.monotonic() - received)
         self.on_result(result)
+
+    def output_options(self):
+        """Keyword options of the builder's ``outputs`` for this frame (default: none)."""
+        return {}
 
     def on_result(self, result):
         """Do whatever else the node does with a published result (default: nothing)."""

@@ -97,6 +97,13 @@ BRANCHES = {
         messages='anomaly_perception.io.frame_messages',
         builder='anomaly_perception.io.frame_messages:FrameMessageBuilder',
         shipped_model='frame_rnvp_oe'),
+    'pixel': Branch(
+        name='pixel', description='per-pixel anomaly map, mask and semantic ids (ERFNet)',
+        pipeline='anomaly_perception.perception.pixel_stream:PixelStream',
+        config='anomaly_perception.perception.pixel_config:PixelNodeConfig',
+        messages='anomaly_perception.io.pixel_messages',
+        builder='anomaly_perception.io.pixel_messages:PixelMessageBuilder',
+        shipped_model='pixel_erfnet'),
 }
 
 

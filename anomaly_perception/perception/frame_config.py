@@ -25,6 +25,7 @@ import dataclasses
 from .hazard import HazardConfig
 from ..config import config_from_dict
 from ..config import field
+from ..config import parameter_file_of
 from ..config import parameter_specs_of
 
 BACKEND_CHOICES = ('auto', 'torch', 'onnxruntime', 'tensorrt')
@@ -97,35 +98,6 @@ def parameter_specs():
     return parameter_specs_of(FrameNodeConfig)
 
 
-PARAMETER_FILE_HEADER = """\
-# Parameters of frame_anomaly_node (anomaly_perception), with their defaults.
-# ros2 run anomaly_perception frame_anomaly_node --ros-args --params-file <this file>
-# The same file configures `anomaly-perception replay --params`. Unknown keys,
-# wrong types and out-of-range values are errors that name the key.
-# [configure] parameters are read by the lifecycle configure transition and
-# change only while the node is unconfigured; the others change live.
-# (Generated from FrameNodeConfig by frame_config.parameter_file(); a test
-# keeps the two equal.)
-"""
-
-
 def parameter_file():
     """Return config/frame_anomaly.yaml's text: every parameter, its default and help."""
-    import textwrap
-
-    import yaml
-    lines = [PARAMETER_FILE_HEADER.rstrip('\n'), '/**:', '  ros__parameters:']
-    for name, default, description, rng, choices, configure_time in parameter_specs():
-        notes = []
-        if choices:
-            notes.append(f'one of {", ".join(choices)}')
-        if rng:
-            notes.append(f'range {rng[0]}..{rng[1]}')
-        if configure_time:
-            notes.append('configure')
-        text = description + (f' [{"; ".join(notes)}]' if notes else '')
-        lines += textwrap.wrap(text, 95, initial_indent='    # ', subsequent_indent='    # ')
-        value = yaml.safe_dump(default, default_flow_style=True).strip()
-        value = value.removesuffix('\n...').removesuffix('...').strip()
-        lines.append(f'    {name}: {value}')
-    return '\n'.join(lines) + '\n'
+    return parameter_file_of(FrameNodeConfig, 'frame_anomaly_node')

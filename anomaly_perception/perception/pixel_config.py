@@ -19,6 +19,7 @@ import dataclasses
 from .frame_config import BACKEND_CHOICES
 from ..config import config_from_dict
 from ..config import field
+from ..config import parameter_file_of
 from ..config import parameter_specs_of
 
 
@@ -66,3 +67,8 @@ def config_from_parameters(values, source='ROS parameters'):
 def parameter_specs():
     """``(name, default, description, range, choices, configure_time)`` per parameter."""
     return parameter_specs_of(PixelNodeConfig)
+
+
+def parameter_file():
+    """Return config/pixel_anomaly.yaml's text: every parameter, its default and help."""
+    return parameter_file_of(PixelNodeConfig, 'pixel_anomaly_node')

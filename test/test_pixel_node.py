@@ -1,0 +1,174 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The pixel branch end to end: ``score --branch pixel``, replay, and the node under rclpy.
+
+The node's maps must equal ``score``'s for the same image, and replay's for
+the same bag: what is evaluated offline is what runs on the robot.
+"""
+
+from conftest import spin_until
+import cv2
+import numpy as np
+import pytest
+
+STAMP0 = 1_767_225_600_000_000_000
+
+
+def _frame(seed=0, shape=(90, 160)):
+    rng = np.random.default_rng(seed)
+    frame = np.zeros((*shape, 3), np.uint8)
+    frame[shape[0] // 2:] = (90, 110, 120)
+    frame[:shape[0] // 2] = (200, 190, 180)
+    noise = rng.integers(0, 40, frame.shape, dtype=np.uint8)
+    return frame + noise
+
+
+def test_score_writes_maps_at_the_input_resolution(tiny_pixel_model, tmp_path, capsys):
+    from anomaly_perception.cli import main
+    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    bgr = _frame(1, (120, 200))
+    cv2.imwrite(str(tmp_path / 'a.png'), bgr)
+    out = tmp_path / 'out'
+    assert main(['score', '--branch', 'pixel', '--model', str(tiny_pixel_model),
+                 str(tmp_path / 'a.png'), '--out', str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ['a.anomaly.npy', 'a.overlay.jpg',
+                                                     'a.semantic.png']
+    anomaly = np.load(out / 'a.anomaly.npy')
+    assert anomaly.dtype == np.float32 and anomaly.shape == (120, 200)
+    semantic = cv2.imread(str(out / 'a.semantic.png'), cv2.IMREAD_UNCHANGED)
+    assert semantic.shape == (120, 200) and semantic.dtype == np.uint8
+    assert cv2.imread(str(out / 'a.overlay.jpg')).shape == (120, 200, 3)
+    direct = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model).segment(
+        bgr, channel_order='bgr')[0]
+    np.testing.assert_array_equal(anomaly, direct.anomaly)
+    np.testing.assert_array_equal(semantic, direct.semantic)
+    assert main(['score', '--branch', 'pixel', '--model', str(tiny_pixel_model),
+                 str(tmp_path / 'a.png')]) == 1
+    assert '--out' in capsys.readouterr().err
+
+
+def test_replay_runs_frame_and_pixel_on_the_same_frames(tiny_pixel_model, patrol_bag_5s,
+                                                        tmp_path):
+    from anomaly_perception.evaluation.pixel_replay import GLOBAL_TYPES
+    from anomaly_perception.evaluation.replay import replay
+    from anomaly_perception.io.bags import BagReader
+    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    report = replay(patrol_bag_5s, tmp_path / 'r', pipelines=('frame', 'pixel'),
+                    model_dirs={'pixel': tiny_pixel_model}, backend='torch',
+                    show_progress=False)
+    assert report['pipelines'] == ['frame', 'pixel']
+    assert 'auroc' in report and 'hazard' in report         # the frame branch, as before
+    pixel = report['pixel']
+    assert pixel['model'] == str(tiny_pixel_model)
+    px = pixel['pixels']
+    with BagReader(patrol_bag_5s) as bag:
+        kinds = [m.results[0].class_id for _, _, m in bag.messages(['/robomaster/labels/frame'])]
+    assert px['frames'] == sum(k not in GLOBAL_TYPES for k in kinds) > 0
+    for key in ('auprc', 'fpr95', 'auroc', 'f1_star'):
+        assert 0.0 <= px[key] <= 1.0, key
+    assert 0 <= px['events_located'] <= px['n_local_events']
+    assert 0.0 <= pixel['frame']['auroc'] <= 1.0
+    topics = report['output_topics']
+    for key in ('anomaly_map', 'anomaly_mask', 'semantic', 'overlay', 'score'):
+        assert topics[key] == f'/robomaster/pixel_anomaly/{key}'
+    assert topics['hazard'] == '/robomaster/frame_anomaly/hazard'
+    seg = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model)
+    with BagReader(patrol_bag_5s) as bag:
+        first = next(iter(bag.read_images()))
+    with BagReader(tmp_path / 'r' / 'outputs') as out:
+        maps = [m for _, _, m in out.messages([topics['anomaly_map']])]
+        counts = {k: out.topics[topics[k]].count for k in ('anomaly_mask', 'semantic', 'overlay')}
+    assert len(maps) == report['frames_scored'] and set(counts.values()) == {len(maps)}
+    from anomaly_perception.io.images import image_to_numpy
+    assert maps[0].header.stamp == first.header.stamp
+    # Replay runs batches of 32, the node one frame at a time: equal to float32 rounding.
+    np.testing.assert_allclose(image_to_numpy(maps[0]), seg.segment(first.image)[0].anomaly,
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.ros
+def test_pixel_node_publishes_every_topic_with_the_input_header_and_scores_maps(
+        tiny_pixel_model, ros_context, tmp_path):
+    from anomaly_perception.cli import main
+    from anomaly_perception.io.images import image_to_numpy
+    from anomaly_perception.io.images import numpy_to_image_fields
+    from anomaly_perception.nodes.pixel_anomaly_node import PixelAnomalyNode
+    from anomaly_perception.nodes.rclpy_messages import RclpyMessageFactory
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSDurabilityPolicy
+    from rclpy.qos import QoSProfile
+
+    node = PixelAnomalyNode(context=ros_context, parameter_overrides=[
+        Parameter('model_dir', value=str(tiny_pixel_model)),
+        Parameter('backend', value='onnxruntime'),
+        Parameter('qos_reliability', value='reliable')])
+    helper = rclpy.create_node('pixel_node_test_helper', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(helper)
+    f = RclpyMessageFactory()
+    got = {}
+    keys = ('anomaly_map', 'anomaly_mask', 'semantic', 'overlay')
+    try:
+        assert node.autostart()
+        for key in keys:
+            helper.create_subscription(f._cls('sensor_msgs/msg/Image'), f'/pixel_anomaly/{key}',
+                                       lambda m, k=key: got.setdefault(k, []).append(m), 10)
+        helper.create_subscription(f._cls('vision_msgs/msg/Classification'),
+                                   '/pixel_anomaly/score',
+                                   lambda m: got.setdefault('score', []).append(m), 10)
+        # A late subscriber still gets the label info (transient local).
+        helper.create_subscription(
+            f._cls('vision_msgs/msg/LabelInfo'), '/pixel_anomaly/label_info',
+            lambda m: got.setdefault('label_info', []).append(m),
+            QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL))
+        pub = helper.create_publisher(f._cls('sensor_msgs/msg/Image'), '/image', 10)
+        overlay_pub = node._output_publishers['overlay']
+        assert spin_until(executor, lambda: pub.get_subscription_count() > 0
+                          and overlay_pub.get_subscription_count() > 0, 10)
+        bgr = _frame(2)
+        header = f.header(STAMP0, 'robot/camera_optical_link')
+        pub.publish(f.new('sensor_msgs/msg/Image', header=header,
+                          **numpy_to_image_fields(bgr, 'bgr8')))
+        wanted = (*keys, 'score', 'label_info')
+        assert spin_until(executor, lambda: all(k in got for k in wanted), 30), sorted(got)
+    finally:
+        node.close()
+        helper.destroy_node()
+        executor.shutdown()
+    for key in (*keys, 'score'):
+        msg = got[key][0]
+        assert msg.header.stamp.sec == header.stamp.sec, key
+        assert msg.header.stamp.nanosec == header.stamp.nanosec, key
+        assert msg.header.frame_id == 'robot/camera_optical_link', key
+    for key, encoding in (('anomaly_map', '32FC1'), ('anomaly_mask', 'mono8'),
+                          ('semantic', 'mono8'), ('overlay', 'rgb8')):
+        assert got[key][0].encoding == encoding and (got[key][0].height,
+                                                     got[key][0].width) == (90, 160), key
+    names = [c.class_name for c in got['label_info'][0].class_map]
+    assert names[:2] == ['floor', 'wall']
+    assert [r.class_id for r in got['score'][0].results] in (['anomaly', 'raw_score'],
+                                                             ['unscorable'])
+    # The node's maps equal `score --branch pixel`'s for the same image and backend.
+    cv2.imwrite(str(tmp_path / 'same.png'), bgr)
+    assert main(['score', '--branch', 'pixel', '--model', str(tiny_pixel_model), '--backend',
+                 'onnxruntime', str(tmp_path / 'same.png'), '--out', str(tmp_path / 's')]) == 0
+    np.testing.assert_array_equal(image_to_numpy(got['anomaly_map'][0]),
+                                  np.load(tmp_path / 's' / 'same.anomaly.npy'))
+    np.testing.assert_array_equal(image_to_numpy(got['semantic'][0]),
+                                  cv2.imread(str(tmp_path / 's' / 'same.semantic.png'),
+                                             cv2.IMREAD_UNCHANGED))
