@@ -40,6 +40,7 @@ bench: setup
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_synth.py
 	$(PY) benchmarks/bench_frame.py
+	$(PY) benchmarks/bench_pixel.py
 	$(PY) benchmarks/bench_replay.py
 	$(PY) benchmarks/bench_node_transport.py
 	$(PY) benchmarks/fuzz_node.py --cases 10000

@@ -172,3 +172,67 @@ def test_pixel_node_publishes_every_topic_with_the_input_header_and_scores_maps(
     np.testing.assert_array_equal(image_to_numpy(got['semantic'][0]),
                                   cv2.imread(str(tmp_path / 's' / 'same.semantic.png'),
                                              cv2.IMREAD_UNCHANGED))
+
+
+def test_evaluate_pixel_scores_the_deployed_pipeline_at_full_resolution(
+        tiny_pixel_model, tiny_pixel_data, tmp_path):
+    from anomaly_perception.evaluation.metrics import binary_curve
+    from anomaly_perception.evaluation.pixel_eval import evaluate_pixel
+    from anomaly_perception.evaluation.pixel_eval import GLOBAL_TYPES
+    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    from anomaly_perception.data.hazards import HazardsDataset
+    report = evaluate_pixel(tiny_pixel_model, tiny_pixel_data, tmp_path / 'e',
+                            show_progress=False)
+    assert {p.name for p in (tmp_path / 'e').iterdir()} >= {'report.json', 'pr.png'}
+    assert not set(report['per_type']) & GLOBAL_TYPES
+    for key in ('miou', 'pixel_auprc', 'pixel_fpr95', 'pixel_auroc'):
+        assert 0.0 <= report[key] <= 1.0, key
+    # The same AP computed directly, one shot, from the segmenter's full-resolution maps.
+    seg = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model)
+    records = [r for r in HazardsDataset(tiny_pixel_data).records('test_set')
+               if r.label_name not in GLOBAL_TYPES]
+    assert report['frames'] == len(records)
+    labels, scores = [], []
+    for r in records:
+        result = seg.segment(cv2.imread(str(r.path)), channel_order='bgr')[0]
+        mask = tiny_pixel_data / 'masks' / (r.path.stem + '.png')
+        truth = (cv2.imread(str(mask), cv2.IMREAD_UNCHANGED) > 0 if mask.is_file()
+                 else np.zeros(result.anomaly.shape, bool))
+        valid = np.isfinite(result.anomaly)
+        labels.append(truth[valid])
+        scores.append(result.anomaly[valid])
+    direct = binary_curve(np.concatenate(labels), np.concatenate(scores))
+    assert report['pixel_auprc'] == pytest.approx(direct.average_precision(), abs=2e-3)
+    assert report['pixel_fpr95'] == pytest.approx(direct.fpr_at_tpr(0.95), abs=2e-3)
+
+
+def test_pixel_loss_study_shares_one_encoder_and_scores_every_loss(tiny_pixel_data, tmp_path):
+    import torch
+
+    from anomaly_perception.evaluation.pixel_experiments import run_pixel_losses
+    from anomaly_perception.evaluation.pixel_experiments import STUDY_SCORES
+    from anomaly_perception.train.common import load_checkpoint
+    from anomaly_perception.train.pixel import PixelTrainingConfig
+    config = PixelTrainingConfig(input_shape=(32, 32), encoder_epochs=1, decoder_epochs=1,
+                                 batch_size=16, train_every=2)
+    results = run_pixel_losses(tiny_pixel_data, tmp_path / 'x', config, ('ce', 'eiml+focal'),
+                               cache_dir=tmp_path / 'cache', show_progress=False)
+    assert list(results['losses']) == ['ce', 'eiml+focal']
+    for row in results['losses'].values():
+        assert set(row['scores']) == set(STUDY_SCORES)
+        for m in row['scores'].values():
+            assert 0.0 <= m['auprc'] <= 1.0 and 0.0 <= m['fpr95'] <= 1.0
+    # Both decoder stages started from the one shared encoder stage.
+    shared = load_checkpoint(tmp_path / 'x' / 'work' / 'encoder' / 'checkpoint.pt')['model']
+    for loss in ('ce', 'eiml_focal'):
+        state = load_checkpoint(tmp_path / 'x' / 'work' / loss / 'checkpoint.pt')['state']
+        assert state['encoder_from'].endswith('checkpoint.pt')
+        assert [h['stage'] for h in state['history']].count('encoder') == 1
+    key = next(k for k in shared if k.startswith('encoder.') and k.endswith('weight'))
+    assert torch.is_tensor(shared[key])
+    assert (tmp_path / 'x' / 'pixel_losses.md').read_text().count('| ce |') == len(STUDY_SCORES)
+    # Started again, nothing is trained twice.
+    before = (tmp_path / 'x' / 'models' / 'ce' / 'manifest.yaml').stat().st_mtime_ns
+    run_pixel_losses(tiny_pixel_data, tmp_path / 'x', config, ('ce',),
+                     cache_dir=tmp_path / 'cache', show_progress=False, evaluate=False)
+    assert (tmp_path / 'x' / 'models' / 'ce' / 'manifest.yaml').stat().st_mtime_ns == before

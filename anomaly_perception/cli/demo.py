@@ -63,10 +63,12 @@ def _run_demo(args):
     summary = write_patrol_bag(patrol_bag, PatrolConfig(seconds=args.seconds, anomaly_rate=0.4,
                                                         seed=31337, scene_seed=building),
                                workers=args.workers, overwrite=True)
-    print('[4/4] replaying it with the learnt model, then with the shipped generic model')
+    print('[4/4] replaying it with the learnt model, then with the shipped generic model and '
+          'the shipped pixel model (where each anomaly is)')
     learnt = replay(patrol_bag, out / 'replay', model_dir=model_dir, backend='auto',
                     overwrite=True)
-    generic = replay(patrol_bag, out / 'replay_shipped', backend='auto', overwrite=True)
+    generic = replay(patrol_bag, out / 'replay_shipped', backend='auto', overwrite=True,
+                     pipelines=('frame', 'pixel'))
     print()
     t = manifest['provenance']['training']
     print(f"learnt model:  {model_dir}  ({t['wall_s']:.0f} s to train on "
@@ -79,6 +81,13 @@ def _run_demo(args):
     print('on the same patrol, learnt vs shipped generic model:')
     for name, report in (('learnt', learnt), ('shipped', generic)):
         print(f'  {name:8s} {_one_line(report)}')
+    px = generic['pixel']
+    if 'pixels' in px:
+        p = px['pixels']
+        print(f"pixel branch (shipped pixel_erfnet, {px['pipeline_frames_per_s']:.0f} frames/s): "
+              f"pixel AuPRC {p['auprc']:.3f}, FPR95 {p['fpr95']:.3f}; the mask located "
+              f"{p['events_located']}/{p['n_local_events']} local anomalies; maps in "
+              f"{out / 'replay_shipped'}/outputs (/robomaster/pixel_anomaly/*)")
     print(f'demo took {time.perf_counter() - started:.0f} s. To look at it in rviz2 or Foxglove: '
           f'ros2 bag play {patrol_bag} and {out / "replay"}/outputs; see docs/REPLAY.md.')
     return 0

@@ -176,6 +176,30 @@ def add_evaluate(sub):
     f.add_argument('--out', required=True, help='report directory')
     f.add_argument('--split', default='test_set')
     f.set_defaults(run=_run_evaluate_frame)
+    px = esub.add_parser('pixel', help='a pixel model on a dataset split',
+                         description='The deployed pixel pipeline on every frame of a split '
+                                     '(normal and local anomaly types) at full resolution: '
+                                     'mIoU, pixel AuPRC / FPR95 / AUROC overall and per type, '
+                                     'F1* / sIoU / PPV of the published mask (report.json, '
+                                     'pr.png, contact_sheet.jpg in --out).')
+    px.add_argument('--model', default=None, help='pixel model directory (default: the '
+                                                  'shipped models/pixel_erfnet)')
+    px.add_argument('--data', required=True)
+    px.add_argument('--out', required=True, help='report directory')
+    px.add_argument('--split', default='test_set')
+    px.add_argument('--backend', default='torch')
+    px.add_argument('--limit', type=positive_int, help='only the first N frames')
+    px.set_defaults(run=_run_evaluate_pixel)
+
+
+def _run_evaluate_pixel(args):
+    from ..evaluation.pixel_eval import evaluate_pixel
+    from ..evaluation.pixel_eval import format_pixel_report
+    _, model = resolve_branch('pixel', args.model)
+    report = evaluate_pixel(model, args.data, args.out, args.split, args.backend, args.limit)
+    print(format_pixel_report(report))
+    print(f'written {args.out}/report.json, pr.png, contact_sheet.jpg')
+    return 0
 
 
 def _run_evaluate_frame(args):
@@ -236,7 +260,9 @@ def add_experiment(sub):
     px.add_argument('--out', required=True)
     px.add_argument('--losses',
                     help='comma-separated losses, in training order (default: ce, focal, '
-                         'eiml+focal, logitnorm+focal, eiml, logitnorm, eiml+ce, logitnorm+ce)')
+                         'eiml+focal, logitnorm+focal, eiml, logitnorm, eiml+ce, logitnorm+ce; '
+                         'void: CE with a void class trained on outliers_set, i.e. outlier '
+                         'exposure)')
     add_pixel_training_options(px, loss=False)
     px.set_defaults(run=_run_experiment_pixel_losses)
 
@@ -249,7 +275,8 @@ def _run_experiment_pixel_losses(args):
     from ..evaluation.pixel_experiments import run_pixel_losses
     names = [n.strip() for n in (args.losses or ','.join(LOSS_STUDY)).split(',') if n.strip()]
     for name in names:
-        pixel_training_config(args, loss=name)      # each name checked before any training
+        if name != 'void':
+            pixel_training_config(args, loss=name)      # each name checked before training
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:])
     results = run_pixel_losses(args.data, args.out, pixel_training_config(args, loss='ce'),
                                names, command=command)

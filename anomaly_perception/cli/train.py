@@ -120,6 +120,9 @@ def add_train(sub):
     px.add_argument('--out', required=True, help='model directory to write')
     px.add_argument('--work', help='checkpoints (default out/train/<name>)')
     add_pixel_training_options(px)
+    px.add_argument('--void-outliers', action='store_true',
+                    help='add a void class trained on the anomaly pixels of outliers_set '
+                         '(outlier exposure); the anomaly score is its probability')
     px.add_argument('--overwrite', action='store_true')
     px.set_defaults(run=_run_train_pixel)
 
@@ -275,14 +278,17 @@ def pixel_training_config(args, loss=None):
             weights[term.strip()] = float(value)
         except ValueError:
             raise UsageError(f'--loss-weight {item!r}: expected TERM=WEIGHT.') from None
-    if args.score not in PIXEL_SCORES or args.score == 'void':
+    void = getattr(args, 'void_outliers', False)
+    score = 'void' if void else args.score
+    if score not in PIXEL_SCORES or (score == 'void') != void:
         raise UsageError(f'--score {args.score!r}: choose from '
-                         f'{", ".join(s for s in PIXEL_SCORES if s != "void")}.')
+                         f'{", ".join(s for s in PIXEL_SCORES if s != "void")} (void: with '
+                         '--void-outliers).')
     config = PixelTrainingConfig(
         input_shape=tuple(args.input_shape), loss=loss or args.loss, loss_weights=weights,
-        gamma=args.gamma, tau=args.tau, score=args.score, encoder_epochs=args.encoder_epochs,
+        gamma=args.gamma, tau=args.tau, score=score, encoder_epochs=args.encoder_epochs,
         decoder_epochs=args.decoder_epochs, batch_size=args.batch_size, lr=args.lr,
-        train_every=args.every, seed=args.seed)
+        train_every=args.every, void_outliers=void, seed=args.seed)
     try:
         PixelLoss(config.loss, config.loss_weights)
     except ValueError as err:

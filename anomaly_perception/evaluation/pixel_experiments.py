@@ -28,9 +28,11 @@ Metrics on the test split's frames of local anomaly types and normal frames
 sIoU, PPV and mean F1* of the binary mask at the score's threshold for a
 5 % pixel false-positive rate on the *validation* split's normal pixels
 (what the node publishes as ``~/anomaly_mask``); mIoU over the normal
-classes. The void-class row of paper 002's Table 3 has no counterpart: in
-the synthetic world the only void pixels are the anomalies, so a void class
-would be outlier exposure (see docs/RESULTS.md).
+classes. The void-class row of paper 002's Table 3 (study name ``void``):
+in the synthetic world the only void pixels are the anomalies, so a void
+class must be trained on anomalies, here the anomaly pixels of
+``outliers_set``: it is outlier exposure, reported as such beside the
+post-hoc scores of models that never saw an anomaly.
 
 Every model directory is reused when present, so an interrupted experiment
 started again continues with the next loss (and a loss interrupted mid-way
@@ -49,12 +51,14 @@ from .metrics import BinaryScoreAccumulator
 from .metrics import ComponentF1Accumulator
 from .metrics import ConfusionMatrix
 from ..io.files import atomic_write_text
+from ..runtime.manifest import MANIFEST
 from ..scoring.pixel import pixel_score
 from ..scoring.pixel import PIXEL_SCORES
 
 LOSS_STUDY = ('ce', 'focal', 'eiml+focal', 'logitnorm+focal', 'eiml', 'logitnorm', 'eiml+ce',
               'logitnorm+ce')
 STUDY_SCORES = tuple(s for s in PIXEL_SCORES if s != 'void')
+VOID_ROW = 'void'   # cross-entropy with a void class trained on outliers_set (outlier exposure)
 MASK_FPR = 0.05
 
 
@@ -77,7 +81,7 @@ def _logits(network, images, batch=32):
             yield start, network(x).float()
 
 
-def _thresholds(network, val, scores, max_pixels=2_000_000, seed=0):
+def _thresholds(network, val, scores, max_pixels=2_000_000, seed=0, void_index=None):
     """Per score: the value a fraction ``1 - MASK_FPR`` of normal validation pixels stays below."""
     rng = np.random.default_rng(seed)
     kept = {s: [] for s in scores}
@@ -85,7 +89,7 @@ def _thresholds(network, val, scores, max_pixels=2_000_000, seed=0):
     per_image = max(1, max_pixels // max(1, len(val.images)))
     for start, logits in _logits(network, val.images):
         for s in scores:
-            maps = pixel_score(s, logits).numpy()
+            maps = pixel_score(s, logits, void_index).numpy()
             for j, m in enumerate(maps):
                 values = m[normal[start + j]]
                 if values.size > per_image:
@@ -94,7 +98,8 @@ def _thresholds(network, val, scores, max_pixels=2_000_000, seed=0):
     return {s: float(np.quantile(np.concatenate(kept[s]), 1.0 - MASK_FPR)) for s in scores}
 
 
-def evaluate_scores(network, test, num_classes, thresholds, scores=STUDY_SCORES):
+def evaluate_scores(network, test, num_classes, thresholds, scores=STUDY_SCORES,
+                    void_index=None):
     """Pixel AP / FPR95 / AUROC, component F1* and mIoU of every score, from one forward pass.
 
     Per anomaly type: that type's anomaly pixels against the normal pixels
@@ -109,9 +114,10 @@ def evaluate_scores(network, test, num_classes, thresholds, scores=STUDY_SCORES)
         n = len(logits)
         truth = test.anomaly[start:start + n].astype(np.uint8)
         only_normal = np.where(truth == 1, 255, 0).astype(np.uint8)
-        cm.update(logits.argmax(1).numpy(), test.labels[start:start + n])
+        keep = [c for c in range(logits.shape[1]) if c != void_index]
+        cm.update(logits[:, keep].argmax(1).numpy(), test.labels[start:start + n])
         for s in scores:
-            maps = pixel_score(s, logits).numpy()
+            maps = pixel_score(s, logits, void_index).numpy()
             acc[s].update(truth, maps)
             negatives[s].update(only_normal, maps)
             for j in range(n):
@@ -171,11 +177,11 @@ def run_pixel_losses(data_dir, out_dir, config, loss_names=LOSS_STUDY, cache_dir
     timings['encoder_s'] = time.perf_counter() - started
     for loss in loss_names:
         model_dir = out / 'models' / _safe(loss)
-        if (model_dir / 'manifest.json').is_file():
+        if (model_dir / MANIFEST).is_file():
             continue
         started = time.perf_counter()
         train_pixel_model(data_dir, model_dir, out / 'work' / _safe(loss),
-                          dataclasses.replace(config, loss=loss), cache_dir=cache_dir,
+                          study_config(config, loss), cache_dir=cache_dir,
                           show_progress=show_progress, command=command,
                           encoder_from=encoder_ckpt)
         timings[f'{loss}_s'] = time.perf_counter() - started
@@ -191,15 +197,30 @@ def run_pixel_losses(data_dir, out_dir, config, loss_names=LOSS_STUDY, cache_dir
     for loss in loss_names:
         model_dir = out / 'models' / _safe(loss)
         segmenter, manifest = load_network(model_dir, branch='pixel')
-        network = segmenter.network
-        thresholds = _thresholds(network, val, STUDY_SCORES)
-        row = evaluate_scores(network, test, len(classes), thresholds)
+        network, void_index = segmenter.network, segmenter.void_index
+        scores = STUDY_SCORES + (('void',) if void_index is not None else ())
+        thresholds = _thresholds(network, val, scores, void_index=void_index)
+        row = evaluate_scores(network, test, len(classes), thresholds, scores, void_index)
         row['validation'] = manifest['metrics']['validation']
         row['wall_s'] = manifest['provenance']['wall_s']
         results['losses'][loss] = row
     atomic_write_text(out / 'pixel_losses.json', json.dumps(results, indent=2))
     atomic_write_text(out / 'pixel_losses.md', format_loss_table(results))
+    from .plots import bar_plot
+    names = list(results['losses'])
+    bar_plot(out / 'pixel_losses.png', names,
+             {s: ([results['losses'][n]['scores'][s]['auprc'] for n in names],
+                  [0.0] * len(names)) for s in STUDY_SCORES},
+             'pixel AuPRC (test, local types)',
+             title='Each loss x each score (paper 002 Tables 1-4)')
     return results
+
+
+def study_config(config, name):
+    """The training config of one study row: a loss, or ``void`` (CE + a void class, OE)."""
+    if name == VOID_ROW:
+        return dataclasses.replace(config, loss='ce', void_outliers=True, score='void')
+    return dataclasses.replace(config, loss=name)
 
 
 def _encoder_done(ckpt):

@@ -19,6 +19,7 @@ import io
 import numpy as np
 
 from .metrics import binary_curve
+from .metrics import BinaryCurve
 from ..io.files import atomic_write_bytes
 
 
@@ -55,10 +56,14 @@ def roc_plot(path, curves, title='ROC'):
 
 
 def pr_plot(path, curves, title='Precision-recall'):
-    """PR curves: ``curves`` maps a name to ``(labels, scores)``."""
+    """PR curves: ``curves`` maps a name to ``(labels, scores)`` or a BinaryCurve."""
     plt, fig, ax = _figure()
-    for name, (labels, scores) in curves.items():
-        curve = binary_curve(np.asarray(labels) != 0, scores)
+    for name, item in curves.items():
+        if isinstance(item, BinaryCurve):
+            curve = item
+        else:
+            labels, scores = item
+            curve = binary_curve(np.asarray(labels) != 0, scores)
         precision, recall, _ = curve.precision_recall()
         ax.step(np.concatenate([[0], recall]), np.concatenate([[1], precision]), where='post',
                 label=f'{name} (AP {curve.average_precision():.3f})')

@@ -114,9 +114,11 @@ class PixelAnomalySegmenter(Detector):
         from ..runtime.backends import create_backend
         manifest = load_manifest(model_dir, branch='pixel')
         arch = manifest.get('architecture', {})
-        if len(manifest.get('classes', [])) != arch.get('num_classes'):
+        void = arch.get('void_index') is not None
+        if len(manifest.get('classes', [])) + void != arch.get('num_classes'):
             raise ModelError(f'{str(model_dir)!r}: the manifest lists '
-                             f'{len(manifest.get("classes", []))} classes but the network has '
+                             f'{len(manifest.get("classes", []))} classes'
+                             f'{" and void" if void else ""} but the network has '
                              f'{arch.get("num_classes")}.')
         runner = create_backend(backend, model_dir, manifest,
                                 lambda: load_network(model_dir, manifest)[0], **backend_options)

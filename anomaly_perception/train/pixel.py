@@ -94,6 +94,7 @@ class PixelTrainingConfig:
     weight_decay: float = 1e-4
     max_translation: int = 2
     train_every: int = 1                # every n-th training frame (patrol frames are sequences)
+    void_outliers: bool = False         # a void class trained on outliers_set's anomaly pixels
     target_fpr: float = 0.05            # the mask's pixel false-positive rate
     seed: int = 0
 
@@ -204,11 +205,16 @@ def _predict(model, images, batch=16):
     return torch.cat(out)
 
 
-def validation_miou(model, data, num_classes):
-    """Return the mIoU of ``model`` (an ERFNet) on ``data`` (void ignored)."""
-    cm = ConfusionMatrix(num_classes, ignore_index=VOID)
+def validation_miou(model, data, num_classes, void_index=None):
+    """Return the mIoU of ``model`` (an ERFNet) on ``data`` (void ignored).
+
+    With a void class (``void_index``), the arg-max is over the normal
+    classes, as the deployed model takes it.
+    """
+    keep = [c for c in range(num_classes) if c != void_index]
+    cm = ConfusionMatrix(len(keep), ignore_index=VOID)
     for start in range(0, len(data.images), 16):
-        logits = _predict(model, data.images[start:start + 16])
+        logits = _predict(model, data.images[start:start + 16])[:, keep]
         cm.update(logits.argmax(1).numpy(), data.labels[start:start + 16])
     return cm.miou(), cm
 
@@ -219,7 +225,7 @@ def _to_tensors(data):
 
 
 def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
-                 encoder_from=None):
+                 encoder_from=None, void_index=None):
     """Run both stages (resumable); return ``(best ERFNet, state dict of the run)``.
 
     ``encoder_from``: the checkpoint of a finished encoder stage (the same
@@ -249,9 +255,13 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
         shared = load_checkpoint(encoder_from)
         if shared.get('state', {}).get('stage', 0) < 1:
             raise TrainingError(f'{str(encoder_from)!r} has not finished its encoder stage.')
+        own = model.encoder.state_dict()
+        # The encoder-only head (its class count) is the one part a void class changes; the
+        # decoder stage does not use it.
         encoder = {k[len('encoder.'):]: v for k, v in shared['model'].items()
-                   if k.startswith('encoder.')}
-        model.encoder.load_state_dict(encoder)
+                   if k.startswith('encoder.') and own.get(k[len('encoder.'):]) is not None
+                   and own[k[len('encoder.'):]].shape == v.shape}
+        model.encoder.load_state_dict(encoder, strict=False)
         restore_rng(rng, shared['rng'])
         state['stage'] = 1
         state['encoder_from'] = str(encoder_from)
@@ -311,7 +321,7 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
             entry = {'stage': stage, 'epoch': state['epoch'], 'loss': total_loss / count,
                      'lr': lr, 'wall_s': time.perf_counter() - started}
             if stage == 'decoder':
-                entry['val_miou'], _ = validation_miou(model, val, num_classes)
+                entry['val_miou'], _ = validation_miou(model, val, num_classes, void_index)
                 if entry['val_miou'] > state['best_miou']:
                     state['best_miou'], state['best_epoch'] = entry['val_miou'], state['epoch']
                     save_checkpoint(work / 'best.pt', {'model': model.state_dict()})
@@ -373,20 +383,36 @@ def train_pixel_model(data_dir, model_dir, work_dir, config=None, *, overwrite=F
     val = load_pixel_split(data, 'validation_set', shape, cache_dir, show_progress)
     if (train.labels == VOID).all():
         raise TrainingError(f'{str(data_dir)!r}: the training labels are all void.')
+    if config.void_outliers and config.score != 'void':
+        raise TrainingError('--void-outliers trains a void class: its score is void '
+                            f'(got --score {config.score}).')
     if train.labels[train.labels != VOID].max() >= len(classes):
         raise TrainingError(f'{str(data_dir)!r}: labels exceed the {len(classes)} classes '
                             f'{classes}.')
-    network, state = train_stages(train, val, len(classes), work_dir, config, show_progress,
-                                  encoder_from=encoder_from)
-    segmenter = PixelSegmenterModel(network, config.score).eval()
+    void_index = None
+    if config.void_outliers:
+        # Outlier exposure at the pixel level: the anomaly pixels of outliers_set become one
+        # more class, "void", whose probability is the anomaly score (paper 002's void
+        # classifier; in the synthetic world void pixels are exactly the anomalies).
+        void_index = len(classes)
+        outliers = load_pixel_split(data, 'outliers_set', shape, cache_dir, show_progress)
+        outliers.labels[outliers.anomaly] = void_index
+        train = PixelData(np.concatenate([train.images, outliers.images]),
+                          np.concatenate([train.labels, outliers.labels]),
+                          np.concatenate([train.anomaly, outliers.anomaly]),
+                          train.names + outliers.names)
+    outputs = len(classes) + (void_index is not None)
+    network, state = train_stages(train, val, outputs, work_dir, config, show_progress,
+                                  encoder_from=encoder_from, void_index=void_index)
+    segmenter = PixelSegmenterModel(network, config.score, void_index).eval()
     metrics, maps = evaluate_segmenter(segmenter, val, len(classes))
     calibration = fit_pixel_calibration(maps, val.anomaly, seed=config.seed)
     # A frame-level score (the map's 0.99 quantile), calibrated on the normal frames.
     normal_frames = ~val.anomaly.reshape(len(val.anomaly), -1).any(axis=1)
     frame_scores = np.quantile(maps[normal_frames].reshape(normal_frames.sum(), -1),
                                FRAME_QUANTILE, axis=1) if normal_frames.any() else None
-    arch = {'type': 'erfnet_pixel', 'num_classes': len(classes), 'head': config.head(),
-            'score': config.score, 'void_index': None}
+    arch = {'type': 'erfnet_pixel', 'num_classes': outputs, 'head': config.head(),
+            'score': config.score, 'void_index': void_index}
     manifest = {
         'name': Path(model_dir).name, 'branch': 'pixel', 'architecture': arch,
         'classes': classes, 'void': VOID,
