@@ -102,7 +102,7 @@ def pipeline_speeds(model_dir, seconds):
 
 
 def cuda_speeds(seconds):
-    """ERFNet (20 classes) at 512x1024 fp16 on CUDA: eager vs CUDA graphs (torch.compile)."""
+    """Time ERFNet (20 classes) at 512x1024 fp16 on CUDA: eager vs CUDA graphs (compile)."""
     from anomaly_perception.models.erfnet import ERFNet
     net = ERFNet(20).cuda().half().eval()
     x = torch.randn(1, 3, 512, 1024, device='cuda', dtype=torch.half)

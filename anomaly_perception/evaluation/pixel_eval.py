@@ -131,7 +131,7 @@ def evaluate_pixel(model_dir, data_dir, out_dir, split='test_set', backend='torc
         'pixel_auprc': curve.average_precision(), 'pixel_fpr95': curve.fpr_at_tpr(0.95),
         'pixel_auroc': curve.auroc(),
         'components': {k: comp[k] for k in ('f1_star', 'mean_siou', 'mean_ppv',
-                                             'n_gt_components', 'n_pred_components')},
+                                            'n_gt_components', 'n_pred_components')},
         'mask': {'threshold': seg.threshold, 'target_pixel_fpr': seg.target_fpr},
         'per_type': per_type, 'wall_s': wall, 'frames_per_s': len(records) / wall,
     }

@@ -217,7 +217,7 @@ def run_pixel_losses(data_dir, out_dir, config, loss_names=LOSS_STUDY, cache_dir
 
 
 def study_config(config, name):
-    """The training config of one study row: a loss, or ``void`` (CE + a void class, OE)."""
+    """Return the training config of a study row: a loss, or ``void`` (CE + void class, OE)."""
     if name == VOID_ROW:
         return dataclasses.replace(config, loss='ce', void_outliers=True, score='void')
     return dataclasses.replace(config, loss=name)
