@@ -236,3 +236,14 @@ def test_pixel_loss_study_shares_one_encoder_and_scores_every_loss(tiny_pixel_da
     run_pixel_losses(tiny_pixel_data, tmp_path / 'x', config, ('ce',),
                      cache_dir=tmp_path / 'cache', show_progress=False, evaluate=False)
     assert (tmp_path / 'x' / 'models' / 'ce' / 'manifest.yaml').stat().st_mtime_ns == before
+
+
+def test_bench_runs_the_pixel_branch_on_each_backend(tiny_pixel_model):
+    from anomaly_perception.evaluation.bench import run_bench
+    results = run_bench(tiny_pixel_model, ['torch', 'onnxruntime'], [1, 2], seconds=0.2,
+                        branch='pixel')
+    assert results['branch'] == 'pixel' and not results['skipped']
+    assert {(c['backend'], c['batch']) for c in results['cases']} == {
+        ('torch', 1), ('torch', 2), ('onnxruntime', 1), ('onnxruntime', 2)}
+    for case in results['cases']:
+        assert case['frames_per_s'] > 0 and case['speedup_vs_torch_whole'] > 0

@@ -27,7 +27,11 @@ and scores against the full-resolution labels:
   mean PPV and mean F1*, with the dataset's anomaly instances as
   components;
 * per frame with anomalies: its own pixel AP, for a contact sheet of the
-  best, median and worst frames (image | map | mask over the label).
+  best, median and worst frames (image | map | mask over the label);
+* where the errors are: the share of the mask's false-positive pixels
+  that lie within :data:`BOUNDARY_PX` pixels of another label (a class
+  edge, or an anomaly's edge) beside that share among all normal pixels,
+  and which class the model gives the anomaly pixels.
 
 Writes ``report.json``, ``pr.png`` and ``contact_sheet.jpg`` to OUT.
 """
@@ -53,6 +57,7 @@ from ..perception.pixel import PixelAnomalySegmenter
 VOID = 255
 GLOBAL_TYPES = frozenset(t.name for t in ANOMALY_TYPES if t.is_global)
 SHEET_ROWS = 3      # best, median, worst
+BOUNDARY_PX = 4     # one model pixel of a 128x128 model on a 512x512 image
 
 
 def _read(path, flags, what):
@@ -87,6 +92,10 @@ def evaluate_pixel(model_dir, data_dir, out_dir, split='test_set', backend='torc
     positives = {}
     components = ComponentF1Accumulator()
     per_frame = []
+    fp = {'pixels': 0, 'on_boundary': 0}
+    normal_px = {'pixels': 0, 'on_boundary': 0}
+    predicted_as = np.zeros(len(classes), np.int64)
+    kernel = np.ones((2 * BOUNDARY_PX + 1, 2 * BOUNDARY_PX + 1), np.uint8)
     started = time.perf_counter()
     for i, r in enumerate(tqdm(records, desc='evaluate pixel', unit='frame',
                                disable=not show_progress, dynamic_ncols=True)):
@@ -114,6 +123,16 @@ def evaluate_pixel(model_dir, data_dir, out_dir, split='test_set', backend='torc
             per_frame.append((_frame_ap(truth, scores), i))
         components.update(truth, result.mask,
                           None if instances is None else np.where(valid, instances, 0))
+        full = np.where(anomaly, VOID, semantic).astype(np.uint8)
+        boundary = cv2.dilate(full, kernel) != cv2.erode(full, kernel)
+        normal = valid & ~anomaly
+        false_pos = normal & result.mask
+        fp['pixels'] += int(false_pos.sum())
+        fp['on_boundary'] += int((false_pos & boundary).sum())
+        normal_px['pixels'] += int(normal.sum())
+        normal_px['on_boundary'] += int((normal & boundary).sum())
+        predicted_as += np.bincount(result.semantic[anomaly & valid],
+                                    minlength=len(classes))[:len(classes)]
     wall = time.perf_counter() - started
     curve = overall.curve()
     comp = components.results()
@@ -134,6 +153,13 @@ def evaluate_pixel(model_dir, data_dir, out_dir, split='test_set', backend='torc
                                             'n_gt_components', 'n_pred_components')},
         'mask': {'threshold': seg.threshold, 'target_pixel_fpr': seg.target_fpr},
         'per_type': per_type, 'wall_s': wall, 'frames_per_s': len(records) / wall,
+        'errors': {
+            'boundary_px': BOUNDARY_PX,
+            'false_positives_on_boundaries': fp['on_boundary'] / max(1, fp['pixels']),
+            'normal_pixels_on_boundaries': normal_px['on_boundary'] / max(1,
+                                                                          normal_px['pixels']),
+            'anomaly_pixels_predicted_as': dict(zip(
+                classes, (float(v) for v in predicted_as / max(1, predicted_as.sum()))))},
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,6 +212,12 @@ def format_pixel_report(report):
              f"{report['pixel_fpr95']:.3f}, AUROC {report['pixel_auroc']:.3f}",
              f"mask at pixel FPR {report['mask']['target_pixel_fpr']:g}: F1* {c['f1_star']:.3f}, "
              f"sIoU {c['mean_siou']:.3f}, PPV {c['mean_ppv']:.3f}",
+             f"mask false positives within {report['errors']['boundary_px']} px of a label "
+             f"edge: {100 * report['errors']['false_positives_on_boundaries']:.0f}% (of all "
+             f"normal pixels: {100 * report['errors']['normal_pixels_on_boundaries']:.0f}%)",
+             'anomaly pixels predicted as: ' + ', '.join(
+                 f'{k} {100 * v:.0f}%' for k, v in report['errors'][
+                     'anomaly_pixels_predicted_as'].items()),
              'per type (AuPRC / FPR95):']
     for kind, m in report['per_type'].items():
         lines.append(f"  {kind:<14} {m['auprc']:.3f} / {m['fpr95']:.3f}")
