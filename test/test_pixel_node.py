@@ -80,16 +80,18 @@ def test_replay_runs_frame_and_pixel_on_the_same_frames(tiny_pixel_model, patrol
         assert 0.0 <= px[key] <= 1.0, key
     assert 0 <= px['events_located'] <= px['n_local_events']
     assert 0.0 <= pixel['frame']['auroc'] <= 1.0
-    topics = report['output_topics']
-    for key in ('anomaly_map', 'anomaly_mask', 'semantic', 'overlay', 'score'):
+    topics = pixel['output_topics']
+    for key in ('anomaly_map', 'anomaly_mask', 'semantic', 'overlay', 'score', 'label_info'):
         assert topics[key] == f'/robomaster/pixel_anomaly/{key}'
-    assert topics['hazard'] == '/robomaster/frame_anomaly/hazard'
+    assert report['output_topics']['score'] == '/robomaster/frame_anomaly/score'
     seg = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model)
     with BagReader(patrol_bag_5s) as bag:
         first = next(iter(bag.read_images()))
     with BagReader(tmp_path / 'r' / 'outputs') as out:
         maps = [m for _, _, m in out.messages([topics['anomaly_map']])]
         counts = {k: out.topics[topics[k]].count for k in ('anomaly_mask', 'semantic', 'overlay')}
+        assert out.topics[topics['label_info']].count == 1
+        assert out.topics[report['output_topics']['score']].count == len(maps)
     assert len(maps) == report['frames_scored'] and set(counts.values()) == {len(maps)}
     from anomaly_perception.io.images import image_to_numpy
     assert maps[0].header.stamp == first.header.stamp

@@ -186,7 +186,10 @@ def format_replay(report, out):
             lines.append(f"pixel branch frame score: AUROC {pixel['frame']['auroc']:.3f}; "
                          f"flag {ev['detected']}/{ev['n_events']} anomalies, "
                          f"{ev['false_alarms_per_hour']:.0f} false alarms per hour")
-    lines.append(f'output bag: {out}/outputs  ({", ".join(report["output_topics"].values())})')
+    topics = list(report['output_topics'].values())
+    for name in pipelines[1:]:
+        topics += [t for t in report[name]['output_topics'].values() if t not in topics]
+    lines.append(f'output bag: {out}/outputs  ({", ".join(topics)})')
     return '\n'.join(lines)
 
 

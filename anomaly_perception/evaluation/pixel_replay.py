@@ -49,6 +49,7 @@ from .replay import infer_namespace
 from .replay import Recorder
 from ..data.synthetic.catalog import ANOMALY_TYPES
 from ..io.images import image_to_numpy
+from ..io.pixel_messages import LABEL_INFO_TYPE
 
 LOCATED_COVERAGE = 0.1
 FRAME_FPR = 0.05
@@ -85,10 +86,20 @@ class PixelRecorder(Recorder):
             self.pixel_labels[_stamp(msg)] = image_to_numpy(msg, copy=True)
         return {topic: keep}
 
+    def start(self, out, frame_labels):
+        super().start(out, frame_labels)
+        out.add_topic(self.topics['label_info'], LABEL_INFO_TYPE)
+        self.label_info_written = False
+
     def output_options(self):
         return {'overlay': True}
 
     def record(self, frame, result):
+        if not self.label_info_written:     # once, as the node's transient-local publisher
+            self.out.write(self.topics['label_info'], self.builder.label_info(
+                frame.header, self.detector.classes, self.detector.threshold),
+                log_time_ns=frame.stamp_ns)
+            self.label_info_written = True
         r = result.pixels
         self.frame_scores.append(r.frame_score)
         self.frame_probs.append(r.frame_probability)

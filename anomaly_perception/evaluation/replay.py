@@ -185,13 +185,11 @@ def replay(bag_path, out_dir, *, topic=None, model_dir=None, backend='auto', lab
             frame_labels, label_source = None, None
         report = progress.report(str(bag_path), image_topic, skipped)
         report['pipelines'] = names
-        report['output_topics'] = {}
         for i, r in enumerate(recorders):
             part = r.report()
             if frame_labels is not None:
                 part.update(r.metrics(frame_labels))
                 r.plots(tmp, frame_labels, part)
-            report['output_topics'].update(part.pop('output_topics'))
             if i == 0:
                 report.update(part)
             else:
