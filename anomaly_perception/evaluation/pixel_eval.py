@@ -48,14 +48,13 @@ from .metrics import ComponentF1Accumulator
 from .metrics import ConfusionMatrix
 from .plots import pr_plot
 from ..data.hazards import HazardsDataset
-from ..data.synthetic.catalog import ANOMALY_TYPES
+from ..data.synthetic.catalog import GLOBAL_TYPES
 from ..errors import AnomalyPerceptionError
 from ..io.files import atomic_write_bytes
 from ..io.files import atomic_write_json
 from ..perception.pixel import PixelAnomalySegmenter
 
 VOID = 255
-GLOBAL_TYPES = frozenset(t.name for t in ANOMALY_TYPES if t.is_global)
 SHEET_ROWS = 3      # best, median, worst
 BOUNDARY_PX = 4     # one model pixel of a 128x128 model on a 512x512 image
 

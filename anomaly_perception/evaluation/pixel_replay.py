@@ -47,13 +47,12 @@ from .metrics import ComponentF1Accumulator
 from .metrics import per_type_auroc
 from .replay import infer_namespace
 from .replay import Recorder
-from ..data.synthetic.catalog import ANOMALY_TYPES
+from ..data.synthetic.catalog import GLOBAL_TYPES
 from ..io.images import image_to_numpy
 from ..io.pixel_messages import LABEL_INFO_TYPE
 
 LOCATED_COVERAGE = 0.1
 FRAME_FPR = 0.05
-GLOBAL_TYPES = frozenset(t.name for t in ANOMALY_TYPES if t.is_global)
 INSTANCES_SUFFIX = '/labels/instances'
 
 

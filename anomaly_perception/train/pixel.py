@@ -256,12 +256,12 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
         if shared.get('state', {}).get('stage', 0) < 1:
             raise TrainingError(f'{str(encoder_from)!r} has not finished its encoder stage.')
         own = model.encoder.state_dict()
+        encoder = {k.removeprefix('encoder.'): v for k, v in shared['model'].items()
+                   if k.startswith('encoder.')}
         # The encoder-only head (its class count) is the one part a void class changes; the
         # decoder stage does not use it.
-        encoder = {k[len('encoder.'):]: v for k, v in shared['model'].items()
-                   if k.startswith('encoder.') and own.get(k[len('encoder.'):]) is not None
-                   and own[k[len('encoder.'):]].shape == v.shape}
-        model.encoder.load_state_dict(encoder, strict=False)
+        model.encoder.load_state_dict({k: v for k, v in encoder.items()
+                                       if k in own and own[k].shape == v.shape}, strict=False)
         restore_rng(rng, shared['rng'])
         state['stage'] = 1
         state['encoder_from'] = str(encoder_from)

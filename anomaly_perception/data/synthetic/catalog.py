@@ -82,6 +82,7 @@ ANOMALY_TYPES = tuple(AnomalyType(*row) for row in [
 ])
 
 TYPES_BY_NAME = {t.name: t for t in ANOMALY_TYPES}
+GLOBAL_TYPES = frozenset(t.name for t in ANOMALY_TYPES if t.is_global)   # whole-image labels
 TYPES_BY_ID = {t.id: t for t in ANOMALY_TYPES}
 LABEL_NAMES = {0: 'normal', **{t.id: t.name for t in ANOMALY_TYPES}}
 
