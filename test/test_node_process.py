@@ -38,8 +38,8 @@ NODE_ARGS = ['--ros-args', '-r', '__ns:=/robomaster', '-r', 'image:=camera/image
              '-p', 'backend:=onnxruntime']
 
 
-def _node_executable():
-    path = Path(sys.executable).parent / 'frame_anomaly_node'
+def _node_executable(name='frame_anomaly_node'):
+    path = Path(sys.executable).parent / name
     if not path.exists():
         pytest.skip(f'the console entry point {path} is not installed (pip install -e .)')
     return str(path)
@@ -48,11 +48,11 @@ def _node_executable():
 class NodeProcess:
     """``frame_anomaly_node`` in a subprocess, its output in a log file."""
 
-    def __init__(self, env, log_path, *args):
+    def __init__(self, env, log_path, *args, executable='frame_anomaly_node'):
         self.log_path = log_path
         self.log = open(log_path, 'w')
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([_node_executable(), *NODE_ARGS, *args], env=env,
+        self.proc = subprocess.Popen([_node_executable(executable), *NODE_ARGS, *args], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
     def output(self):
@@ -168,12 +168,16 @@ def test_node_scores_a_patrol_played_at_its_rate_and_exits_0_on_sigint(
           f'exit {exit_s:.2f} s after SIGINT')
 
 
-def test_node_exits_0_on_sigterm_while_waiting_for_images(ros_env, player, tmp_path):
-    node = NodeProcess(ros_env.env, tmp_path / 'node.log')
+@pytest.mark.parametrize('executable, sig', [('frame_anomaly_node', signal.SIGTERM),
+                                             ('pixel_anomaly_node', signal.SIGINT),
+                                             ('pixel_anomaly_node', signal.SIGTERM)])
+def test_node_exits_0_on_a_signal_while_waiting_for_images(
+        ros_env, player, tmp_path, executable, sig):
+    node = NodeProcess(ros_env.env, tmp_path / 'node.log', executable=executable)
     try:
         assert player.wait_for(lambda: player.publisher.get_subscription_count() > 0, 30), \
             node.output()
-        code, exit_s = node.stop(signal.SIGTERM)
+        code, exit_s = node.stop(sig)
     finally:
         node.kill()
     assert code == 0, node.output()
