@@ -123,6 +123,10 @@ def add_train(sub):
     px.add_argument('--void-outliers', action='store_true',
                     help='add a void class trained on the anomaly pixels of outliers_set '
                          '(outlier exposure); the anomaly score is its probability')
+    px.add_argument('--encoder-from', metavar='CHECKPOINT',
+                    help='start the decoder stage from the encoder stage of this checkpoint '
+                         '(a work directory\'s checkpoint.pt, e.g. experiment pixel-losses\' '
+                         'work/encoder/checkpoint.pt) instead of training the encoder again')
     px.add_argument('--overwrite', action='store_true')
     px.set_defaults(run=_run_train_pixel)
 
@@ -303,8 +307,10 @@ def _run_train_pixel(args):
     config = pixel_training_config(args)
     work = args.work or str(Path('out') / 'train' / Path(args.out).name)
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    if args.encoder_from and not Path(args.encoder_from).is_file():
+        raise UsageError(f'--encoder-from {args.encoder_from!r}: no such checkpoint file.')
     manifest = train_pixel_model(args.data, args.out, work, config, overwrite=args.overwrite,
-                                 command=command)
+                                 command=command, encoder_from=args.encoder_from)
     v = manifest['metrics']['validation']
     line = f"validation mIoU {v['miou']:.3f}"
     if 'pixel_auprc' in v:
