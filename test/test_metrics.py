@@ -72,6 +72,22 @@ def test_fpr95_counts_tied_negatives_together():
     assert binary_curve(labels, scores).threshold_at_tpr() == 0.5
 
 
+def test_threshold_at_fpr_and_tpr_at_threshold_by_hand():
+    # Same case as above: thresholds 0.9 (tp 1, fp 0), 0.8 (3, 1), 0.7 (3, 2), 0.6 (4, 2),
+    # 0.5 (4, 3); three negatives.
+    curve = binary_curve([1, 1, 0, 1, 0, 1, 0], [0.9, 0.8, 0.8, 0.8, 0.7, 0.6, 0.5])
+    assert curve.threshold_at_fpr(0.0) == 0.9
+    assert curve.threshold_at_fpr(0.5) == 0.8         # 1 of 3 negatives allowed
+    assert curve.threshold_at_fpr(2 / 3) == 0.6       # 2 allowed: the lowest is 0.6
+    assert curve.threshold_at_fpr(1.0) == 0.5
+    assert curve.tpr_at_threshold(0.8) == 0.75
+    assert curve.tpr_at_threshold(0.85) == 0.25       # between thresholds: 0.9 only
+    assert curve.tpr_at_threshold(0.95) == 0.0
+    assert curve.tpr_at_threshold(float('-inf')) == 1.0
+    # Everything above the threshold has no negatives at all: nothing may be flagged.
+    assert binary_curve([0, 1], [0.9, 0.1]).threshold_at_fpr(0.0) == float('inf')
+
+
 def test_undefined_metrics_are_nan_not_numbers():
     assert np.isnan(auroc([1, 1, 1], [0.1, 0.2, 0.3]))
     assert np.isnan(fpr_at_tpr([0, 0], [0.1, 0.2]))

@@ -206,6 +206,15 @@ def test_evaluate_pixel_scores_the_deployed_pipeline_at_full_resolution(
     direct = binary_curve(np.concatenate(labels), np.concatenate(scores))
     assert report['pixel_auprc'] == pytest.approx(direct.average_precision(), abs=2e-3)
     assert report['pixel_fpr95'] == pytest.approx(direct.fpr_at_tpr(0.95), abs=2e-3)
+    # What FPR95 is made of: the types split the anomaly pixels and the pooled misses.
+    pooled = report['pooled_fpr']
+    assert pooled['recall'] == pytest.approx(
+        direct.tpr_at_threshold(direct.threshold_at_fpr(pooled['fpr'])), abs=2e-3)
+    per_type = report['per_type'].values()
+    assert sum(m['pixels'] for m in per_type) == direct.n_pos
+    assert sum(m['share'] for m in per_type) == pytest.approx(1.0)
+    assert sum(m['missed_share_at_pooled_fpr'] for m in per_type) == pytest.approx(
+        1.0 - pooled['recall'])
 
 
 def test_pixel_loss_study_shares_one_encoder_and_scores_every_loss(tiny_pixel_data, tmp_path):

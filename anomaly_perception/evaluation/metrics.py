@@ -134,6 +134,21 @@ class BinaryCurve:
         need = int(np.ceil(tpr * self.n_pos - 1e-9))
         return float(self.thresholds[int(np.searchsorted(self.tps, need, side='left'))])
 
+    def threshold_at_fpr(self, fpr):
+        """Return the lowest threshold whose FPR does not exceed ``fpr`` (``inf``: none)."""
+        if self.n_neg == 0:
+            return float('nan')
+        allowed = int(np.floor(fpr * self.n_neg + 1e-9))
+        k = int(np.searchsorted(self.fps, allowed, side='right')) - 1
+        return float(self.thresholds[k]) if k >= 0 else float('inf')
+
+    def tpr_at_threshold(self, threshold):
+        """Return the fraction of positives scoring ``>= threshold`` (``nan`` without any)."""
+        if self.n_pos == 0:
+            return float('nan')
+        above = int(np.searchsorted(-self.thresholds, -threshold, side='right'))
+        return float(self.tps[above - 1] / self.n_pos) if above else 0.0
+
     def summary(self):
         """Return the usual numbers as a dict: auroc, ap, fpr95, pr_auc_trapezoid, counts."""
         return {
