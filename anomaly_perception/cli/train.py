@@ -125,8 +125,8 @@ def add_train(sub):
                          '(outlier exposure); the anomaly score is its probability')
     px.add_argument('--encoder-from', metavar='CHECKPOINT',
                     help='start the decoder stage from the encoder stage of this checkpoint '
-                         '(a work directory\'s checkpoint.pt, e.g. experiment pixel-losses\' '
-                         'work/encoder/checkpoint.pt) instead of training the encoder again')
+                         '(checkpoint.pt of a work directory, e.g. work/encoder/checkpoint.pt '
+                         'of experiment pixel-losses) instead of training the encoder again')
     px.add_argument('--overwrite', action='store_true')
     px.set_defaults(run=_run_train_pixel)
 
