@@ -23,16 +23,15 @@ on the robot and offline.
 import dataclasses
 
 from .hazard import HazardConfig
+from .node_config import CameraNodeConfig
 from ..config import config_from_dict
 from ..config import field
 from ..config import parameter_file_of
 from ..config import parameter_specs_of
 
-BACKEND_CHOICES = ('auto', 'torch', 'onnxruntime', 'tensorrt')
-
 
 @dataclasses.dataclass
-class FrameNodeConfig:
+class FrameNodeConfig(CameraNodeConfig):
     """Parameters of ``frame_anomaly_node`` (see config/frame_anomaly.yaml).
 
     ``configure_time`` parameters are read by the lifecycle ``configure``
@@ -40,26 +39,8 @@ class FrameNodeConfig:
     others change live.
     """
 
-    autostart: bool = field(True, 'configure and activate when the node starts (false: wait '
-                            'for a lifecycle manager)', configure_time=True)
     model_dir: str = field('', 'frame model directory; empty = the shipped frame_rnvp_oe',
                            configure_time=True)
-    backend: str = field('auto', 'inference backend', choices=BACKEND_CHOICES,
-                         configure_time=True)
-    device: str = field('cpu', 'torch device for the torch backend', choices=('cpu', 'cuda'),
-                        configure_time=True)
-    input_transport: str = field('raw', "'raw' (sensor_msgs/Image) or 'compressed' "
-                                 '(sensor_msgs/CompressedImage)',
-                                 choices=('raw', 'compressed'), configure_time=True)
-    qos_reliability: str = field('best_effort', 'image subscription reliability (best_effort '
-                                 'also receives from reliable publishers)',
-                                 choices=('best_effort', 'reliable'), configure_time=True)
-    qos_depth: int = field(1, 'image subscription queue depth', range=(1, 1000),
-                           configure_time=True)
-    process_all_frames: bool = field(False, 'score every frame in order (bag replay) instead '
-                                     'of only the latest', configure_time=True)
-    max_rate_hz: float = field(0.0, 'score at most this many frames per second (0 = all '
-                               'that the model keeps up with)', range=(0.0, 1000.0))
     target_fpr: float = field(0.05, 'false-alarm rate on normal frames that turns the flag '
                               'on (on probability = 1 - target_fpr)', range=(0.0001, 0.5))
     target_false_alarms_per_hour: float = field(
@@ -75,8 +56,6 @@ class FrameNodeConfig:
                             range=(0.0, 60.0))
     min_off_s: float = field(1.0, 'seconds below the off probability before it turns off',
                              range=(0.0, 60.0))
-    diagnostics_period_s: float = field(1.0, 'seconds between /diagnostics messages',
-                                        range=(0.1, 60.0))
     marker_distance_m: float = field(1.5, 'how far in front of the camera the text marker '
                                      'floats', range=(0.1, 50.0))
 

@@ -1,0 +1,55 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Parameters every camera node shares: lifecycle, model, backend, transport, QoS, rate.
+
+Each branch's node configuration (``FrameNodeConfig``, ``PixelNodeConfig``)
+extends :class:`CameraNodeConfig` and redefines ``model_dir`` to name its
+own shipped default; a redefined field keeps its place, so the branches'
+parameter files list the shared parameters first and in the same order.
+"""
+
+import dataclasses
+
+from ..config import field
+
+BACKEND_CHOICES = ('auto', 'torch', 'onnxruntime', 'tensorrt')
+
+
+@dataclasses.dataclass
+class CameraNodeConfig:
+    """Parameters of every node that subscribes to a camera (see the subclasses)."""
+
+    autostart: bool = field(True, 'configure and activate when the node starts (false: wait '
+                            'for a lifecycle manager)', configure_time=True)
+    model_dir: str = field('', "model directory; empty = the branch's shipped model",
+                           configure_time=True)
+    backend: str = field('auto', 'inference backend', choices=BACKEND_CHOICES,
+                         configure_time=True)
+    device: str = field('cpu', 'torch device for the torch backend', choices=('cpu', 'cuda'),
+                        configure_time=True)
+    input_transport: str = field('raw', "'raw' (sensor_msgs/Image) or 'compressed' "
+                                 '(sensor_msgs/CompressedImage)',
+                                 choices=('raw', 'compressed'), configure_time=True)
+    qos_reliability: str = field('best_effort', 'image subscription reliability (best_effort '
+                                 'also receives from reliable publishers)',
+                                 choices=('best_effort', 'reliable'), configure_time=True)
+    qos_depth: int = field(1, 'image subscription queue depth', range=(1, 1000),
+                           configure_time=True)
+    process_all_frames: bool = field(False, 'process every frame in order (bag replay) '
+                                     'instead of only the latest', configure_time=True)
+    max_rate_hz: float = field(0.0, 'process at most this many frames per second (0 = all '
+                               'that the model keeps up with)', range=(0.0, 1000.0))
+    diagnostics_period_s: float = field(1.0, 'seconds between /diagnostics messages',
+                                        range=(0.1, 60.0))
