@@ -23,6 +23,7 @@ from anomaly_perception.evaluation.metrics import ConfusionMatrix
 from anomaly_perception.evaluation.metrics import FailureDetectionAccumulator
 from anomaly_perception.evaluation.metrics import fpr_at_tpr
 from anomaly_perception.evaluation.metrics import InstanceAPAccumulator
+from anomaly_perception.evaluation.metrics import PerTypePixelAccumulator
 from anomaly_perception.evaluation.metrics import pr_auc_trapezoid
 import numpy as np
 import pytest
@@ -154,6 +155,44 @@ def test_accumulators_merge():
         whole.update(label, score)
     a.merge(b)
     assert a.summary() == whole.summary()
+
+
+def test_per_type_pixel_metrics_equal_one_shot_per_type():
+    rng = np.random.default_rng(3)
+    acc = PerTypePixelAccumulator(mantissa_bits=23)
+    frames = []
+    for kind in ['normal', 'cable', 'water', 'cable', 'normal', 'water']:
+        truth = np.zeros((12, 16), np.uint8)
+        if kind != 'normal':
+            truth[rng.integers(0, 8):, rng.integers(0, 10):][:3, :5] = 1
+        truth[0, :2] = 255                                  # void is ignored everywhere
+        scores = rng.random(truth.shape).astype(np.float32) + (truth == 1) * (
+            0.5 if kind == 'water' else 0.1)
+        acc.update(truth, scores, kind)
+        frames.append((truth, scores, kind))
+    truth = np.concatenate([f[0].ravel() for f in frames])
+    scores = np.concatenate([f[1].ravel() for f in frames])
+    kinds = np.concatenate([[f[2]] * f[0].size for f in frames])
+    keep = truth != 255
+    pooled = binary_curve(truth[keep], scores[keep])
+    assert acc.curve().average_precision() == pytest.approx(pooled.average_precision())
+    per_type = acc.per_type(pooled_fpr=0.2)
+    assert set(per_type) == {'cable', 'water'}              # normal frames have no positives
+    threshold = pooled.threshold_at_fpr(0.2)
+    for kind, m in per_type.items():
+        # That type's anomaly pixels against every normal pixel of the split.
+        sel = keep & ((truth == 0) | (kinds == kind))
+        one = binary_curve(truth[sel], scores[sel])
+        assert m['auprc'] == pytest.approx(one.average_precision())
+        assert m['fpr95'] == pytest.approx(one.fpr_at_tpr(0.95))
+        assert m['pixels'] == int((truth[sel] == 1).sum())
+        assert m['recall_at_pooled_fpr'] == pytest.approx(one.tpr_at_threshold(threshold))
+    assert per_type['water']['auprc'] > per_type['cable']['auprc']
+    assert sum(m['share'] for m in per_type.values()) == pytest.approx(1.0)
+    assert sum(m['missed_share_at_pooled_fpr'] for m in per_type.values()) == pytest.approx(
+        1.0 - pooled.tpr_at_threshold(threshold))
+    assert acc.per_type() == {k: {n: v for n, v in m.items() if 'pooled' not in n}
+                              for k, m in per_type.items()}   # asking twice changes nothing
 
 
 def test_pixel_accumulator_memory_is_bounded():

@@ -346,6 +346,70 @@ class BinaryScoreAccumulator:
 # --- segmentation ---------------------------------------------------------------------------
 
 
+class PerTypePixelAccumulator:
+    """Pixel scores of a split, pooled and by anomaly type (streaming).
+
+    Each type's curve pits that type's anomaly pixels against every normal
+    pixel of the split, so types are compared at the same false-positive
+    cost; the pooled curve holds every pixel once.
+
+    Example::
+
+        acc = PerTypePixelAccumulator()
+        for truth, score, kind in frames:       # truth: uint8 [H, W], 0/1/255
+            acc.update(truth, score, kind)
+        pooled, per_type = acc.curve(), acc.per_type(pooled_fpr=0.2)
+
+    """
+
+    def __init__(self, mantissa_bits=12, ignore_index=VOID):
+        self._args = {'mantissa_bits': mantissa_bits, 'ignore_index': ignore_index}
+        self.ignore_index = ignore_index
+        self.negatives = BinaryScoreAccumulator(**self._args)
+        self.positives = {}
+
+    def update(self, truth, scores, kind):
+        """Add one image of anomaly type ``kind`` (truth: 1 anomaly, 0 normal, void)."""
+        truth = np.asarray(truth)
+        anomalous = truth == 1
+        self.negatives.update(np.where(anomalous, self.ignore_index, truth), scores)
+        if anomalous.any():
+            pos = self.positives.setdefault(kind, BinaryScoreAccumulator(**self._args))
+            pos.update(np.where(anomalous, 1, self.ignore_index), scores)
+
+    def _merged(self, positives):
+        acc = BinaryScoreAccumulator(**self._args)
+        acc.merge(self.negatives)
+        for pos in positives:
+            acc.merge(pos)
+        return acc.curve()
+
+    def curve(self):
+        """Return the pooled :class:`BinaryCurve` (every type's anomaly pixels)."""
+        return self._merged(self.positives.values())
+
+    def per_type(self, pooled_fpr=None):
+        """Per type: AuPRC, FPR95, AUROC, anomaly pixels and their share of all.
+
+        With ``pooled_fpr``: also the type's recall at the threshold where the
+        pooled pixel FPR is ``pooled_fpr`` and the share of all anomaly
+        pixels it misses there (these sum to the pooled miss rate).
+        """
+        n_all = sum(int(p._pos.sum()) for p in self.positives.values())
+        threshold = None if pooled_fpr is None else self.curve().threshold_at_fpr(pooled_fpr)
+        out = {}
+        for kind, pos in sorted(self.positives.items()):
+            c = self._merged([pos])
+            entry = {'auprc': c.average_precision(), 'fpr95': c.fpr_at_tpr(0.95),
+                     'auroc': c.auroc(), 'pixels': c.n_pos, 'share': c.n_pos / max(1, n_all)}
+            if threshold is not None:
+                recall = c.tpr_at_threshold(threshold)
+                entry['recall_at_pooled_fpr'] = recall
+                entry['missed_share_at_pooled_fpr'] = (1.0 - recall) * entry['share']
+            out[kind] = entry
+        return out
+
+
 class ConfusionMatrix:
     """Semantic-segmentation confusion matrix (rows = ground truth, columns = prediction).
 

@@ -47,9 +47,9 @@ import cv2
 import numpy as np
 
 from .metrics import binary_curve
-from .metrics import BinaryScoreAccumulator
 from .metrics import ComponentF1Accumulator
 from .metrics import ConfusionMatrix
+from .metrics import PerTypePixelAccumulator
 from .plots import pr_plot
 from ..data.hazards import HazardsDataset
 from ..data.synthetic.catalog import GLOBAL_TYPES
@@ -91,9 +91,7 @@ def evaluate_pixel(model_dir, data_dir, out_dir, split='test_set', backend='torc
         raise AnomalyPerceptionError(f'{str(data_dir)!r} has no {split} frames of local types.')
     classes = seg.classes
     cm = ConfusionMatrix(len(classes), ignore_index=VOID)
-    overall = BinaryScoreAccumulator()
-    negatives = BinaryScoreAccumulator()
-    positives = {}
+    pixels = PerTypePixelAccumulator()
     components = ComponentF1Accumulator()
     per_frame = []
     fp = {'pixels': 0, 'on_boundary': 0}
@@ -119,11 +117,8 @@ def evaluate_pixel(model_dir, data_dir, out_dir, split='test_set', backend='torc
         scores = np.nan_to_num(result.anomaly, nan=0.0)
         labels = np.where(anomaly | ~valid, VOID, semantic).astype(np.uint8)
         cm.update(result.semantic, labels)
-        overall.update(truth, scores)
-        negatives.update(np.where(truth == 1, VOID, truth).astype(np.uint8), scores)
-        if r.label_name != 'normal' and (truth == 1).any():
-            pos = positives.setdefault(r.label_name, BinaryScoreAccumulator())
-            pos.update(np.where(truth == 1, 1, VOID).astype(np.uint8), scores)
+        pixels.update(truth, scores, r.label_name)
+        if (truth == 1).any():
             per_frame.append((_frame_ap(truth, scores), i))
         components.update(truth, result.mask,
                           None if instances is None else np.where(valid, instances, 0))
@@ -138,21 +133,10 @@ def evaluate_pixel(model_dir, data_dir, out_dir, split='test_set', backend='torc
         predicted_as += np.bincount(result.semantic[anomaly & valid],
                                     minlength=len(classes))[:len(classes)]
     wall = time.perf_counter() - started
-    curve = overall.curve()
+    curve = pixels.curve()
     comp = components.results()
     at_pooled = curve.threshold_at_fpr(POOLED_FPR)
-    n_anomalous = max(1, curve.n_pos)
-    per_type = {}
-    for kind, pos in sorted(positives.items()):
-        own = pos.curve()
-        recall = own.tpr_at_threshold(at_pooled)
-        pos.merge(negatives)
-        c = pos.curve()
-        per_type[kind] = {'auprc': c.average_precision(), 'fpr95': c.fpr_at_tpr(0.95),
-                          'auroc': c.auroc(), 'pixels': own.n_pos,
-                          'share': own.n_pos / n_anomalous,
-                          'recall_at_pooled_fpr': recall,
-                          'missed_share_at_pooled_fpr': (1.0 - recall) * own.n_pos / n_anomalous}
+    per_type = pixels.per_type(pooled_fpr=POOLED_FPR)
     report = {
         'model': str(model_dir), 'data': str(data_dir), 'split': split,
         'backend': seg.backend.describe(), 'frames': len(records),

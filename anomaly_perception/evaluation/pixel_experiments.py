@@ -47,9 +47,9 @@ import time
 import numpy as np
 import torch
 
-from .metrics import BinaryScoreAccumulator
 from .metrics import ComponentF1Accumulator
 from .metrics import ConfusionMatrix
+from .metrics import PerTypePixelAccumulator
 from ..io.files import atomic_write_text
 from ..runtime.manifest import MANIFEST
 from ..scoring.pixel import pixel_score
@@ -105,37 +105,25 @@ def evaluate_scores(network, test, num_classes, thresholds, scores=STUDY_SCORES,
     Per anomaly type: that type's anomaly pixels against the normal pixels
     of every test frame.
     """
-    acc = {s: BinaryScoreAccumulator() for s in scores}
-    negatives = {s: BinaryScoreAccumulator() for s in scores}
-    positives = {s: {} for s in scores}
+    acc = {s: PerTypePixelAccumulator() for s in scores}
     comp = {s: ComponentF1Accumulator() for s in scores}
     cm = ConfusionMatrix(num_classes, ignore_index=255)
     for start, logits in _logits(network, test.images):
         n = len(logits)
         truth = test.anomaly[start:start + n].astype(np.uint8)
-        only_normal = np.where(truth == 1, 255, 0).astype(np.uint8)
         keep = [c for c in range(logits.shape[1]) if c != void_index]
         cm.update(logits[:, keep].argmax(1).numpy(), test.labels[start:start + n])
         for s in scores:
             maps = pixel_score(s, logits, void_index).numpy()
-            acc[s].update(truth, maps)
-            negatives[s].update(only_normal, maps)
             for j in range(n):
                 inst = None if test.instances is None else test.instances[start + j]
                 comp[s].update(truth[j], maps[j] > thresholds[s], inst)
-                kind = test.types[start + j]
-                if kind != 'normal' and truth[j].any():
-                    pos = positives[s].setdefault(kind, BinaryScoreAccumulator())
-                    pos.update(np.where(truth[j] == 1, 1, 255).astype(np.uint8), maps[j])
+                acc[s].update(truth[j], maps[j], test.types[start + j])
     out = {'miou': cm.miou(), 'iou': [float(v) for v in cm.iou()], 'scores': {}}
     for s in scores:
         curve = acc[s].curve()
         components = comp[s].results()
-        types = {}
-        for kind, pos in sorted(positives[s].items()):
-            pos.merge(negatives[s])
-            c = pos.curve()
-            types[kind] = {'auprc': c.average_precision(), 'fpr95': c.fpr_at_tpr(0.95)}
+        types = acc[s].per_type()
         out['scores'][s] = {
             'auprc': curve.average_precision(), 'fpr95': curve.fpr_at_tpr(0.95),
             'auroc': curve.auroc(), 'f1_star': components['f1_star'],
