@@ -51,7 +51,7 @@ def _ms(stats):
 
 def graph_speeds(model_dir, shape, batches, seconds):
     """Median ms per batch of the pixel graph at ``shape``: eager vs ONNX Runtime."""
-    from anomaly_perception.runtime.export import _to_onnx_bytes
+    from anomaly_perception.runtime.export import to_onnx_bytes
     from anomaly_perception.runtime.export import DEFAULT_OPSET
     from anomaly_perception.runtime.network import architecture_of
     from anomaly_perception.runtime.network import load_network
@@ -61,7 +61,7 @@ def graph_speeds(model_dir, shape, batches, seconds):
     example = torch.zeros(2, *shape, 3, dtype=torch.uint8)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(_to_onnx_bytes(module, example, arch, DEFAULT_OPSET),
+    session = ort.InferenceSession(to_onnx_bytes(module, example, arch, DEFAULT_OPSET),
                                    options, providers=['CPUExecutionProvider'])
     name = session.get_inputs()[0].name
     out = {}

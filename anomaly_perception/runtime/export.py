@@ -51,7 +51,13 @@ def _dims(dims, height, width):
     return [height if d == 'H' else width if d == 'W' else d for d in dims]
 
 
-def _to_onnx_bytes(module, example, arch, opset):
+def to_onnx_bytes(module, example, arch, opset=DEFAULT_OPSET):
+    """Return the ONNX graph of ``module`` traced on ``example`` (batch axis dynamic).
+
+    Input and output names come from ``arch`` (the registered architecture); no
+    checks and no metadata: :func:`export_model` adds those for model
+    directories, and benchmarks use this to export a network they built.
+    """
     import torch
     buf = io.BytesIO()
     names = [t.name for t in arch.inputs], [t.name for t in arch.outputs]
@@ -87,7 +93,7 @@ def export_model(model_dir, opset=DEFAULT_OPSET, fp16=False):
     precision = 'fp16' if fp16 else 'fp32'
     if fp16:
         module = arch.to_fp16(module) if arch.to_fp16 else copy.deepcopy(module).half()
-    data = _to_onnx_bytes(module, example, arch, opset)
+    data = to_onnx_bytes(module, example, arch, opset)
     graph = onnx.load_from_string(data)
     # The preprocessing that produced the graph's input travels with the graph.
     for key, value in (('anomaly_perception.preprocessing',
