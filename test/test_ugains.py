@@ -1,0 +1,138 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""UGainS steps and the RbA score on hand-made cases."""
+
+from anomaly_perception.instance import ugains
+from anomaly_perception.scoring.rba import rba_score
+import numpy as np
+import pytest
+import torch
+
+
+def test_rba_score_by_hand():
+    # One image, two queries, K = 2 classes + no object, a 1x2 image.
+    cls = torch.log(torch.tensor([[[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]]))
+    masks = torch.logit(torch.tensor([[[[0.9, 0.5]], [[0.5, 1.0 - 1e-6]]]]))
+    u = rba_score(cls, masks)
+    # pixel 0: -(0.9 * (0.7 + 0.2) + 0.5 * (0.1 + 0.1)); pixel 1: -(0.5 * 0.9 + 1 * 0.2)
+    np.testing.assert_allclose(u.numpy(), [[[-0.91, -0.65]]], atol=1e-5)
+    # The RbA repository's form: tanh of each class's evidence first.
+    t = rba_score(cls, masks, tanh=True)
+    expect = -(np.tanh(0.9 * 0.7 + 0.5 * 0.1) + np.tanh(0.9 * 0.2 + 0.5 * 0.1))
+    assert t[0, 0, 0].item() == pytest.approx(expect, abs=1e-5)
+    assert (u <= 0).all() and (u >= -2).all()                # U in [-N, 0]
+    with pytest.raises(ValueError, match='queries'):
+        rba_score(cls, masks[:, :1])
+
+
+def test_candidates_are_raster_ordered_thresholded_and_fall_back():
+    score = torch.tensor([[0.0, -0.1, -1.0], [-0.2, -0.05, float('nan')]])
+    pts = ugains.candidate_points(score, -0.15)
+    assert pts.tolist() == [[0, 0], [0, 1], [1, 1]]
+    ignore = torch.zeros(2, 3, dtype=torch.bool)
+    ignore[0, 0] = True
+    assert ugains.candidate_points(score, -0.15, ignore=ignore).tolist() == [[0, 1], [1, 1]]
+    # Nothing reaches 0.5: the fallback threshold applies (NaN never counts).
+    assert ugains.candidate_points(score, 0.5, -0.5).tolist() == [[0, 0], [0, 1], [1, 0],
+                                                                  [1, 1]]
+    assert len(ugains.candidate_points(score, 0.5)) == 0
+
+
+def test_fps_starts_at_the_first_point_and_takes_the_farthest_each_step():
+    pts = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+    # From 0: 10 is farthest; then 2 (4 from 0) beats 1 (1 from 0).
+    assert ugains.farthest_point_sampling(pts, 3).tolist() == [0, 3, 2]
+    rng = np.random.default_rng(0)
+    pts = torch.from_numpy(rng.integers(0, 200, (300, 2))).float()
+    chosen = ugains.farthest_point_sampling(pts, 25).tolist()
+    assert chosen[0] == 0 and len(set(chosen)) == 25
+    for i in range(1, len(chosen)):
+        taken = pts[chosen[:i]]
+        nearest = torch.cdist(pts, taken).min(dim=1).values
+        assert nearest[chosen[i]] == pytest.approx(nearest.max().item())
+    assert len(ugains.farthest_point_sampling(pts[:4], 50)) == 4      # fewer points than k
+    assert len(ugains.farthest_point_sampling(pts[:0], 50)) == 0
+
+
+def test_random_and_kmeans_samplers():
+    cluster_a = torch.tensor([[y, x] for y in range(5) for x in range(5)])
+    cluster_b = cluster_a + 100
+    pts = torch.cat([cluster_a, cluster_b])
+    idx = ugains.kmeans_sampling(pts, 2)
+    centres = pts[idx].float()
+    # One prompt per cluster, at the candidate nearest each centre (2, 2) and (102, 102).
+    assert sorted(centres.tolist()) == [[2.0, 2.0], [102.0, 102.0]]
+    r1, r2 = ugains.random_sampling(pts, 7, seed=3), ugains.random_sampling(pts, 7, seed=3)
+    assert r1.tolist() == r2.tolist() and len(set(r1.tolist())) == 7
+
+
+def test_sample_prompts_returns_xy():
+    score = torch.full((4, 6), -1.0)
+    score[1, 4] = 0.0
+    cfg = ugains.UGainSConfig(num_points=5)
+    assert ugains.sample_prompts(score, cfg).tolist() == [[4.0, 1.0]]
+    with pytest.raises(ValueError, match='sampler'):
+        ugains.UGainSConfig(sampler='grid')
+
+
+def test_best_of_three_by_predicted_iou():
+    logits = torch.full((2, 3, 2, 2), -5.0)
+    logits[0, 1, 0, 0] = 3.0
+    logits[1, 2, 1, :] = 1.0
+    iou = torch.tensor([[0.1, 0.9, 0.5], [0.2, 0.3, 0.4]])
+    masks = ugains.select_best_masks(logits, iou)
+    assert masks[0].tolist() == [[True, False], [False, False]]
+    assert masks[1].tolist() == [[False, False], [True, True]]
+
+
+def test_mask_scores_nms_ensemble_and_ids_by_hand():
+    u = torch.tensor([[-0.1, -0.1, -2.0, -2.0],
+                      [-0.1, -0.1, -2.0, -2.0]])
+    a = torch.zeros(2, 4, dtype=torch.bool)
+    a[:, :2] = True                                  # the anomaly
+    b = a.clone()
+    b[0, 2] = True                                   # a near duplicate, IoU 4/5 = 0.8
+    c = torch.zeros(2, 4, dtype=torch.bool)
+    c[:, 3] = True                                   # elsewhere
+    empty = torch.zeros(2, 4, dtype=torch.bool)
+    masks = torch.stack([b, a, c, empty])
+    scores = ugains.mask_scores(masks, u)
+    np.testing.assert_allclose(scores.numpy(), [-0.48, -0.1, -2.0, -1.0], atol=1e-6)
+    keep = ugains.mask_nms(masks, scores, 0.7)
+    assert keep.tolist() == [1, 2]                   # b is a's duplicate; empty dropped
+    assert ugains.mask_nms(masks, scores, 0.9).tolist() == [1, 0, 2]
+    refined = ugains.ensemble(u, masks[keep], scores[keep])
+    # covered by a: -0.1 + -0.1; by c: -2 + -2; uncovered: -1 + U
+    np.testing.assert_allclose(refined.numpy(), [[-0.2, -0.2, -3.0, -4.0],
+                                                 [-0.2, -0.2, -3.0, -4.0]], atol=1e-6)
+    ids = ugains.instance_ids(masks[[0, 1]], scores[[0, 1]])
+    # a (score -0.1) is instance 1 and wins the overlap; b only adds pixel (0, 2).
+    assert ids.tolist() == [[1, 1, 2, 0], [1, 1, 0, 0]]
+    assert ugains.ensemble(u, masks[:0], scores[:0]).tolist() == (u - 1).tolist()
+
+
+def test_oracle_points_lie_inside_and_point_precision_recall():
+    inst = np.zeros((40, 40), np.int32)
+    inst[5:35, 5:35] = 1
+    inst[12:28, 12:28] = 0                           # a ring: its centroid is outside it
+    inst[36:38, 36:38] = 2                           # 4 px: ignored
+    pts, ids = ugains.oracle_points(inst)
+    assert ids.tolist() == [1]
+    x, y = pts[0].astype(int)
+    assert inst[y, x] == 1
+    anomaly = inst > 0
+    precision, recall = ugains.point_precision_recall([[x, y], [0, 0]], anomaly, inst)
+    assert (precision, recall) == (0.5, 1.0)
+    assert ugains.point_precision_recall([[0, 0]], anomaly, inst) == (0.0, 0.0)
