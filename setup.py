@@ -81,7 +81,6 @@ setup(
             'flake8-quotes',
             'pydocstyle>=6',
         ],
-        'sam': ['segment-anything'],
         'rba': ['transformers>=4.30'],
         'tensorrt': ['tensorrt>=10', 'cuda-python>=12'],
     },
