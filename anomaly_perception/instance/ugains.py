@@ -281,3 +281,64 @@ def point_precision_recall(points_xy, anomaly, instances, min_region=10):
     hit = set(instances[pts[:, 1], pts[:, 0]].tolist())
     recall = float(np.mean([i in hit for i in ids])) if len(ids) else float('nan')
     return precision, recall
+
+
+@dataclasses.dataclass
+class InstanceResult:
+    """UGainS on one keyframe (torch tensors on the segmenter's device).
+
+    Attributes:
+        points: prompt points ``(x, y)`` ``[P, 2]``.
+        masks: kept instance masks, highest score first, bool ``[Q, H, W]``.
+        scores: their mask scores ``[Q]`` (mean input score under the mask).
+        ids: instance id image ``[H, W]`` (1 = ``masks[0]``; 0 = none).
+        refined: the ensembled map ``[H, W]`` (higher = more anomalous).
+        prompted: masks before NMS (``[P, H, W]``) and their scores ``[P]``.
+
+    """
+
+    points: torch.Tensor
+    masks: torch.Tensor
+    scores: torch.Tensor
+    ids: torch.Tensor
+    refined: torch.Tensor
+    prompted: tuple
+
+    def boxes(self):
+        """Return ``[Q, 4]`` boxes ``(x0, y0, x1, y1)`` (inclusive pixel bounds) of the masks."""
+        out = torch.zeros(len(self.masks), 4, dtype=torch.int64)
+        for i, m in enumerate(self.masks.cpu()):
+            ys, xs = torch.nonzero(m, as_tuple=True)
+            out[i] = torch.stack([xs.min(), ys.min(), xs.max(), ys.max()])
+        return out
+
+
+def run_ugains(segmenter, rgb, score_map, config=None, ignore=None, points=None):
+    """Run UGainS on one image: prompts from ``score_map``, masks, scores, NMS, ensemble.
+
+    ``segmenter``: anything with ``set_image(rgb)`` and ``masks_for_points(xy)
+    -> (bool masks [P, H, W], predicted IoU [P])`` (a
+    :class:`~.promptable.PromptableSegmenter`). ``score_map``: float
+    ``[H, W]`` at the image's resolution, higher = more anomalous (RbA's
+    ``U``, or a pixel model's map with a threshold that suits it).
+    ``points``: prompts to use instead of sampling them (the oracle rows).
+    """
+    config = config or UGainSConfig()
+    score_map = torch.as_tensor(score_map, dtype=torch.float32, device=segmenter.device)
+    if tuple(score_map.shape) != tuple(rgb.shape[:2]):
+        raise ValueError(f'score map {tuple(score_map.shape)} and image '
+                         f'{tuple(rgb.shape[:2])} differ in size')
+    if points is None:
+        ign = None if ignore is None else torch.as_tensor(ignore, device=score_map.device)
+        points = sample_prompts(score_map, config, ign)
+    points = torch.as_tensor(points, dtype=torch.float32, device=segmenter.device)
+    segmenter.set_image(rgb)
+    masks, _ = segmenter.masks_for_points(points)
+    scores = mask_scores(masks, score_map, config.empty_score)
+    keep = mask_nms(masks, scores, config.nms_iou)
+    kept, kept_scores = masks[keep], scores[keep]
+    return InstanceResult(points=points, masks=kept, scores=kept_scores,
+                          ids=instance_ids(kept, kept_scores),
+                          refined=ensemble(score_map, kept, kept_scores,
+                                           config.uncovered_value),   # NaN stays NaN
+                          prompted=(masks, scores))
