@@ -130,6 +130,32 @@ def add_train(sub):
     px.add_argument('--overwrite', action='store_true')
     px.set_defaults(run=_run_train_pixel)
 
+    mc = tsub.add_parser(
+        'maskcls', help='the mask-classification segmenter whose RbA map drives the instance '
+                        'branch',
+        description='A compact Mask2Former-style segmenter (ERFNet encoder, FPN pixel decoder, '
+                    'masked-attention transformer decoder, learnable queries) trained with '
+                    'Hungarian matching on the semantic labels (anomaly pixels void); its '
+                    'anomaly map is RbA -> MODEL_DIR, a pixel-branch model directory. '
+                    'Resumable from --work.')
+    mc.add_argument('--data', required=True, help='dataset written by synth dataset')
+    mc.add_argument('--out', required=True, help='model directory to write')
+    mc.add_argument('--work', help='checkpoints (default out/train/<name>)')
+    mc.add_argument('--init-from', default='', metavar='PIXEL_MODEL',
+                    help="start the backbone from this ERFNet pixel model's encoder")
+    mc.add_argument('--input-shape', type=shape8, default=[128, 128], metavar='HxW')
+    mc.add_argument('--epochs', type=positive_int, default=12)
+    mc.add_argument('--queries', type=positive_int, default=16)
+    mc.add_argument('--batch-size', type=positive_int, default=8)
+    mc.add_argument('--every', type=positive_int, default=1,
+                    help='train on every n-th training frame (default 1: all)')
+    mc.add_argument('--lr', type=float, default=3e-4)
+    mc.add_argument('--score', choices=('rba', 'rba_tanh'), default='rba',
+                    help='rba: -sum softmax*sigmoid (UGainS); rba_tanh: the RbA repository')
+    mc.add_argument('--seed', type=int, default=0)
+    mc.add_argument('--overwrite', action='store_true')
+    mc.set_defaults(run=_run_train_maskcls)
+
 
 def _frame_data(args, size=64):
     from ..train.frame_model import load_frame_data
@@ -316,5 +342,28 @@ def _run_train_pixel(args):
     if 'pixel_auprc' in v:
         line += (f", pixel AuPRC {v['pixel_auprc']:.3f}, FPR95 {v['pixel_fpr95']:.3f} "
                  f'({config.score})')
+    print(f'written {args.out}: {line}')
+    return 0
+
+
+def _run_train_maskcls(args):
+    from pathlib import Path
+
+    from ..train.maskcls import MaskClsTrainingConfig
+    from ..train.maskcls import train_maskcls_model
+    if args.init_from and not (Path(args.init_from) / 'manifest.yaml').is_file():
+        raise UsageError(f'--init-from {args.init_from!r}: not a model directory.')
+    config = MaskClsTrainingConfig(
+        input_shape=tuple(args.input_shape), queries=args.queries, epochs=args.epochs,
+        batch_size=args.batch_size, train_every=args.every, lr=args.lr, score=args.score,
+        init_from=args.init_from, seed=args.seed)
+    work = args.work or str(Path('out') / 'train' / Path(args.out).name)
+    command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    manifest = train_maskcls_model(args.data, args.out, work, config, overwrite=args.overwrite,
+                                   command=command)
+    v = manifest['metrics']['validation']
+    line = f"validation mIoU {v['miou']:.3f}"
+    if 'pixel_auprc' in v:
+        line += f", pixel AuPRC {v['pixel_auprc']:.3f}, FPR95 {v['pixel_fpr95']:.3f} (RbA)"
     print(f'written {args.out}: {line}')
     return 0

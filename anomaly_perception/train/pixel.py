@@ -405,19 +405,43 @@ def train_pixel_model(data_dir, model_dir, work_dir, config=None, *, overwrite=F
     network, state = train_stages(train, val, outputs, work_dir, config, show_progress,
                                   encoder_from=encoder_from, void_index=void_index)
     segmenter = PixelSegmenterModel(network, config.score, void_index).eval()
+    arch = {'type': 'erfnet_pixel', 'num_classes': outputs, 'head': config.head(),
+            'score': config.score, 'void_index': void_index}
+    return write_pixel_model_dir(model_dir, segmenter, arch, MODEL_FILE, classes, val, config,
+                                 state, provenance={
+                                     'data': str(data_dir), 'command': command,
+                                     'frames': {'train': len(train.images),
+                                                'validation': len(val.images)},
+                                     'started': started},
+                                 overwrite=overwrite)
+
+
+def write_pixel_model_dir(model_dir, segmenter, arch, weights_file, classes, val, config, state,
+                          provenance, overwrite=False):
+    """Calibrate a trained pixel-branch segmenter on ``val`` and write its model directory.
+
+    Shared by every pixel-branch architecture: validation metrics, the
+    per-pixel calibration on normal validation pixels, the frame-level
+    calibration (the map's :data:`FRAME_QUANTILE` quantile on normal
+    frames), the manifest and the weights. ``config``: the training
+    configuration (a dataclass with ``input_shape``, ``score``,
+    ``target_fpr``, ``seed``); ``provenance['started']``: the run's
+    ``time.perf_counter()`` at its start.
+    """
     metrics, maps = evaluate_segmenter(segmenter, val, len(classes))
     calibration = fit_pixel_calibration(maps, val.anomaly, seed=config.seed)
     # A frame-level score (the map's 0.99 quantile), calibrated on the normal frames.
     normal_frames = ~val.anomaly.reshape(len(val.anomaly), -1).any(axis=1)
     frame_scores = np.quantile(maps[normal_frames].reshape(normal_frames.sum(), -1),
                                FRAME_QUANTILE, axis=1) if normal_frames.any() else None
-    arch = {'type': 'erfnet_pixel', 'num_classes': outputs, 'head': config.head(),
-            'score': config.score, 'void_index': void_index}
+    provenance = dict(provenance)
+    started = provenance.pop('started')
     manifest = {
         'name': Path(model_dir).name, 'branch': 'pixel', 'architecture': arch,
-        'classes': classes, 'void': VOID,
-        'preprocessing': {'input_shape': list(shape), 'crop': 'center_aspect',
-                          'resize': 'area', 'scale': '1/255', 'channels': 'rgb'},
+        'classes': list(classes), 'void': VOID,
+        'preprocessing': {'input_shape': list(as_shape(config.input_shape)),
+                          'crop': 'center_aspect', 'resize': 'area', 'scale': '1/255',
+                          'channels': 'rgb'},
         'score': {'name': config.score, 'higher_is_anomalous': True},
         'calibration': calibration.to_dict(),
         'frame_quantile': FRAME_QUANTILE,
@@ -425,11 +449,10 @@ def train_pixel_model(data_dir, model_dir, work_dir, config=None, *, overwrite=F
         'training': dataclasses.asdict(config),
         'metrics': {'validation': metrics, 'best_epoch': state['best_epoch'],
                     'history': state['history']},
-        'provenance': {'data': str(data_dir), 'command': command,
-                       'frames': {'train': len(train.images), 'validation': len(val.images)},
-                       'wall_s': time.perf_counter() - started, **training_environment()},
+        'provenance': {**provenance, 'wall_s': time.perf_counter() - started,
+                       **training_environment()},
     }
     if frame_scores is not None:
         manifest['frame_calibration'] = EmpiricalCalibration.fit(frame_scores).to_dict()
     weights = to_bytes({'config': arch, 'state_dict': segmenter.state_dict()})
-    return write_model_dir(model_dir, manifest, {MODEL_FILE: weights}, overwrite=overwrite)
+    return write_model_dir(model_dir, manifest, {weights_file: weights}, overwrite=overwrite)

@@ -1,0 +1,286 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""``anomaly-perception train maskcls``: the mask-classification segmenter for RbA.
+
+Trains :class:`~anomaly_perception.models.maskcls.MaskClassificationNet`
+on the synthetic world's semantic labels as a *semantic* mask
+classification (each class present in a frame is one target mask;
+anomaly pixels are void, never a target, and no loss is taken on them):
+
+* **Matching**: per frame and per prediction (the initial queries and every
+  decoder layer: deep supervision), Hungarian matching of queries to
+  targets on ``class_weight * -p(class) + mask_weight * BCE + dice_weight *
+  dice`` (Mask2Former's costs and weights 2 / 5 / 5), over the non-void
+  pixels at 1/4 resolution (all of them: at this size no point sampling is
+  needed).
+* **Loss**: cross-entropy of every query's class (unmatched queries ->
+  "no object", weighted ``no_object_weight`` = 0.1) plus mask BCE and dice
+  of the matched pairs.
+* **Recipe**: AdamW (lr 3e-4, weight decay 1e-4), poly decay per epoch,
+  the pixel branch's flips and small translations; the best epoch by
+  validation mIoU; resumable from a checkpoint per epoch. ``init_from``
+  starts the backbone from a pixel model's ERFNet encoder.
+
+The model directory is a *pixel-branch* model (architecture
+``maskcls_rba``): the deployed graph outputs RbA's ``U`` and the class
+ids, so the pixel pipeline, node, replay and ``evaluate pixel`` run it as
+they run ERFNet, and its calibration is fitted the same way.
+"""
+
+import dataclasses
+from pathlib import Path
+import time
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+import torch
+import torch.nn.functional as F
+
+from .common import CHECKPOINT
+from .common import load_checkpoint
+from .common import restore_rng
+from .common import rng_state
+from .common import save_checkpoint
+from .common import seed_everything
+from .common import TrainingError
+from .pixel import _augment
+from .pixel import _downsample_labels
+from .pixel import _poly_lr
+from .pixel import DEFAULT_CLASSES
+from .pixel import evaluate_segmenter
+from .pixel import load_pixel_split
+from .pixel import VOID
+from .pixel import write_pixel_model_dir
+from ..data.hazards import default_cache_dir
+from ..data.hazards import HazardsDataset
+from ..models.maskcls import MaskClassificationNet
+from ..models.maskcls import MaskClsSegmenterModel
+from ..models.maskcls import MODEL_FILE
+from ..perception.preprocess import as_shape
+
+
+@dataclasses.dataclass
+class MaskClsTrainingConfig:
+    """Options of ``train maskcls`` (see module docs)."""
+
+    input_shape: tuple = (128, 128)
+    queries: int = 16
+    dim: int = 64
+    layers: int = 3
+    heads: int = 4
+    ffn: int = 256
+    epochs: int = 12
+    batch_size: int = 8
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    max_translation: int = 2
+    train_every: int = 1
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    no_object_weight: float = 0.1
+    score: str = 'rba'
+    target_fpr: float = 0.05
+    init_from: str = ''
+    seed: int = 0
+
+    def architecture(self, num_classes):
+        return {'type': 'maskcls_rba', 'num_classes': num_classes, 'queries': self.queries,
+                'dim': self.dim, 'layers': self.layers, 'heads': self.heads, 'ffn': self.ffn,
+                'score': self.score}
+
+
+def semantic_targets(labels):
+    """Classes present in ``labels`` ``[h, w]`` (void excluded) and their masks ``[T, h, w]``."""
+    present = torch.unique(labels)
+    present = present[present != VOID]
+    return present, labels[None] == present[:, None, None]
+
+
+def dice_loss(mask_logits, targets):
+    """Dice loss per row of ``[M, P]`` logits against ``[M, P]`` float targets."""
+    p = mask_logits.sigmoid()
+    return 1.0 - (2.0 * (p * targets).sum(-1) + 1.0) / (p.sum(-1) + targets.sum(-1) + 1.0)
+
+
+@torch.no_grad()
+def match(class_logits, mask_logits, target_classes, target_masks, config):
+    """Hungarian matching of queries to targets: ``(query indices, target indices)``.
+
+    ``class_logits`` ``[Q, K + 1]``; ``mask_logits`` ``[Q, P]``;
+    ``target_classes`` ``[T]``; ``target_masks`` ``[T, P]`` float.
+    """
+    prob = class_logits.softmax(-1)[:, target_classes]                     # [Q, T]
+    pos = F.binary_cross_entropy_with_logits(mask_logits, torch.ones_like(mask_logits),
+                                             reduction='none')
+    neg = F.binary_cross_entropy_with_logits(mask_logits, torch.zeros_like(mask_logits),
+                                             reduction='none')
+    n = mask_logits.shape[1]
+    cost_bce = (pos @ target_masks.T + neg @ (1.0 - target_masks).T) / n
+    p = mask_logits.sigmoid()
+    cost_dice = 1.0 - (2.0 * p @ target_masks.T + 1.0) / (
+        p.sum(-1)[:, None] + target_masks.sum(-1)[None, :] + 1.0)
+    cost = (config.class_weight * -prob + config.mask_weight * cost_bce
+            + config.dice_weight * cost_dice)
+    rows, cols = linear_sum_assignment(cost.cpu().numpy())
+    return torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)
+
+
+def set_loss(all_class_logits, all_mask_logits, labels, config):
+    """Return the matched set loss, summed over predictions and averaged over frames.
+
+    ``labels``: ``[B, h, w]`` long class ids at the masks' resolution (void =
+    255, ignored).
+    """
+    num_classes = all_class_logits[0].shape[-1] - 1
+    weight = torch.ones(num_classes + 1, device=labels.device)
+    weight[-1] = config.no_object_weight
+    total = 0.0
+    for b in range(len(labels)):
+        valid = (labels[b] != VOID).flatten()
+        classes, masks = semantic_targets(labels[b])
+        targets = masks.flatten(1)[:, valid].float()
+        for cls, mask in zip(all_class_logits, all_mask_logits):
+            cl, ml = cls[b], mask[b].flatten(1)[:, valid]
+            target_cls = torch.full((len(cl),), num_classes, dtype=torch.long,
+                                    device=cl.device)
+            loss = 0.0
+            if len(classes) and valid.any():
+                rows, cols = match(cl, ml, classes, targets, config)
+                target_cls[rows] = classes[cols]
+                m, t = ml[rows], targets[cols]
+                loss = (config.mask_weight * F.binary_cross_entropy_with_logits(m, t)
+                        + config.dice_weight * dice_loss(m, t).mean())
+            total = total + loss + config.class_weight * F.cross_entropy(cl, target_cls, weight)
+    return total / len(labels)
+
+
+def _init_encoder(network, pixel_model_dir):
+    """Copy a pixel model's ERFNet encoder into ``network`` (shapes must match)."""
+    from ..runtime.network import load_network
+    module, manifest = load_network(pixel_model_dir)
+    if manifest.get('architecture', {}).get('type') != 'erfnet_pixel':
+        raise TrainingError(f'{str(pixel_model_dir)!r} is not an ERFNet pixel model.')
+    source = module.network.encoder.state_dict()
+    own = network.encoder.state_dict()
+    network.encoder.load_state_dict({k: v for k, v in source.items()
+                                     if k in own and own[k].shape == v.shape}, strict=False)
+
+
+def train_maskcls_network(train, val, num_classes, work_dir, config, show_progress=True):
+    """Train (resumable); return ``(best network, state)``."""
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    rng = seed_everything(config.seed)
+    net = MaskClassificationNet(num_classes, config.queries, config.dim, config.layers,
+                                config.heads, config.ffn)
+    if config.init_from:
+        _init_encoder(net, config.init_from)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = {'epoch': 0, 'history': [], 'best_miou': -1.0, 'best_epoch': -1}
+    ckpt = work / CHECKPOINT
+    if ckpt.is_file():
+        saved = load_checkpoint(ckpt)
+        if saved.get('config') != dataclasses.asdict(config):
+            raise TrainingError(f'{str(ckpt)!r} was written with other options '
+                                f'({saved.get("config")}); use another work directory or '
+                                'delete it to start over.')
+        net.load_state_dict(saved['model'])
+        opt.load_state_dict(saved['optimizer'])
+        restore_rng(rng, saved['rng'])
+        state = saved['state']
+    x_train = torch.from_numpy(train.images).permute(0, 3, 1, 2).contiguous()
+    y_train = torch.from_numpy(train.labels.astype(np.int64))
+    batches = -(-len(x_train) // config.batch_size)
+    from tqdm import tqdm
+    bar = tqdm(total=config.epochs * batches, initial=state['epoch'] * batches, unit='batch',
+               desc='train maskcls', disable=not show_progress, dynamic_ncols=True)
+    segmenter = MaskClsSegmenterModel(net, config.score)
+    while state['epoch'] < config.epochs:
+        lr = _poly_lr(config.lr, state['epoch'], config.epochs)
+        for group in opt.param_groups:
+            group['lr'] = lr
+        net.train()
+        order = rng.permutation(len(x_train))
+        total_loss, count, started = 0.0, 0, time.perf_counter()
+        for start in range(0, len(order), config.batch_size):
+            idx = torch.from_numpy(order[start:start + config.batch_size])
+            images, labels = _augment(x_train[idx], y_train[idx], rng, config.max_translation)
+            cls, masks = net(images.float() / 255.0)
+            loss = set_loss(cls, masks, _downsample_labels(labels, 4), config)
+            if not torch.isfinite(loss):
+                raise TrainingError(f'train maskcls diverged (loss {loss.item()}) at epoch '
+                                    f'{state["epoch"] + 1}; lower the learning rate.')
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            total_loss += loss.item() * len(idx)
+            count += len(idx)
+            bar.update(1)
+            bar.set_postfix(epoch=state['epoch'] + 1, loss=f'{total_loss / count:.3f}')
+        state['epoch'] += 1
+        net.eval()
+        metrics, _ = evaluate_segmenter(segmenter, val, num_classes)
+        entry = {'epoch': state['epoch'], 'loss': total_loss / count, 'lr': lr,
+                 'val_miou': metrics['miou'], 'wall_s': time.perf_counter() - started}
+        if 'pixel_auprc' in metrics:
+            entry['val_pixel_auprc'] = metrics['pixel_auprc']
+        state['history'].append(entry)
+        if entry['val_miou'] > state['best_miou']:
+            state['best_miou'], state['best_epoch'] = entry['val_miou'], state['epoch']
+            save_checkpoint(work / 'best.pt', {'model': net.state_dict()})
+        save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': net.state_dict(),
+                               'optimizer': opt.state_dict(), 'rng': rng_state(rng),
+                               'state': state})
+    bar.close()
+    if (work / 'best.pt').is_file():
+        net.load_state_dict(load_checkpoint(work / 'best.pt')['model'])
+    return net.eval(), state
+
+
+def train_maskcls_model(data_dir, model_dir, work_dir, config=None, *, overwrite=False,
+                        cache_dir=None, show_progress=True, command=None):
+    """Train, calibrate and write a ``maskcls_rba`` model directory; return its manifest."""
+    config = config or MaskClsTrainingConfig()
+    shape = as_shape(config.input_shape)
+    if shape[0] % 8 or shape[1] % 8:
+        raise TrainingError(f'--input-shape must be multiples of 8, got {shape}.')
+    data = HazardsDataset(data_dir)
+    classes = list(DEFAULT_CLASSES)
+    manifest_path = Path(data_dir) / 'manifest.json'
+    if manifest_path.is_file():
+        import json
+        classes = list(json.loads(manifest_path.read_text()).get('semantic_classes', classes))
+    cache_dir = cache_dir or default_cache_dir()
+    started = time.perf_counter()
+    train = load_pixel_split(data, 'train_set', shape, cache_dir, show_progress,
+                             every=config.train_every)
+    val = load_pixel_split(data, 'validation_set', shape, cache_dir, show_progress)
+    if (train.labels == VOID).all():
+        raise TrainingError(f'{str(data_dir)!r}: the training labels are all void.')
+    if train.labels[train.labels != VOID].max() >= len(classes):
+        raise TrainingError(f'{str(data_dir)!r}: labels exceed the {len(classes)} classes '
+                            f'{classes}.')
+    net, state = train_maskcls_network(train, val, len(classes), work_dir, config,
+                                       show_progress)
+    segmenter = MaskClsSegmenterModel(net, config.score).eval()
+    return write_pixel_model_dir(model_dir, segmenter, config.architecture(len(classes)),
+                                 MODEL_FILE, classes, val, config, state, provenance={
+                                     'data': str(data_dir), 'command': command,
+                                     'frames': {'train': len(train.images),
+                                                'validation': len(val.images)},
+                                     'started': started},
+                                 overwrite=overwrite)
