@@ -87,3 +87,58 @@ def test_sam_checkpoints_load_and_bad_ones_name_file_and_architecture(tiny_sam, 
         load_sam_checkpoint(good, spec=_tiny_spec(embed_dim=30))
     with pytest.raises(ModelError, match='unknown SAM variant'):
         sam_spec('vit_x')
+
+
+def test_frame_regions_instances_first_then_class_components():
+    from anomaly_perception.train.promptable import frame_regions
+    labels = np.zeros((6, 8), np.uint8)
+    labels[:, 4:] = 1                    # class 1 on the right...
+    labels[:, 6] = 0                     # ...split in two by a column of class 0
+    labels[0, 0] = 255                   # void belongs to no region
+    inst = np.zeros((6, 8), np.uint16)
+    inst[4:, :2] = 9                     # an anomaly instance (4 px) over class 0
+    regions, anomalous = frame_regions(labels, inst, min_region=4)
+    assert anomalous == {1} and (regions == 1).sum() == 4
+    assert regions[0, 0] == 0
+    # class 0: the left block (minus the instance and the void pixel) and column 6 apart;
+    # class 1: columns 4-5 and column 7.
+    assert len(set(np.unique(regions)) - {0}) == 5
+    assert len(np.unique(regions[:, 6])) == 1
+    assert regions[0, 6] not in (regions[0, 5], regions[0, 7])
+
+
+def test_promptable_loss_trains_the_best_of_three():
+    from anomaly_perception.train.promptable import promptable_loss
+    from anomaly_perception.train.promptable import PromptableTrainingConfig
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., :2, :] = 1.0
+    good = torch.where(target > 0, 8.0, -8.0)[0, 0]
+    low_res = torch.stack([-good, good, torch.zeros(4, 4)])[None].requires_grad_()
+    iou = torch.tensor([[0.0, 1.0, 0.0]], requires_grad=True)
+    loss = promptable_loss(low_res, iou, target, PromptableTrainingConfig())
+    loss.backward()
+    # Only the IoU term reaches the masks that were not the best; the best mask's loss is ~0.
+    assert loss.item() < 0.3
+    assert low_res.grad[0, 0].abs().sum() == 0 and low_res.grad[0, 2].abs().sum() == 0
+    # The IoU head regresses the actual IoUs (0, 1, and 0 for the all-zero logits, which are
+    # empty at logit > 0): predictions 0, 1, 0 are exact, so their gradient is zero.
+    assert iou.grad.abs().max().item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_train_promptable_tiny_model_loads_and_segments(tiny_pixel_data, tiny_pixel_model,
+                                                        tmp_path):
+    from anomaly_perception.instance.promptable import load_promptable
+    from anomaly_perception.train.promptable import PromptableTrainingConfig
+    from anomaly_perception.train.promptable import train_promptable_model
+    config = PromptableTrainingConfig(image_size=64, prompt_dim=16, epochs=1, batch_size=8,
+                                      prompts_per_image=2, init_from=str(tiny_pixel_model))
+    manifest = train_promptable_model(tiny_pixel_data, tmp_path / 'p', tmp_path / 'w', config,
+                                      cache_dir=tmp_path / 'c', show_progress=False)
+    assert manifest['branch'] == 'instance' and manifest['architecture']['type'] == 'sam'
+    assert manifest['metrics']['history'][0]['val_instances'] > 0
+    seg, _ = load_promptable(tmp_path / 'p')
+    seg.set_image(np.zeros((48, 64, 3), np.uint8))
+    masks, iou = seg.masks_for_points(torch.tensor([[3.0, 4.0]]))
+    assert masks.shape == (1, 48, 64) and iou.shape == (1,)
+    with pytest.raises(ModelError, match="holds a 'pixel' model"):
+        load_promptable(tiny_pixel_model)

@@ -156,6 +156,30 @@ def add_train(sub):
     mc.add_argument('--overwrite', action='store_true')
     mc.set_defaults(run=_run_train_maskcls)
 
+    pr = tsub.add_parser(
+        'promptable', help='the small promptable segmenter (SAM kind) of the instance branch',
+        description="SAM's prompt encoder and mask decoder (segment-anything) on ERFNet's "
+                    'encoder, trained from single point prompts on anomaly instances and '
+                    'connected class regions of train_set and outliers_set; best epoch by '
+                    'validation mask IoU from one point per anomaly -> MODEL_DIR. Resumable '
+                    'from --work.')
+    pr.add_argument('--data', required=True, help='dataset written by synth dataset')
+    pr.add_argument('--out', required=True, help='model directory to write')
+    pr.add_argument('--work', help='checkpoints (default out/train/<name>)')
+    pr.add_argument('--init-from', default='', metavar='PIXEL_MODEL',
+                    help="start the image encoder from this ERFNet pixel model's encoder")
+    pr.add_argument('--image-size', type=positive_int, default=256,
+                    help='model input: longest side, padded square (multiple of 16)')
+    pr.add_argument('--epochs', type=positive_int, default=6)
+    pr.add_argument('--batch-size', type=positive_int, default=8)
+    pr.add_argument('--prompts-per-image', type=positive_int, default=8)
+    pr.add_argument('--every', type=positive_int, default=1,
+                    help='train on every n-th train_set frame (default 1: all)')
+    pr.add_argument('--lr', type=float, default=3e-4)
+    pr.add_argument('--seed', type=int, default=0)
+    pr.add_argument('--overwrite', action='store_true')
+    pr.set_defaults(run=_run_train_promptable)
+
 
 def _frame_data(args, size=64):
     from ..train.frame_model import load_frame_data
@@ -366,4 +390,27 @@ def _run_train_maskcls(args):
     if 'pixel_auprc' in v:
         line += f", pixel AuPRC {v['pixel_auprc']:.3f}, FPR95 {v['pixel_fpr95']:.3f} (RbA)"
     print(f'written {args.out}: {line}')
+    return 0
+
+
+def _run_train_promptable(args):
+    from pathlib import Path
+
+    from ..train.promptable import PromptableTrainingConfig
+    from ..train.promptable import train_promptable_model
+    if args.image_size % 16:
+        raise UsageError(f'--image-size must be a multiple of 16, got {args.image_size}.')
+    if args.init_from and not (Path(args.init_from) / 'manifest.yaml').is_file():
+        raise UsageError(f'--init-from {args.init_from!r}: not a model directory.')
+    config = PromptableTrainingConfig(
+        image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
+        prompts_per_image=args.prompts_per_image, train_every=args.every, lr=args.lr,
+        init_from=args.init_from, seed=args.seed)
+    work = args.work or str(Path('out') / 'train' / Path(args.out).name)
+    command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    manifest = train_promptable_model(args.data, args.out, work, config,
+                                      overwrite=args.overwrite, command=command)
+    m = manifest['metrics']
+    print(f'written {args.out}: validation mask IoU from one point per anomaly '
+          f"{m['validation_anomaly_iou']:.3f} (epoch {m['best_epoch']})")
     return 0

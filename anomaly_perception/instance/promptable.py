@@ -46,7 +46,10 @@ from pathlib import Path
 
 import torch
 
+from ..runtime.manifest import load_manifest
 from ..runtime.manifest import ModelError
+
+PROMPTABLE_FILE = 'promptable.pt'   # the SAM state dict of a promptable model directory
 
 _VIT = {'patch_size': 16, 'window_size': 14, 'mlp_ratio': 4.0, 'use_rel_pos': True}
 _DECODER = {'depth': 2, 'mlp_dim': 2048, 'num_heads': 8, 'iou_head_hidden_dim': 256,
@@ -65,6 +68,49 @@ SAM_VARIANTS = {
                           'global_attn_indexes': [7, 15, 23, 31]},
               'decoder': dict(_DECODER)},
 }
+
+
+def small_spec(image_size=256, prompt_dim=64):
+    """Return the spec of the project's small default: ERFNet's encoder under SAM's decoder.
+
+    SAM's prompt encoder and mask decoder (a two-way transformer of depth 2)
+    at ``prompt_dim`` with an :class:`ErfnetImageEncoder` (the pixel
+    branch's encoder, which a pixel model can initialise) instead of a ViT:
+    a CPU can train it on the synthetic world in minutes.
+    """
+    return {'variant': 'erfnet_small', 'image_size': int(image_size),
+            'prompt_dim': int(prompt_dim), 'encoder': {'type': 'erfnet', 'patch_size': 16},
+            'decoder': {'depth': 2, 'mlp_dim': 4 * int(prompt_dim), 'num_heads': 4,
+                        'iou_head_hidden_dim': int(prompt_dim), 'iou_head_depth': 3}}
+
+
+class ErfnetImageEncoder(torch.nn.Module):
+    """SAM's image-encoder interface on ERFNet's encoder: ``[B, 3, S, S]`` -> ``[B, D, S/16]^2``.
+
+    Takes the input SAM's ``preprocess`` makes (ImageNet-normalised, padded
+    to ``img_size``), returns it to ERFNet's ``[0, 1]`` range, runs the
+    encoder (1/8, 128 channels) and a neck (a stride-2 3x3 convolution to
+    ``out_chans``, then a 3x3 convolution, with SAM's 2-D LayerNorms).
+    """
+
+    def __init__(self, img_size, out_chans):
+        super().__init__()
+        from segment_anything.modeling.common import LayerNorm2d
+
+        from ..models.erfnet import Encoder
+        self.img_size = int(img_size)
+        self.encoder = Encoder(1)
+        self.neck = torch.nn.Sequential(
+            torch.nn.Conv2d(128, out_chans, 3, stride=2, padding=1), LayerNorm2d(out_chans),
+            torch.nn.GELU(), torch.nn.Conv2d(out_chans, out_chans, 3, padding=1),
+            LayerNorm2d(out_chans))
+        self.register_buffer('mean', torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1),
+                             False)
+        self.register_buffer('std', torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1),
+                             False)
+
+    def forward(self, x):
+        return self.neck(self.encoder((x * self.std + self.mean) / 255.0))
 
 
 def sam_spec(variant='vit_b', **changes):
@@ -98,18 +144,21 @@ def build_sam(spec):
                          'package): pip install segment-anything') from err
     enc, dec = spec['encoder'], spec['decoder']
     size, dim = int(spec['image_size']), int(spec['prompt_dim'])
-    patch = int(enc['patch_size'])
+    patch = int(enc.get('patch_size', 16))
     if size % patch:
         raise ModelError(f'SAM spec: image_size {size} is not a multiple of the patch size '
                          f'{patch}')
     grid = size // patch
-    encoder = ImageEncoderViT(
-        img_size=size, patch_size=patch, embed_dim=int(enc['embed_dim']),
-        depth=int(enc['depth']), num_heads=int(enc['num_heads']),
-        mlp_ratio=float(enc['mlp_ratio']), out_chans=dim, qkv_bias=True,
-        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=bool(enc['use_rel_pos']),
-        window_size=int(enc['window_size']),
-        global_attn_indexes=tuple(int(i) for i in enc['global_attn_indexes']))
+    if enc.get('type', 'vit') == 'erfnet':
+        encoder = ErfnetImageEncoder(size, dim)
+    else:
+        encoder = ImageEncoderViT(
+            img_size=size, patch_size=patch, embed_dim=int(enc['embed_dim']),
+            depth=int(enc['depth']), num_heads=int(enc['num_heads']),
+            mlp_ratio=float(enc['mlp_ratio']), out_chans=dim, qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=bool(enc['use_rel_pos']), window_size=int(enc['window_size']),
+            global_attn_indexes=tuple(int(i) for i in enc['global_attn_indexes']))
     prompt = PromptEncoder(embed_dim=dim, image_embedding_size=(grid, grid),
                            input_image_size=(size, size), mask_in_chans=16)
     decoder = MaskDecoder(
@@ -215,3 +264,20 @@ class PromptableSegmenter:
             masks.append(full[:, 0] > self.sam.mask_threshold)
             ious.append(iou[rows, best])
         return torch.cat(masks), torch.cat(ious)
+
+
+def load_promptable(model_dir, device='cpu', prompt_batch=64):
+    """Load a promptable model directory (``train promptable``): ``(segmenter, manifest)``.
+
+    Raises:
+        ModelError: not a model directory, another branch or architecture,
+            or weights that do not match the manifest's spec (naming the file).
+
+    """
+    manifest = load_manifest(model_dir, branch='instance')
+    arch = manifest.get('architecture') or {}
+    if arch.get('type') != 'sam' or not isinstance(arch.get('spec'), dict):
+        raise ModelError(f'{str(model_dir)!r} is not a promptable segmenter (architecture '
+                         f'{arch.get("type")!r}, expected sam with a spec).')
+    sam = load_sam_checkpoint(Path(model_dir) / PROMPTABLE_FILE, spec=arch['spec'])
+    return PromptableSegmenter(sam, device, prompt_batch), manifest

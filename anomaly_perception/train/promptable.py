@@ -1,0 +1,359 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""``anomaly-perception train promptable``: the small promptable segmenter (SAM's kind).
+
+SAM's recipe, scaled down to the synthetic world and a CPU:
+
+* **Model**: :func:`~anomaly_perception.instance.promptable.small_spec`:
+  ERFNet's encoder (initialised from a pixel model when ``init_from`` is
+  given) under ``segment-anything``'s prompt encoder and mask decoder.
+* **Data**: frames at the model's input (longest side ``image_size``)
+  from ``train_set`` and ``outliers_set``; regions to segment are the
+  anomaly *instances* (instances/<stem>.png) and the connected components
+  of every semantic class (at least ``min_region`` pixels).
+* **Prompts**: per frame ``prompts_per_image`` single positive points, each
+  a uniform pixel of a region drawn at random (an anomaly instance with
+  probability ``anomaly_share`` when the frame has one); the target is that
+  region.
+* **Loss** (SAM's): per prompt, of the three masks the one with the lowest
+  ``focal_weight * focal + dice_weight * dice`` (20 : 1) is trained, and
+  the IoU head regresses every mask's actual IoU (MSE); on the decoder's
+  low-resolution masks (1/4 of the input) against area-downsampled targets.
+* AdamW (lr 3e-4, weight decay 1e-4), poly decay per epoch, flips; the
+  best epoch by validation mask IoU of single-point prompts at the most
+  interior point of each anomaly instance (the deployed best-of-three by
+  predicted IoU); resumable from a checkpoint per epoch.
+
+Writes a model directory (branch ``instance``, architecture ``sam`` with
+its spec) that :func:`~anomaly_perception.instance.promptable.load_promptable`
+loads.
+"""
+
+import dataclasses
+from pathlib import Path
+import time
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .common import CHECKPOINT
+from .common import load_checkpoint
+from .common import restore_rng
+from .common import rng_state
+from .common import save_checkpoint
+from .common import seed_everything
+from .common import TrainingError
+from .frame_model import training_environment
+from .pixel import _poly_lr
+from .pixel import load_pixel_split
+from .pixel import VOID
+from ..data.hazards import default_cache_dir
+from ..data.hazards import HazardsDataset
+from ..instance.promptable import build_sam
+from ..instance.promptable import PROMPTABLE_FILE
+from ..instance.promptable import PromptableSegmenter
+from ..instance.promptable import small_spec
+from ..instance.ugains import oracle_points
+from ..runtime.manifest import write_model_dir
+
+
+@dataclasses.dataclass
+class PromptableTrainingConfig:
+    """Options of ``train promptable`` (see module docs)."""
+
+    image_size: int = 256
+    prompt_dim: int = 64
+    epochs: int = 6
+    batch_size: int = 8
+    prompts_per_image: int = 8
+    anomaly_share: float = 0.5
+    min_region: int = 16
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    focal_weight: float = 20.0
+    dice_weight: float = 1.0
+    iou_weight: float = 1.0
+    train_every: int = 1
+    init_from: str = ''
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class RegionData:
+    images: np.ndarray      # uint8 [N, h, w, 3]
+    regions: np.ndarray     # int32 [N, h, w]: 0 none, region ids per frame
+    anomalous: list         # per frame: the set of region ids that are anomaly instances
+    instances: np.ndarray   # uint16 [N, h, w] anomaly instance ids (0 none)
+
+
+def frame_regions(labels, instances, min_region=16):
+    """Region ids ``[h, w]`` (0 = none) and the ids that are anomaly instances.
+
+    Anomaly instances (``instances`` > 0) first, then the 4-connected
+    components of each semantic class; regions under ``min_region``
+    pixels are dropped.
+    """
+    regions = np.zeros(labels.shape, np.int32)
+    anomalous = set()
+    next_id = 1
+    for i in np.unique(instances):
+        if i == 0:
+            continue
+        mask = instances == i
+        if mask.sum() >= min_region:
+            regions[mask] = next_id
+            anomalous.add(next_id)
+            next_id += 1
+    for c in np.unique(labels):
+        if c == VOID:
+            continue
+        n, comp = cv2.connectedComponents(((labels == c) & (regions == 0)).astype(np.uint8), 4)
+        for k in range(1, n):
+            mask = comp == k
+            if mask.sum() >= min_region:
+                regions[mask] = next_id
+                next_id += 1
+    return regions, anomalous
+
+
+def load_region_data(data, splits, shape, cache_dir, every, min_region, show_progress):
+    images, regions, anomalous, instances = [], [], [], []
+    for split in splits:
+        part = load_pixel_split(data, split, shape, cache_dir, show_progress,
+                                every=every if split == 'train_set' else 1, instances=True)
+        ids = part.instances if part.instances is not None else np.zeros(
+            part.labels.shape, np.uint16)
+        for j in range(len(part.images)):
+            r, a = frame_regions(part.labels[j], np.where(part.anomaly[j], ids[j], 0),
+                                 min_region)
+            regions.append(r)
+            anomalous.append(a)
+        images.append(part.images)
+        instances.append(np.where(part.anomaly, ids, 0).astype(np.uint16))
+    return RegionData(np.concatenate(images), np.stack(regions), anomalous,
+                      np.concatenate(instances))
+
+
+def _sample_prompts(regions, anomalous, count, share, rng):
+    """``count`` (x, y) points and their region ids for one frame."""
+    ids = [int(i) for i in np.unique(regions) if i]
+    if not ids:
+        return np.zeros((0, 2), np.float32), []
+    anomaly_ids = [i for i in ids if i in anomalous]
+    points, chosen = [], []
+    for _ in range(count):
+        pool = anomaly_ids if anomaly_ids and rng.random() < share else ids
+        rid = pool[int(rng.integers(len(pool)))]
+        ys, xs = np.nonzero(regions == rid)
+        k = int(rng.integers(len(ys)))
+        points.append((xs[k], ys[k]))
+        chosen.append(rid)
+    return np.asarray(points, np.float32), chosen
+
+
+def focal_loss(logits, targets, alpha=0.25, gamma=2.0):
+    """Sigmoid focal loss per mask (mean over pixels): ``[P, M, h, w]`` -> ``[P, M]``."""
+    p = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
+    pt = p * targets + (1 - p) * (1 - targets)
+    weight = alpha * targets + (1 - alpha) * (1 - targets)
+    return (weight * ce * (1 - pt) ** gamma).flatten(2).mean(-1)
+
+
+def dice_per_mask(logits, targets):
+    """Dice loss per mask: ``[P, M, h, w]`` -> ``[P, M]``."""
+    p = logits.sigmoid().flatten(2)
+    t = targets.flatten(2)
+    return 1 - (2 * (p * t).sum(-1) + 1) / (p.sum(-1) + t.sum(-1) + 1)
+
+
+def promptable_loss(low_res, iou_pred, targets, config):
+    """Return SAM's loss: the best of the masks per prompt, plus IoU regression on all.
+
+    ``low_res`` ``[P, M, h, w]`` logits; ``iou_pred`` ``[P, M]``; ``targets``
+    ``[P, 1, h, w]`` in [0, 1].
+    """
+    t = targets.expand_as(low_res)
+    per_mask = config.focal_weight * focal_loss(low_res, t) + config.dice_weight * \
+        dice_per_mask(low_res, t)
+    best = per_mask.min(dim=1).values.mean()
+    with torch.no_grad():
+        pred, truth = low_res > 0, t > 0.5
+        inter = (pred & truth).flatten(2).sum(-1).float()
+        union = (pred | truth).flatten(2).sum(-1).float()
+        actual = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    return best + config.iou_weight * F.mse_loss(iou_pred, actual)
+
+
+def _forward_prompts(sam, embedding, points_xy):
+    """Low-resolution mask logits ``[P, 3, h, w]`` and IoU ``[P, 3]`` on one embedding."""
+    labels = torch.ones(len(points_xy), 1, dtype=torch.int64)
+    sparse, dense = sam.prompt_encoder(points=(points_xy[:, None, :], labels), boxes=None,
+                                       masks=None)
+    return sam.mask_decoder(image_embeddings=embedding, image_pe=sam.prompt_encoder.get_dense_pe(),
+                            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                            multimask_output=True)
+
+
+@torch.no_grad()
+def single_point_iou(sam, images, instances, min_region=10):
+    """Mean IoU of best-of-three masks from the most interior point of each anomaly instance."""
+    seg = PromptableSegmenter(sam.eval())
+    ious = []
+    for image, inst in zip(images, instances):
+        points, ids = oracle_points(inst, min_region)
+        if not len(ids):
+            continue
+        seg.set_image(image)
+        masks, _ = seg.masks_for_points(torch.from_numpy(points))
+        for m, i in zip(masks.numpy(), ids):
+            truth = inst == i
+            ious.append((m & truth).sum() / max(1, (m | truth).sum()))
+    return float(np.mean(ious)) if ious else float('nan'), len(ious)
+
+
+def train_promptable_network(train, val, work_dir, config, show_progress=True):
+    """Train (resumable); return ``(best SAM, state)``."""
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    rng = seed_everything(config.seed)
+    spec = small_spec(config.image_size, config.prompt_dim)
+    sam = build_sam(spec)
+    if config.init_from:
+        from ..runtime.network import load_network
+        module, manifest = load_network(config.init_from)
+        if manifest.get('architecture', {}).get('type') != 'erfnet_pixel':
+            raise TrainingError(f'{config.init_from!r} is not an ERFNet pixel model.')
+        own = sam.image_encoder.encoder.state_dict()
+        sam.image_encoder.encoder.load_state_dict(
+            {k: v for k, v in module.network.encoder.state_dict().items()
+             if k in own and own[k].shape == v.shape}, strict=False)
+    opt = torch.optim.AdamW(sam.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = {'epoch': 0, 'history': [], 'best_iou': -1.0, 'best_epoch': -1}
+    ckpt = work / CHECKPOINT
+    if ckpt.is_file():
+        saved = load_checkpoint(ckpt)
+        if saved.get('config') != dataclasses.asdict(config):
+            raise TrainingError(f'{str(ckpt)!r} was written with other options '
+                                f'({saved.get("config")}); use another work directory or '
+                                'delete it to start over.')
+        sam.load_state_dict(saved['model'])
+        opt.load_state_dict(saved['optimizer'])
+        restore_rng(rng, saved['rng'])
+        state = saved['state']
+    size = config.image_size
+    low = size // 4
+    batches = -(-len(train.images) // config.batch_size)
+    from tqdm import tqdm
+    bar = tqdm(total=config.epochs * batches, initial=state['epoch'] * batches, unit='batch',
+               desc='train promptable', disable=not show_progress, dynamic_ncols=True)
+    while state['epoch'] < config.epochs:
+        lr = _poly_lr(config.lr, state['epoch'], config.epochs)
+        for group in opt.param_groups:
+            group['lr'] = lr
+        sam.train()
+        order = rng.permutation(len(train.images))
+        total, count, started = 0.0, 0, time.perf_counter()
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start:start + config.batch_size]
+            images = torch.from_numpy(train.images[idx]).permute(0, 3, 1, 2).float()
+            regions = train.regions[idx]
+            if rng.random() < 0.5:
+                images, regions = images.flip(-1), regions[..., ::-1].copy()
+            embeddings = sam.image_encoder(sam.preprocess(images))
+            loss = 0.0
+            for b in range(len(idx)):
+                points, rids = _sample_prompts(regions[b], train.anomalous[idx[b]],
+                                               config.prompts_per_image, config.anomaly_share,
+                                               rng)
+                if not rids:
+                    continue
+                masks = torch.from_numpy(np.stack([regions[b] == r for r in rids])).float()
+                h, w = masks.shape[-2:]
+                masks = F.pad(masks, (0, size - w, 0, size - h))[:, None]
+                targets = F.interpolate(masks, size=(low, low), mode='area')
+                low_res, iou = _forward_prompts(sam, embeddings[b:b + 1],
+                                                torch.from_numpy(points))
+                loss = loss + promptable_loss(low_res, iou, targets, config)
+            loss = loss / len(idx)
+            if not torch.isfinite(loss):
+                raise TrainingError(f'train promptable diverged (loss {float(loss)}) at epoch '
+                                    f'{state["epoch"] + 1}; lower the learning rate.')
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+            bar.update(1)
+            bar.set_postfix(epoch=state['epoch'] + 1, loss=f'{total / count:.3f}')
+        state['epoch'] += 1
+        val_iou, n = single_point_iou(sam, val.images, val.instances)
+        entry = {'epoch': state['epoch'], 'loss': total / count, 'lr': lr,
+                 'val_anomaly_iou': val_iou, 'val_instances': n,
+                 'wall_s': time.perf_counter() - started}
+        state['history'].append(entry)
+        if not np.isfinite(val_iou) or val_iou > state['best_iou']:
+            state['best_iou'] = val_iou if np.isfinite(val_iou) else state['best_iou']
+            state['best_epoch'] = state['epoch']
+            save_checkpoint(work / 'best.pt', {'model': sam.state_dict()})
+        save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': sam.state_dict(),
+                               'optimizer': opt.state_dict(), 'rng': rng_state(rng),
+                               'state': state})
+    bar.close()
+    if (work / 'best.pt').is_file():
+        sam.load_state_dict(load_checkpoint(work / 'best.pt')['model'])
+    return sam.eval(), state, spec
+
+
+def train_promptable_model(data_dir, model_dir, work_dir, config=None, *, overwrite=False,
+                           cache_dir=None, show_progress=True, command=None):
+    """Train and write a promptable-segmenter model directory; return its manifest."""
+    config = config or PromptableTrainingConfig()
+    data = HazardsDataset(data_dir)
+    sample = data.records('train_set')
+    if not sample:
+        raise TrainingError(f'{str(data_dir)!r} has no train_set.')
+    first = cv2.imread(str(sample[0].path))
+    if first is None:
+        raise TrainingError(f'Cannot read {str(sample[0].path)!r}.')
+    h, w = first.shape[:2]
+    scale = config.image_size / max(h, w)
+    shape = (max(8, int(round(h * scale / 8)) * 8), max(8, int(round(w * scale / 8)) * 8))
+    cache_dir = cache_dir or default_cache_dir()
+    started = time.perf_counter()
+    splits = ['train_set'] + (['outliers_set'] if data.records('outliers_set') else [])
+    train = load_region_data(data, splits, shape, cache_dir, config.train_every,
+                             config.min_region, show_progress)
+    val = load_region_data(data, ['validation_set'], shape, cache_dir, 1, config.min_region,
+                           show_progress)
+    sam, state, spec = train_promptable_network(train, val, work_dir, config, show_progress)
+    manifest = {
+        'name': Path(model_dir).name, 'branch': 'instance',
+        'architecture': {'type': 'sam', 'spec': spec},
+        'training': dataclasses.asdict(config),
+        'metrics': {'validation_anomaly_iou': state['best_iou'],
+                    'best_epoch': state['best_epoch'], 'history': state['history']},
+        'provenance': {'data': str(data_dir), 'command': command,
+                       'frames': {'train': len(train.images), 'validation': len(val.images),
+                                  'input': list(shape)},
+                       'wall_s': time.perf_counter() - started, **training_environment()},
+    }
+    import io
+    buf = io.BytesIO()
+    torch.save(sam.state_dict(), buf)
+    return write_model_dir(model_dir, manifest, {PROMPTABLE_FILE: buf.getvalue()},
+                           overwrite=overwrite)
