@@ -265,6 +265,50 @@ def add_experiment(sub):
                          'exposure)')
     add_pixel_training_options(px, loss=False)
     px.set_defaults(run=_run_experiment_pixel_losses)
+    ug = xsub.add_parser(
+        'ugains', help="paper 003's Tables 2, 4 and 5 (UGainS steps, samplers, points)",
+        description='One pass over the test split (local types): the driving map from '
+                    '--score-model, the prompts of every row through --promptable on one image '
+                    'embedding per frame; pixel AP/FPR95, iAP/iAP50, point precision/recall '
+                    'per row -> ugains.json, ugains.md, contact_sheet.jpg.')
+    ug.add_argument('--score-model', required=True,
+                    help='pixel model directory whose map drives the prompts (RbA: a '
+                         'train maskcls model)')
+    ug.add_argument('--promptable', required=True, help='train promptable model directory')
+    ug.add_argument('--data', required=True)
+    ug.add_argument('--out', required=True)
+    ug.add_argument('--split', default='test_set')
+    ug.add_argument('--every', type=positive_int, default=1, help='every n-th frame')
+    ug.add_argument('--limit', type=positive_int, help='at most N frames')
+    ug.add_argument('--threshold', type=float, default=-0.15,
+                    help='prompt candidates: map >= this (default -0.15, RbA)')
+    ug.add_argument('--fallback-threshold', type=float, default=-15.0,
+                    help='used when no pixel reaches --threshold (default -15)')
+    ug.add_argument('--nms-iou', type=float, default=0.7)
+    ug.add_argument('--points', default='10,20,50,100,200',
+                    help='FPS point counts of Table 5')
+    ug.set_defaults(run=_run_experiment_ugains)
+
+
+def _run_experiment_ugains(args):
+    from ..evaluation.ugains_experiments import format_ugains_report
+    from ..evaluation.ugains_experiments import run_ugains_experiment
+    from ..instance.ugains import UGainSConfig
+    try:
+        points = tuple(int(v) for v in args.points.split(','))
+        config = UGainSConfig(threshold=args.threshold,
+                              fallback_threshold=args.fallback_threshold,
+                              nms_iou=args.nms_iou)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if 50 not in points:
+        raise UsageError('--points must include 50 (the Table 2 and 4 rows).')
+    report = run_ugains_experiment(args.score_model, args.promptable, args.data, args.out,
+                                   config=config, split=args.split, every=args.every,
+                                   limit=args.limit, points=points)
+    print(format_ugains_report(report))
+    print(f'written {args.out}/ugains.json, ugains.md')
+    return 0
 
 
 def _run_experiment_pixel_losses(args):

@@ -1,0 +1,265 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""``anomaly-perception experiment ugains``: paper 003's Tables 2, 4 and 5 on our test split.
+
+One pass over the test frames of local anomaly types (normal frames too:
+pixel metrics need them). Per frame: the driving map ``U`` from a pixel
+model at the image's resolution (RbA from a ``maskcls_rba`` model, or any
+pixel model's map with a threshold that suits it), the promptable
+segmenter's image embedding once, and every prompt of every row through
+the mask decoder in batches; the rows then differ only in which masks they
+keep and how they score them:
+
+* **Table 2**: ``oracle`` (one point per ground-truth instance, its most
+  interior pixel; every mask scored 1), ``oracle + scoring`` (mask score =
+  mean ``U``), ``FPS 50 + scoring``, ``+ NMS``, ``+ ensemble`` (UGainS);
+* **Table 4**: random, k-means and FPS samplers, 50 points, full pipeline;
+* **Table 5**: FPS with 10, 20, 50, 100 and 200 points, full pipeline (the
+  FPS sets are nested: the first k of 200 farthest points are the k
+  farthest points).
+
+Per row: pixel AP and FPR95 of the row's pixel map (the instance map ``A``
+with uncovered pixels at -1; ``A + U`` for the ensemble rows), iAP and
+iAP50 (Cityscapes protocol, regions under 10 px ignored, pixels outside the
+model's view void), point precision and recall; the input map's own pixel
+AP / FPR95 as the reference. Writes ``ugains.json``, ``ugains.md`` and a
+contact sheet of the full pipeline.
+"""
+
+from pathlib import Path
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from .metrics import BinaryScoreAccumulator
+from .metrics import InstanceAPAccumulator
+from ..data.hazards import HazardsDataset
+from ..data.synthetic.catalog import GLOBAL_TYPES
+from ..errors import AnomalyPerceptionError
+from ..instance import ugains
+from ..io.files import atomic_write_bytes
+from ..io.files import atomic_write_json
+from ..io.files import atomic_write_text
+
+POINTS = (10, 20, 50, 100, 200)
+ALIASES = {'fps50': 'fps50+scoring+nms+ensemble'}     # one row, in Tables 2, 4 and 5
+VOID = 255
+
+
+def _rows(points):
+    rows = {'table2': ['oracle', 'oracle+scoring', 'fps50+scoring', 'fps50+scoring+nms',
+                       'fps50+scoring+nms+ensemble'],
+            'table4': ['random50', 'kmeans50', 'fps50'],
+            'table5': [f'fps{k}' for k in points]}
+    return rows
+
+
+class _Row:
+
+    def __init__(self):
+        self.pixels = BinaryScoreAccumulator()
+        self.instances = InstanceAPAccumulator()
+        self.precision, self.recall = [], []
+
+    def add(self, truth, pixel_map, gt_ids, masks, scores, void, points=None, anomaly=None):
+        self.pixels.update(truth, pixel_map)
+        self.instances.update(gt_ids, masks, scores, void)
+        if points is not None and anomaly.any():
+            p, r = ugains.point_precision_recall(points, anomaly, gt_ids)
+            if np.isfinite(p):
+                self.precision.append(p)
+            if np.isfinite(r):
+                self.recall.append(r)
+
+    def result(self):
+        curve = self.pixels.curve()
+        inst = self.instances.results()
+        out = {'pixel_ap': curve.average_precision(), 'pixel_fpr95': curve.fpr_at_tpr(0.95),
+               'iap': inst['iAP'], 'iap50': inst['iAP50']}
+        if self.precision or self.recall:
+            out['point_precision'] = float(np.mean(self.precision)) if self.precision else None
+            out['point_recall'] = float(np.mean(self.recall)) if self.recall else None
+        return out
+
+
+def _instance_map(masks, scores, uncovered):
+    """Return ``A`` of the kept masks, uncovered pixels at ``uncovered`` (no ``U`` added)."""
+    zero = torch.zeros(masks.shape[1:])
+    return (ugains.ensemble(zero, masks, scores, uncovered)).numpy()
+
+
+def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, config=None,
+                          split='test_set', every=1, limit=None, points=POINTS,
+                          show_progress=True, prompt_batch=64):
+    """Run the three tables (see module docs); return the report."""
+    from tqdm import tqdm
+
+    from ..instance.promptable import load_promptable
+    from ..perception.pixel import PixelAnomalySegmenter
+    config = config or ugains.UGainSConfig()
+    pixel = PixelAnomalySegmenter.from_model_dir(score_model)
+    seg, prompt_manifest = load_promptable(promptable_model, prompt_batch=prompt_batch)
+    data = HazardsDataset(data_dir)
+    records = [r for r in data.records(split) if r.label_name not in GLOBAL_TYPES][::every]
+    if limit:
+        records = records[:limit]
+    if not records:
+        raise AnomalyPerceptionError(f'{str(data_dir)!r} has no {split} frames of local types.')
+    groups = _rows(points)
+    rows = {name: _Row() for names in groups.values() for name in names
+            if ALIASES.get(name, name) == name}
+    reference = BinaryScoreAccumulator()
+    most = max(points)
+    sheet = []
+    started = time.perf_counter()
+    for i, r in enumerate(tqdm(records, desc='experiment ugains', unit='frame',
+                               disable=not show_progress, dynamic_ncols=True)):
+        bgr = cv2.imread(str(r.path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise AnomalyPerceptionError(f'Cannot read the image {str(r.path)!r}.')
+        rgb = np.ascontiguousarray(bgr[..., ::-1])
+        stem = Path(r.filename).stem
+        mask_path = data.root / 'masks' / f'{stem}.png'
+        inst_path = data.root / 'instances' / f'{stem}.png'
+        anomaly = (cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED) > 0
+                   if mask_path.is_file() else np.zeros(bgr.shape[:2], bool))
+        gt_ids = (cv2.imread(str(inst_path), cv2.IMREAD_UNCHANGED).astype(np.int64)
+                  if inst_path.is_file() else np.zeros(bgr.shape[:2], np.int64))
+        gt_ids = np.where(anomaly, gt_ids, 0)
+        u = pixel.segment(rgb)[0].anomaly
+        valid = np.isfinite(u)
+        void = ~valid
+        gt_ids = np.where(valid, gt_ids, 0)
+        truth = np.where(valid, anomaly.astype(np.uint8), VOID).astype(np.uint8)
+        reference.update(truth, np.nan_to_num(u, nan=0.0))
+        ut = torch.from_numpy(u)
+        cand = ugains.candidate_points(ut, config.threshold, config.fallback_threshold,
+                                       torch.from_numpy(void))
+        fps = cand[ugains.farthest_point_sampling(cand, most)].flip(1).float()
+        rnd = cand[ugains.random_sampling(cand, 50, seed=config.seed + i)].flip(1).float()
+        km = cand[ugains.kmeans_sampling(cand, 50)].flip(1).float()
+        oracle_xy, _ = ugains.oracle_points(gt_ids)
+        oracle = torch.from_numpy(oracle_xy)
+        sets = [fps, rnd, km, oracle]
+        seg.set_image(rgb)
+        masks, _ = seg.masks_for_points(torch.cat(sets))
+        masks = masks.cpu()
+        fps_m, rnd_m, km_m, or_m = torch.split(masks, [len(s) for s in sets])
+        safe_u = torch.nan_to_num(ut, nan=float(config.uncovered_value))
+
+        def scored(m):
+            return ugains.mask_scores(m, ut, config.empty_score)
+
+        def full(name, m, pts):
+            s = scored(m)
+            keep = ugains.mask_nms(m, s, config.nms_iou)
+            refined = ugains.ensemble(safe_u, m[keep], s[keep], config.uncovered_value).numpy()
+            rows[name].add(truth, refined, gt_ids, m[keep].numpy(), s[keep].numpy(), void,
+                           pts.numpy(), anomaly & valid)
+            return keep, s
+
+        ones = torch.ones(len(or_m))
+        rows['oracle'].add(truth, _instance_map(or_m, ones, -1.0), gt_ids, or_m.numpy(),
+                           ones.numpy(), void)
+        s_or = scored(or_m)
+        rows['oracle+scoring'].add(truth, _instance_map(or_m, s_or, -1.0), gt_ids, or_m.numpy(),
+                                   s_or.numpy(), void)
+        f50, p50 = fps_m[:50], fps[:50]
+        s50 = scored(f50)
+        rows['fps50+scoring'].add(truth, _instance_map(f50, s50, -1.0), gt_ids, f50.numpy(),
+                                  s50.numpy(), void, p50.numpy(), anomaly & valid)
+        keep = ugains.mask_nms(f50, s50, config.nms_iou)
+        rows['fps50+scoring+nms'].add(truth, _instance_map(f50[keep], s50[keep], -1.0), gt_ids,
+                                      f50[keep].numpy(), s50[keep].numpy(), void)
+        keep50, _ = full('fps50+scoring+nms+ensemble', f50, p50)
+        full('random50', rnd_m, rnd)
+        full('kmeans50', km_m, km)
+        for k in points:
+            if f'fps{k}' in rows:
+                full(f'fps{k}', fps_m[:k], fps[:k])
+        if anomaly.any() and len(sheet) < 6:
+            sheet.append((rgb, u, anomaly, f50[keep50].numpy(), p50.numpy()))
+    wall = time.perf_counter() - started
+    curve = reference.curve()
+    report = {
+        'score_model': str(score_model), 'promptable_model': str(promptable_model),
+        'data': str(data_dir), 'split': split, 'frames': len(records), 'every': every,
+        'config': dict(config.__dict__),
+        'input_map': {'pixel_ap': curve.average_precision(),
+                      'pixel_fpr95': curve.fpr_at_tpr(0.95)},
+        'tables': {t: {name: rows[ALIASES.get(name, name)].result() for name in names}
+                   for t, names in groups.items()},
+        'wall_s': wall, 'seconds_per_frame': wall / len(records),
+        'promptable': {'name': prompt_manifest.get('name'),
+                       'variant': prompt_manifest['architecture']['spec'].get('variant')},
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / 'ugains.json', report)
+    atomic_write_text(out / 'ugains.md', format_ugains_report(report) + '\n')
+    if sheet:
+        _contact_sheet(out / 'contact_sheet.jpg', sheet)
+        report['contact_sheet'] = 'contact_sheet.jpg'
+    return report
+
+
+def _contact_sheet(path, frames, width=320):
+    """Per frame: image with prompts | driving map | instances over the label outline."""
+    rows = []
+    for rgb, u, anomaly, masks, pts in frames:
+        h, w = anomaly.shape
+        scale = width / w
+        size = (width, int(round(h * scale)))
+        img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).copy()
+        for x, y in pts:
+            cv2.circle(img, (int(x), int(y)), 4, (0, 255, 255), -1)
+        finite = np.isfinite(u)
+        lo, hi = (np.nanpercentile(u, 1), np.nanpercentile(u, 99.9)) if finite.any() else (0, 1)
+        norm = np.clip((np.nan_to_num(u, nan=lo) - lo) / max(hi - lo, 1e-6), 0, 1)
+        heat = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+        inst = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).copy() // 2
+        colours = np.random.default_rng(0).integers(60, 255, (max(1, len(masks)), 3))
+        for k, m in enumerate(masks):
+            inst[m] = colours[k]
+        contours, _ = cv2.findContours(anomaly.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(inst, contours, -1, (255, 255, 255), 2)
+        rows.append(np.hstack([cv2.resize(p, size, interpolation=cv2.INTER_AREA)
+                               for p in (img, heat, inst)]))
+    atomic_write_bytes(path, cv2.imencode('.jpg', np.vstack(rows))[1].tobytes())
+
+
+def format_ugains_report(report):
+    """Markdown tables of an ``experiment ugains`` report."""
+    def fmt(v):
+        return '-' if v is None or (isinstance(v, float) and not np.isfinite(v)) else \
+            f'{100 * v:.2f}'
+    ref = report['input_map']
+    lines = [f"{report['frames']} frames of {report['split']} (local types); input map: pixel "
+             f"AP {fmt(ref['pixel_ap'])}, FPR95 {fmt(ref['pixel_fpr95'])} (percent)", '']
+    titles = {'table2': 'Table 2 (pipeline steps)', 'table4': 'Table 4 (samplers, 50 points)',
+              'table5': 'Table 5 (number of FPS points)'}
+    for t, rows in report['tables'].items():
+        lines += [f'**{titles[t]}**', '',
+                  '| row | pixel AP | FPR95 | iAP | iAP50 | point P | point R |',
+                  '|---|---|---|---|---|---|---|']
+        for name, m in rows.items():
+            lines.append(f"| {name} | {fmt(m['pixel_ap'])} | {fmt(m['pixel_fpr95'])} | "
+                         f"{fmt(m['iap'])} | {fmt(m['iap50'])} | "
+                         f"{fmt(m.get('point_precision'))} | {fmt(m.get('point_recall'))} |")
+        lines.append('')
+    return '\n'.join(lines)
