@@ -82,3 +82,15 @@ def test_ugains_experiment_rows_match_the_deployed_pipeline(tiny_pixel_data, tin
     assert tables['table4']['fps50']['pixel_ap'] == pytest.approx(
         acc.curve().average_precision(), abs=1e-6)
     assert torch.is_tensor(result.refined)
+
+
+def test_ugains_experiment_prompts_above_the_calibrated_threshold(
+        tiny_pixel_data, tiny_pixel_model, tiny_promptable, tmp_path):
+    from anomaly_perception.evaluation.ugains_experiments import run_ugains_experiment
+    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    report = run_ugains_experiment(tiny_pixel_model, tiny_promptable, tiny_pixel_data,
+                                   tmp_path / 'x', points=(50,), every=8, prompt_fpr=0.1,
+                                   show_progress=False)
+    expected = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model, target_fpr=0.1).threshold
+    assert report['config']['threshold'] == pytest.approx(expected)
+    assert report['config']['fallback_threshold'] is None and report['prompt_fpr'] == 0.1

@@ -284,6 +284,9 @@ def add_experiment(sub):
                     help='prompt candidates: map >= this (default -0.15, RbA)')
     ug.add_argument('--fallback-threshold', type=float, default=-15.0,
                     help='used when no pixel reaches --threshold (default -15)')
+    ug.add_argument('--prompt-fpr', type=float,
+                    help='instead of --threshold: the calibrated threshold of the score model '
+                         'at this pixel false-positive rate on normal validation pixels')
     ug.add_argument('--nms-iou', type=float, default=0.7)
     ug.add_argument('--points', default='10,20,50,100,200',
                     help='FPS point counts of Table 5')
@@ -305,7 +308,7 @@ def _run_experiment_ugains(args):
         raise UsageError('--points must include 50 (the Table 2 and 4 rows).')
     report = run_ugains_experiment(args.score_model, args.promptable, args.data, args.out,
                                    config=config, split=args.split, every=args.every,
-                                   limit=args.limit, points=points)
+                                   limit=args.limit, points=points, prompt_fpr=args.prompt_fpr)
     print(format_ugains_report(report))
     print(f'written {args.out}/ugains.json, ugains.md')
     return 0

@@ -104,14 +104,25 @@ def _instance_map(masks, scores, uncovered):
 
 def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, config=None,
                           split='test_set', every=1, limit=None, points=POINTS,
-                          show_progress=True, prompt_batch=64):
-    """Run the three tables (see module docs); return the report."""
+                          show_progress=True, prompt_batch=64, prompt_fpr=None):
+    """Run the three tables (see module docs); return the report.
+
+    ``prompt_fpr``: instead of ``config.threshold``, take prompt candidates
+    above the score model's calibrated threshold at this pixel
+    false-positive rate (from its normal validation pixels; no fallback).
+    """
+    import dataclasses
+
     from tqdm import tqdm
 
     from ..instance.promptable import load_promptable
     from ..perception.pixel import PixelAnomalySegmenter
     config = config or ugains.UGainSConfig()
     pixel = PixelAnomalySegmenter.from_model_dir(score_model)
+    if prompt_fpr is not None:
+        calibrated = PixelAnomalySegmenter.from_model_dir(score_model, target_fpr=prompt_fpr)
+        config = dataclasses.replace(config, threshold=float(calibrated.threshold),
+                                     fallback_threshold=None)
     seg, prompt_manifest = load_promptable(promptable_model, prompt_batch=prompt_batch)
     data = HazardsDataset(data_dir)
     records = [r for r in data.records(split) if r.label_name not in GLOBAL_TYPES][::every]
@@ -198,7 +209,7 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
     report = {
         'score_model': str(score_model), 'promptable_model': str(promptable_model),
         'data': str(data_dir), 'split': split, 'frames': len(records), 'every': every,
-        'config': dict(config.__dict__),
+        'config': dict(config.__dict__), 'prompt_fpr': prompt_fpr,
         'input_map': {'pixel_ap': curve.average_precision(),
                       'pixel_fpr95': curve.fpr_at_tpr(0.95)},
         'tables': {t: {name: rows[ALIASES.get(name, name)].result() for name in names}
