@@ -67,6 +67,20 @@ def shape(text):
     return _shape(text, 16)
 
 
+def aspect(text):
+    """Parse an aspect ratio ``W:H`` (or a number) into width / height."""
+    try:
+        if ':' in text:
+            w, h = (float(v) for v in text.split(':'))
+        else:
+            w, h = float(text), 1.0
+        if w <= 0 or h <= 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected W:H such as 16:9, got {text!r}') from None
+    return w / h
+
+
 def shape8(text):
     """Parse ``HxW`` with sides multiples of 8 (ERFNet)."""
     return _shape(text, 8)

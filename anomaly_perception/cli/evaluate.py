@@ -21,6 +21,7 @@ from .common import add_ae_options
 from .common import add_branch_option
 from .common import add_density_options
 from .common import ae_config
+from .common import aspect
 from .common import density_config
 from .common import exposed_count
 from .common import Parser
@@ -189,6 +190,9 @@ def add_evaluate(sub):
     px.add_argument('--split', default='test_set')
     px.add_argument('--backend', default='torch')
     px.add_argument('--limit', type=positive_int, help='only the first N frames')
+    px.add_argument('--region-aspect', type=aspect, metavar='W:H',
+                    help='score only the centred crop of this aspect (e.g. 16:9), to compare '
+                         'models whose crops differ on the same pixels')
     px.set_defaults(run=_run_evaluate_pixel)
 
 
@@ -196,7 +200,8 @@ def _run_evaluate_pixel(args):
     from ..evaluation.pixel_eval import evaluate_pixel
     from ..evaluation.pixel_eval import format_pixel_report
     _, model = resolve_branch('pixel', args.model)
-    report = evaluate_pixel(model, args.data, args.out, args.split, args.backend, args.limit)
+    report = evaluate_pixel(model, args.data, args.out, args.split, args.backend, args.limit,
+                            region_aspect=args.region_aspect)
     print(format_pixel_report(report))
     print(f'written {args.out}/report.json, pr.png, contact_sheet.jpg')
     return 0

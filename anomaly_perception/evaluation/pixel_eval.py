@@ -57,6 +57,7 @@ from ..errors import AnomalyPerceptionError
 from ..io.files import atomic_write_bytes
 from ..io.files import atomic_write_json
 from ..perception.pixel import PixelAnomalySegmenter
+from ..perception.preprocess import center_crop
 
 VOID = 255
 SHEET_ROWS = 3      # best, median, worst
@@ -79,8 +80,13 @@ def _frame_ap(truth, anomaly):
 
 
 def evaluate_pixel(model_dir, data_dir, out_dir, split='test_set', backend='torch',
-                   limit=None, show_progress=True):
-    """Evaluate ``model_dir`` on ``split`` of ``data_dir`` (see module docs); return the report."""
+                   limit=None, show_progress=True, region_aspect=None):
+    """Evaluate ``model_dir`` on ``split`` of ``data_dir`` (see module docs); return the report.
+
+    ``region_aspect`` (width / height): score only the largest centred crop
+    of that aspect (the rest is void), so that models whose crops differ
+    (a square model, a 16:9 model) are compared on the same pixels.
+    """
     from tqdm import tqdm
     seg = PixelAnomalySegmenter.from_model_dir(model_dir, backend)
     data = HazardsDataset(data_dir)
@@ -113,6 +119,14 @@ def evaluate_pixel(model_dir, data_dir, out_dir, split='test_set', backend='torc
                      if inst_path.is_file() else None)
         result = seg.segment(bgr, channel_order='bgr')[0]
         valid = np.isfinite(result.anomaly)
+        if region_aspect is not None:
+            region = np.zeros(valid.shape, bool)
+            center_crop(region, region_aspect)[...] = True
+            if not (valid | ~region).all():
+                raise AnomalyPerceptionError(
+                    f'--region-aspect {region_aspect:g}: the model does not see all of that '
+                    f'region of {r.filename} (its own crop is smaller).')
+            valid &= region
         truth = np.where(valid, anomaly.astype(np.uint8), VOID).astype(np.uint8)
         scores = np.nan_to_num(result.anomaly, nan=0.0)
         labels = np.where(anomaly | ~valid, VOID, semantic).astype(np.uint8)
@@ -140,7 +154,8 @@ def evaluate_pixel(model_dir, data_dir, out_dir, split='test_set', backend='torc
     report = {
         'model': str(model_dir), 'data': str(data_dir), 'split': split,
         'backend': seg.backend.describe(), 'frames': len(records),
-        'excluded_types': sorted(GLOBAL_TYPES), 'score': seg.manifest.get('score', {}),
+        'excluded_types': sorted(GLOBAL_TYPES), 'region_aspect': region_aspect,
+        'score': seg.manifest.get('score', {}),
         'miou': cm.miou(), 'iou': dict(zip(classes, (float(v) for v in cm.iou()))),
         'pixel_auprc': curve.average_precision(), 'pixel_fpr95': curve.fpr_at_tpr(0.95),
         'pixel_auroc': curve.auroc(),
