@@ -46,7 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _ms(stats):
-    return {k: v * 1e3 for k, v in stats.items() if k.endswith('_s')}
+    """Timing statistics in milliseconds: ``median_s`` -> ``median`` and so on."""
+    return {k[:-2]: v * 1e3 for k, v in stats.items() if k.endswith('_s')}
 
 
 def graph_speeds(model_dir, shape, batches, seconds):
@@ -153,7 +154,7 @@ def main():
                   f"(ratio {r['ratio_onnxruntime_over_eager']:.2f})")
     for backend, r in results['pipeline_640x360'].items():
         print(f"whole pipeline, one 640x360 frame, {backend}: {r['frames_per_s']:.1f} frames/s "
-              f"(median {r['ms']['median_s']:.1f} ms)")
+              f"(median {r['ms']['median']:.1f} ms)")
     if args.cuda:
         c = results['cuda_512x1024_fp16']
         print(f"{c['device']}: ERFNet 512x1024 fp16 eager {c['eager_frames_per_s']:.0f} "
