@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _ms(stats):
-    """Timing statistics in milliseconds: ``median_s`` -> ``median`` and so on."""
+    """Return timing statistics in milliseconds: ``median_s`` -> ``median`` and so on."""
     return {k[:-2]: v * 1e3 for k, v in stats.items() if k.endswith('_s')}
 
 
