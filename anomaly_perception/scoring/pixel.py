@@ -31,6 +31,7 @@ at a target pixel false-positive rate.
 """
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 
 from .calibration import EmpiricalCalibration
@@ -57,8 +58,15 @@ def max_entropy(logits):
 
 
 def void_probability(logits, void_index):
-    """Softmax probability of the void class."""
-    return F.softmax(logits, dim=1)[:, void_index]
+    """Softmax probability of the void class.
+
+    As ``exp(l_void - logsumexp(l))``: the same number as
+    ``softmax(l)[:, void]``, without the full softmax over the class
+    dimension, which ONNX Runtime runs as transpose + softmax + transpose
+    (9 % of the shipped pixel graph's time on a 2-core CPU; this form
+    saves 7 % of the whole graph, docs/PERFORMANCE.md).
+    """
+    return torch.exp(logits[:, void_index] - torch.logsumexp(logits, dim=1))
 
 
 def pixel_score(name, logits, void_index=None):
