@@ -104,6 +104,15 @@ class Frame:
         label_name: ``'normal'`` or the anomaly type name.
         is_global: the anomaly affects the whole frame (no mask).
         visible_px: anomaly pixels in view, before the visibility threshold.
+        contacts: where each instance meets the floor, from the renderer's
+            geometry: ``{id: (forward, lateral)}`` in metres on the level
+            floor from the camera's foot point (ahead along its heading, to
+            its right), the visible floor-touching point of the instance
+            nearest to the camera; instances that touch the floor nowhere in
+            view (a hanging cable, a door) are absent.
+        camera: the camera's mounting ``(height m, pitch rad, positive =
+            looking down)`` as the robot would calibrate it (the scene's
+            setup, without the trajectory's vibration).
 
     """
 
@@ -115,6 +124,8 @@ class Frame:
     label_name: str
     is_global: bool
     visible_px: int
+    contacts: dict = dataclasses.field(default_factory=dict)
+    camera: tuple = None
 
     @property
     def ambiguous(self):
@@ -339,7 +350,10 @@ class Sequence:
             semantic[hidden] = out.background[hidden]
             instances[:] = 0
         mask = (instances > 0).astype(np.uint8)
-        return Frame(image, semantic, mask, instances, label, name, is_global, visible)
+        contacts = floor_contacts(instances, out.depth, pose, intr)
+        camera = (float(scene.camera.height), float(-scene.camera.pitch))
+        return Frame(image, semantic, mask, instances, label, name, is_global, visible,
+                     contacts, camera)
 
     def _dominant_type(self, instances):
         ids, counts = np.unique(instances[instances > 0], return_counts=True)
@@ -348,6 +362,34 @@ class Sequence:
             kind = self.instance_type[int(ident)]
             area[kind] = area.get(kind, 0) + int(count)
         return max(area, key=area.get)
+
+
+def floor_contacts(instances, depth, pose, intr, on_floor_m=0.03):
+    """Each instance's floor-touching point nearest to the camera; see :attr:`Frame.contacts`.
+
+    A pixel touches the floor where its rendered 3-D point lies within
+    ``on_floor_m`` of the floor plane (y = 0).
+    """
+    flat = instances.reshape(-1)
+    sel = np.flatnonzero(flat)
+    if sel.size == 0:
+        return {}
+    rays, _ = pose.rays(intr)
+    points = pose.origin + rays[sel] * depth.reshape(-1)[sel, None]
+    rel = points - pose.origin
+    ahead = np.array([-np.sin(pose.yaw), 0.0, np.cos(pose.yaw)])
+    right = np.array([np.cos(pose.yaw), 0.0, np.sin(pose.yaw)])
+    forward, lateral = rel @ ahead, rel @ right
+    touching = points[:, 1] < on_floor_m
+    out = {}
+    ids = flat[sel]
+    for ident in np.unique(ids):
+        idx = np.flatnonzero((ids == ident) & touching)
+        if idx.size == 0:
+            continue
+        best = idx[np.argmin(np.hypot(forward[idx], lateral[idx]))]
+        out[int(ident)] = (float(forward[best]), float(lateral[best]))
+    return out
 
 
 def _dust_specks(image, effect, rng):
