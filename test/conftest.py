@@ -167,3 +167,17 @@ def tiny_pixel_model(tiny_pixel_data, tmp_path_factory):
                       cache_dir=root / 'cache', show_progress=False)
     export_model(root / 'model')
     return root / 'model'
+
+
+@pytest.fixture(scope='session')
+def tiny_promptable(tiny_pixel_data, tiny_pixel_model, tmp_path_factory):
+    """Train a promptable segmenter (SAM kind, 64 px) for one epoch on the tiny data."""
+    pytest.importorskip('segment_anything')
+    from anomaly_perception.train.promptable import PromptableTrainingConfig
+    from anomaly_perception.train.promptable import train_promptable_model
+    root = tmp_path_factory.mktemp('promptable')
+    config = PromptableTrainingConfig(image_size=64, prompt_dim=16, epochs=1, batch_size=8,
+                                      prompts_per_image=2, init_from=str(tiny_pixel_model))
+    train_promptable_model(tiny_pixel_data, root / 'model', root / 'work', config,
+                           cache_dir=root / 'cache', show_progress=False)
+    return root / 'model'

@@ -25,18 +25,6 @@ import torch
 pytest.importorskip('segment_anything')
 
 
-@pytest.fixture(scope='module')
-def tiny_promptable(tiny_pixel_data, tiny_pixel_model, tmp_path_factory):
-    from anomaly_perception.train.promptable import PromptableTrainingConfig
-    from anomaly_perception.train.promptable import train_promptable_model
-    root = tmp_path_factory.mktemp('promptable')
-    config = PromptableTrainingConfig(image_size=64, prompt_dim=16, epochs=1, batch_size=8,
-                                      prompts_per_image=2, init_from=str(tiny_pixel_model))
-    train_promptable_model(tiny_pixel_data, root / 'model', root / 'work', config,
-                           cache_dir=root / 'cache', show_progress=False)
-    return root / 'model'
-
-
 def test_ugains_experiment_rows_match_the_deployed_pipeline(tiny_pixel_data, tiny_pixel_model,
                                                             tiny_promptable, tmp_path):
     from anomaly_perception.data.hazards import HazardsDataset

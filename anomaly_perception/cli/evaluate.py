@@ -18,7 +18,6 @@ And the papers' comparisons, reproduced on our data.
 """
 
 from .common import add_ae_options
-from .common import add_branch_option
 from .common import add_density_options
 from .common import ae_config
 from .common import aspect
@@ -43,30 +42,54 @@ def add_score(sub):
     p.add_argument('--model', default=None,
                    help="model directory (default: the branch's shipped model; the frame "
                         'branch: models/frame_rnvp_oe)')
-    add_branch_option(p)
+    from ..perception.branches import branch_names
+    p.add_argument('--branch', choices=[*branch_names(), 'instance'],
+                   help="which branch's pipeline (default: the --model's, else frame)")
     p.add_argument('--csv', help='frame branch: also write the rows to this CSV file')
     p.add_argument('--out', help='pixel branch: directory for <stem>.anomaly.npy (float32 '
                                  'at the input resolution, higher = more anomalous), '
                                  '<stem>.semantic.png and <stem>.overlay.jpg')
     p.add_argument('--target-fpr', type=float, help="override the model's threshold target")
+    p.add_argument('--pixel-model', default=None,
+                   help='instance branch: the pixel model whose map drives the prompts '
+                        '(default models/pixel_erfnet); --model is then the promptable '
+                        'segmenter (default models/instance_sam_small). Writes per image '
+                        '<stem>.instances.png (uint16 ids, 0 = none), <stem>.instances.json '
+                        '(score and box per id), <stem>.anomaly.npy (the refined map) and '
+                        '<stem>.overlay.jpg to --out')
+    p.add_argument('--prompt-fpr', type=float, default=None,
+                   help='instance branch: prompts where the calibrated pixel map is >= 1 - '
+                        'this (default 0.05)')
     p.add_argument('--backend', default='torch',
                    help='torch, onnxruntime, tensorrt or auto (default torch)')
     p.set_defaults(run=_run_score)
 
 
 def _run_score(args):
-    from pathlib import Path
-
-    from ..errors import AnomalyPerceptionError
-
+    files = _image_files(args.paths)
+    if args.branch == 'instance' or (args.branch is None and args.model is not None and
+                                     _manifest_branch(args.model) == 'instance'):
+        return _score_instance(files, args)
     branch, model = resolve_branch(args.branch, args.model)
     writer = SCORE_WRITERS.get(branch.name)
     if writer is None:
         raise UsageError(f'score has no output for the {branch.name!r} branch yet.')
     detector = branch.detector_class.from_model_dir(model, args.backend,
                                                     target_fpr=args.target_fpr)
+    return writer(detector, files, model, args)
+
+
+def _manifest_branch(model):
+    from ..runtime.manifest import load_manifest
+    return load_manifest(model, verify=False).get('branch')
+
+
+def _image_files(paths):
+    from pathlib import Path
+
+    from ..errors import AnomalyPerceptionError
     files = []
-    for p in map(Path, args.paths):
+    for p in map(Path, paths):
         if p.is_dir():
             files += sorted(f for f in p.iterdir()
                             if f.suffix.lower() in ('.jpg', '.jpeg', '.png', '.bmp'))
@@ -76,7 +99,7 @@ def _run_score(args):
             raise AnomalyPerceptionError(f'{str(p)!r} is neither an image file nor a folder.')
     if not files:
         raise AnomalyPerceptionError('No images to score.')
-    return writer(detector, files, model, args)
+    return files
 
 
 def _read_image(path):
@@ -147,6 +170,68 @@ def _score_pixel(detector, files, model, args):
     print(f'written {out}/<stem>.anomaly.npy, .semantic.png, .overlay.jpg for {len(files)} '
           'image(s)')
     return 0
+
+
+def _score_instance(files, args):
+    import io
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    from ..io.files import atomic_write_bytes
+    from ..io.files import atomic_write_json
+    from ..perception.instance import DEFAULT_PROMPT_FPR
+    from ..perception.instance import InstanceAnomalySegmenter
+    if not args.out:
+        raise UsageError('score --branch instance writes images: give --out DIR.')
+    seg = InstanceAnomalySegmenter.from_model_dirs(
+        args.pixel_model, args.model, backend=args.backend,
+        prompt_fpr=args.prompt_fpr if args.prompt_fpr is not None else DEFAULT_PROMPT_FPR)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{'image':<40}  {'instances':>9}  {'best score':>10}   (prompts where the "
+          f'calibrated pixel map >= {seg.config.threshold:g}, {seg.config.num_points} points)')
+    for f in files:
+        bgr = _read_image(f)
+        rgb = np.ascontiguousarray(bgr[..., ::-1])
+        r = seg.segment(rgb)
+        stem = Path(f).stem
+        atomic_write_bytes(out / f'{stem}.instances.png', _encode('.png', r.ids))
+        atomic_write_json(out / f'{stem}.instances.json', {
+            'image': Path(f).name, 'height': int(rgb.shape[0]), 'width': int(rgb.shape[1]),
+            'instances': [{'id': k + 1, 'score': float(s), 'box_xyxy': [int(v) for v in b]}
+                          for k, (s, b) in enumerate(zip(r.scores, r.boxes))]}, indent=1)
+        buf = io.BytesIO()
+        np.save(buf, r.refined.astype(np.float32))
+        atomic_write_bytes(out / f'{stem}.anomaly.npy', buf.getvalue())
+        atomic_write_bytes(out / f'{stem}.overlay.jpg',
+                           _encode('.jpg', cv2.cvtColor(instance_overlay(rgb, r),
+                                                        cv2.COLOR_RGB2BGR)))
+        best = f'{r.scores[0]:.3f}' if len(r.scores) else '-'
+        print(f'{str(f):<40}  {len(r.scores):9d}  {best:>10}')
+    print(f'written {out}/<stem>.instances.png, .instances.json, .anomaly.npy, .overlay.jpg '
+          f'for {len(files)} image(s)')
+    return 0
+
+
+def instance_overlay(rgb, result, alpha=0.5):
+    """RGB image with each instance tinted in its own colour, its box and its score."""
+    import cv2
+    import numpy as np
+    out = rgb.copy()
+    rng = np.random.default_rng(0)
+    colours = rng.integers(60, 256, (max(1, len(result.scores)), 3))
+    for k, (score, box) in enumerate(zip(result.scores, result.boxes)):
+        mask = result.ids == k + 1
+        colour = colours[k]
+        out[mask] = (out[mask] * (1 - alpha) + colour * alpha).astype(np.uint8)
+        x0, y0, x1, y1 = (int(v) for v in box)
+        c = tuple(int(v) for v in colour)
+        cv2.rectangle(out, (x0, y0), (x1, y1), c, 1)
+        cv2.putText(out, f'{k + 1}:{score:.2f}', (x0, max(10, y0 - 2)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, c, 1, cv2.LINE_AA)
+    return out
 
 
 def _encode(ext, image):

@@ -1,0 +1,182 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The instance branch on one keyframe: a pixel map -> UGainS -> instances (and the floor).
+
+Example::
+
+    seg = InstanceAnomalySegmenter.from_model_dirs()      # shipped pixel + promptable models
+    result = seg.segment(rgb)                             # runs the pixel model too
+    result.ids        # uint16 [H, W], 0 = none, 1 = the highest-scored instance
+    result.refined    # float32 [H, W], the UGainS ensemble, higher = more anomalous
+
+The driving map is the pixel model's calibrated map: for every pixel the
+fraction of normal validation pixels that scored lower (in [0, 1], the same
+for any pixel model, raw score or not). Prompts go where it reaches
+``1 - prompt_fpr`` (UGainS thresholds RbA's raw score at -0.15; a calibrated
+threshold carries over to any map); each mask's score is the mean
+calibrated map under it; the refined map is ``instance score + map`` where
+an instance covers the pixel and ``-1 + map`` elsewhere (UGainS's ensemble).
+A map from elsewhere (the pixel node's ``~/anomaly_map``, the pixel model's
+raw score) goes in through ``segment(rgb, anomaly_map=...)`` and is
+calibrated with the pixel model's manifest.
+"""
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from .floor import place_instances
+from .preprocess import ImageInputError
+from ..instance.ugains import ensemble
+from ..instance.ugains import instance_ids
+from ..instance.ugains import run_ugains
+from ..instance.ugains import UGainSConfig
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_PROMPT_FPR = 0.05
+
+
+@dataclasses.dataclass
+class InstanceFrameResult:
+    """The instance branch's output for one keyframe (all at the image's resolution).
+
+    Attributes:
+        ids: uint16 ``[H, W]``: 0 = none, ``k`` = ``scores[k - 1]``'s instance.
+        scores: float32 ``[Q]``, highest first (mean calibrated map under the mask).
+        boxes: int ``[Q, 4]`` ``(x0, y0, x1, y1)``, inclusive bounds of each whole
+            mask (NMS keeps masks overlapping up to IoU 0.7; ``ids`` gives each
+            overlapped pixel to the higher score).
+        refined: float32 ``[H, W]`` ensembled map (NaN where the pixel map has none).
+        probability: float32 ``[H, W]`` the driving (calibrated) map.
+        points: float32 ``[P, 2]`` the prompts ``(x, y)``.
+        hazards: :class:`~.floor.FloorHazard` per placed instance (with a camera).
+        resized_map: the given anomaly map had another size and was resized.
+
+    """
+
+    ids: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+    refined: np.ndarray
+    probability: np.ndarray
+    points: np.ndarray
+    hazards: list = dataclasses.field(default_factory=list)
+    resized_map: bool = False
+
+
+class InstanceAnomalySegmenter:
+    """UGainS on keyframes: a pixel segmenter's calibrated map drives a promptable segmenter.
+
+    Args:
+        pixel: a :class:`~.pixel.PixelAnomalySegmenter` (its model and calibration).
+        promptable: a :class:`~anomaly_perception.instance.promptable.PromptableSegmenter`.
+        prompt_fpr: prompts where the calibrated map is >= ``1 - prompt_fpr``.
+        num_points, nms_iou: UGainS settings (50 and 0.7, the paper's).
+        min_score: instances scoring lower are dropped (0 keeps all).
+
+    """
+
+    def __init__(self, pixel, promptable, *, prompt_fpr=DEFAULT_PROMPT_FPR, num_points=50,
+                 nms_iou=0.7, min_score=0.0):
+        if not 0.0 < prompt_fpr < 1.0:
+            raise ValueError(f'prompt_fpr must be in (0, 1), got {prompt_fpr}')
+        self.pixel = pixel
+        self.promptable = promptable
+        self.min_score = float(min_score)
+        self.config = UGainSConfig(threshold=1.0 - float(prompt_fpr), fallback_threshold=None,
+                                   num_points=int(num_points), nms_iou=float(nms_iou))
+        self._warned_size = False
+
+    @classmethod
+    def from_model_dirs(cls, pixel_dir=None, promptable_dir=None, backend='auto', device='cpu',
+                        prompt_batch=64, **options):
+        """Load a pixel and a promptable model directory (default: the shipped ones).
+
+        Raises:
+            ModelError: a missing or corrupt model (named).
+
+        """
+        from ..instance.promptable import load_promptable
+        from ..runtime.manifest import shipped_model_dir
+        from .pixel import PixelAnomalySegmenter
+        pixel_dir = pixel_dir or shipped_model_dir('pixel_erfnet')
+        promptable_dir = promptable_dir or shipped_model_dir('instance_sam_small')
+        pixel = PixelAnomalySegmenter.from_model_dir(pixel_dir, backend)
+        promptable, _ = load_promptable(promptable_dir, device=device,
+                                        prompt_batch=prompt_batch)
+        return cls(pixel, promptable, **options)
+
+    def calibrate(self, anomaly_map):
+        """Raw pixel-model scores ``[H, W]`` -> the calibrated map (NaN stays NaN)."""
+        raw = np.asarray(anomaly_map, np.float64)
+        prob = self.pixel.calibration.probability(raw).astype(np.float32)
+        prob[~np.isfinite(raw)] = np.nan
+        return prob
+
+    def segment(self, rgb, anomaly_map=None, camera=None):
+        """Instances of one RGB uint8 image ``[H, W, 3]``.
+
+        Args:
+            anomaly_map: the pixel model's raw map for this image (e.g. the pixel
+                node's ``~/anomaly_map``); None runs the pixel model here. A map
+                of another size is resized to the image (bilinear) with a
+                one-time warning.
+            camera: a :class:`~.floor.FloorCamera` for this image size, to place
+                instances on the floor.
+
+        Raises:
+            ImageInputError: not an RGB uint8 image, or a map that is not 2-D.
+
+        """
+        import cv2
+        import torch
+        rgb = np.asarray(rgb)
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
+            raise ImageInputError(f'expected an RGB uint8 image [H, W, 3], got '
+                                  f'{rgb.dtype} {rgb.shape}')
+        height, width = rgb.shape[:2]
+        resized = False
+        if anomaly_map is None:
+            prob = self.pixel.segment(rgb)[0].probability
+        else:
+            raw = np.asarray(anomaly_map, np.float32)
+            if raw.ndim != 2:
+                raise ImageInputError(f'expected an anomaly map [H, W], got {raw.shape}')
+            if raw.shape != (height, width):
+                resized = True
+                if not self._warned_size:
+                    LOG.warning('anomaly map %s and image %s differ in size; resizing the map '
+                                '(warned once)', raw.shape, (height, width))
+                    self._warned_size = True
+                raw = cv2.resize(raw, (width, height), interpolation=cv2.INTER_LINEAR)
+            prob = self.calibrate(raw)
+        result = run_ugains(self.promptable, np.ascontiguousarray(rgb), prob, self.config)
+        keep = result.scores >= self.min_score
+        masks, scores = result.masks[keep], result.scores[keep]
+        score_map = torch.as_tensor(prob, device=masks.device)
+        refined = ensemble(score_map, masks, scores, self.config.uncovered_value)
+        ids = instance_ids(masks, scores).cpu().numpy().astype(np.uint16)
+        boxes = np.zeros((len(scores), 4), np.int64)
+        for k, mask in enumerate(masks.cpu().numpy()):
+            ys, xs = np.nonzero(mask)
+            boxes[k] = (xs.min(), ys.min(), xs.max(), ys.max())
+        hazards = place_instances(ids, camera)[0] if camera is not None else []
+        return InstanceFrameResult(
+            ids=ids, scores=scores.cpu().numpy().astype(np.float32), boxes=boxes,
+            refined=refined.cpu().numpy().astype(np.float32), probability=prob,
+            points=result.points.cpu().numpy().astype(np.float32), hazards=hazards,
+            resized_map=resized)

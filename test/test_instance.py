@@ -1,0 +1,163 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The instance branch's keyframe pipeline: pixel map -> UGainS -> ids, boxes, refined map."""
+
+import logging
+
+from anomaly_perception.instance import ugains
+from anomaly_perception.perception.preprocess import ImageInputError
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip('segment_anything')
+
+
+@pytest.fixture(scope='module')
+def segmenter(tiny_pixel_model, tiny_promptable):
+    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
+    # Prompts at the top 30 % of the tiny model's (calibrated) map, so there are several.
+    return InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, tiny_promptable,
+                                                    backend='torch', prompt_fpr=0.3,
+                                                    num_points=8)
+
+
+@pytest.fixture(scope='module')
+def image(tiny_pixel_data):
+    path = sorted((tiny_pixel_data / 'test_set').iterdir())[0]
+    return np.ascontiguousarray(cv2.imread(str(path))[..., ::-1])
+
+
+def test_outputs_are_consistent_and_at_the_input_resolution(segmenter, image):
+    r = segmenter.segment(image)
+    h, w = image.shape[:2]
+    assert r.ids.shape == r.refined.shape == r.probability.shape == (h, w)
+    assert r.ids.dtype == np.uint16 and r.refined.dtype == np.float32
+    assert len(r.points) > 0 and len(r.scores) > 0
+    assert r.ids.max() <= len(r.scores) == len(r.boxes)
+    assert np.all(np.diff(r.scores) <= 0), 'highest score first'
+    for k, (x0, y0, x1, y1) in enumerate(r.boxes):
+        ys, xs = np.nonzero(r.ids == k + 1)
+        if len(xs):       # a mask fully covered by higher-scored ones has no pixel left
+            assert x0 <= xs.min() and xs.max() <= x1 and y0 <= ys.min() and ys.max() <= y1
+    # Prompts only where the calibrated map reaches 1 - prompt_fpr.
+    px = r.points.astype(int)
+    assert np.all(r.probability[px[:, 1], px[:, 0]] >= 0.7)
+    # Refined = instance score + map where covered, -1 + map elsewhere (UGainS's ensemble).
+    uncovered = (r.ids == 0) & np.isfinite(r.probability)
+    np.testing.assert_allclose(r.refined[uncovered], r.probability[uncovered] - 1.0, atol=1e-6)
+    first = (r.ids == 1) & np.isfinite(r.probability)
+    assert first.any()
+    assert np.all(r.refined[first] >= r.probability[first] + r.scores[0] - 1e-5)
+    assert np.isnan(r.refined[~np.isfinite(r.probability)]).all()
+
+
+def test_given_raw_map_equals_running_the_pixel_model(segmenter, image):
+    raw = segmenter.pixel.segment(image)[0].anomaly
+    a = segmenter.segment(image)
+    b = segmenter.segment(image, anomaly_map=raw)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_allclose(a.refined, b.refined, equal_nan=True)
+    np.testing.assert_allclose(a.scores, b.scores)
+
+
+def test_equals_run_ugains_with_the_same_settings(segmenter, image):
+    r = segmenter.segment(image)
+    direct = ugains.run_ugains(segmenter.promptable, image, r.probability, segmenter.config)
+    np.testing.assert_allclose(r.scores, direct.scores.numpy())
+    np.testing.assert_allclose(r.refined, direct.refined.numpy(), equal_nan=True)
+    np.testing.assert_array_equal(r.ids, direct.ids.numpy())
+
+
+def test_map_of_another_size_is_resized_with_one_warning(segmenter, image, caplog):
+    segmenter._warned_size = False
+    raw = segmenter.pixel.segment(image)[0].anomaly
+    small = cv2.resize(raw, (raw.shape[1] // 2, raw.shape[0] // 2))
+    with caplog.at_level(logging.WARNING):
+        r1 = segmenter.segment(image, anomaly_map=small)
+        r2 = segmenter.segment(image, anomaly_map=small)
+    assert r1.resized_map and r2.resized_map
+    assert r1.ids.shape == image.shape[:2]
+    assert sum('differ in size' in m for m in caplog.messages) == 1
+
+
+def test_min_score_drops_low_instances(tiny_pixel_model, tiny_promptable, image):
+    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
+    all_ = InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, tiny_promptable,
+                                                    backend='torch', prompt_fpr=0.3,
+                                                    num_points=8).segment(image)
+    cut = float(np.median(all_.scores))
+    some = InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, tiny_promptable,
+                                                    backend='torch', prompt_fpr=0.3,
+                                                    num_points=8, min_score=cut).segment(image)
+    assert np.all(some.scores >= cut)
+    assert len(some.scores) == int(np.sum(all_.scores >= cut))
+
+
+@pytest.mark.parametrize('bad', [np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), np.uint8),
+                                 np.zeros((0, 8, 3), np.uint8)])
+def test_bad_images_are_refused(segmenter, bad):
+    with pytest.raises(ImageInputError):
+        segmenter.segment(bad)
+
+
+def test_bad_map_is_refused(segmenter, image):
+    with pytest.raises(ImageInputError, match='anomaly map'):
+        segmenter.segment(image, anomaly_map=np.zeros((4, 4, 2), np.float32))
+
+
+def test_bad_prompt_fpr(segmenter):
+    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
+    with pytest.raises(ValueError, match='prompt_fpr'):
+        InstanceAnomalySegmenter(segmenter.pixel, segmenter.promptable, prompt_fpr=0.0)
+
+
+def test_instances_placed_on_the_floor_with_a_camera(segmenter, image):
+    from anomaly_perception.perception.floor import FloorCamera
+    h, w = image.shape[:2]
+    # Looking steeply down: every pixel below the top fifth sees the floor.
+    camera = FloorCamera(fx=w, fy=w, cx=w / 2, cy=h / 2, height=0.3, pitch=np.radians(40))
+    r = segmenter.segment(image, camera=camera)
+    placed = {hz.instance for hz in r.hazards}
+    assert placed and placed <= set(range(1, len(r.scores) + 1))
+    for hz in r.hazards:
+        assert hz.forward > 0 and hz.width >= 0
+
+
+def test_score_branch_instance_writes_ids_json_and_refined_map(tiny_pixel_model, tiny_promptable,
+                                                               tiny_pixel_data, tmp_path):
+    import json
+
+    from anomaly_perception.cli import main
+    images = sorted((tiny_pixel_data / 'test_set').iterdir())[:2]
+    out = tmp_path / 'scored'
+    assert main(['score', *map(str, images), '--branch', 'instance', '--model',
+                 str(tiny_promptable), '--pixel-model', str(tiny_pixel_model), '--prompt-fpr',
+                 '0.3', '--out', str(out)]) == 0
+    for path in images:
+        stem = path.stem
+        ids = cv2.imread(str(out / f'{stem}.instances.png'), cv2.IMREAD_UNCHANGED)
+        rgb = cv2.imread(str(path))
+        assert ids.dtype == np.uint16 and ids.shape == rgb.shape[:2]
+        meta = json.loads((out / f'{stem}.instances.json').read_text())
+        assert [i['id'] for i in meta['instances']] == list(range(1, len(meta['instances']) + 1))
+        assert ids.max() <= len(meta['instances'])
+        refined = np.load(out / f'{stem}.anomaly.npy')
+        assert refined.dtype == np.float32 and refined.shape == rgb.shape[:2]
+        assert (out / f'{stem}.overlay.jpg').stat().st_size > 0
+    # Without --branch, the promptable model's manifest says instance.
+    assert main(['score', str(images[0]), '--model', str(tiny_promptable), '--pixel-model',
+                 str(tiny_pixel_model), '--out', str(tmp_path / 'again')]) == 0
+    assert (tmp_path / 'again' / f'{images[0].stem}.instances.json').is_file()
