@@ -156,16 +156,20 @@ def floor_plot(path, errors, tolerance=0.15):
     from .plots import _figure
     from .plots import _save
     plt, fig, ax = _figure(5.0, 4.5)
+    top = 2.0 * max([r.true_distance for r in errors] + [1.0])
     for env, marker in zip(PINHOLE_ENVIRONMENTS, ('o', 's')):
         rows = [r for r in errors if r.environment == env]
         if rows:
-            ax.scatter([r.true_distance for r in rows], [r.est_distance for r in rows], s=12,
-                       marker=marker, alpha=0.7, label=f'{env} ({len(rows)})')
-    top = max([r.true_distance for r in errors] + [r.est_distance for r in errors] + [1.0])
+            # Estimates beyond the plot are drawn on its top edge.
+            ax.scatter([r.true_distance for r in rows],
+                       [min(r.est_distance, top) for r in rows], s=12, marker=marker,
+                       alpha=0.7, label=f'{env} ({len(rows)})')
     xs = np.array([0.0, top])
     ax.plot(xs, xs, 'k-', lw=0.8, label='exact')
     ax.fill_between(xs, xs * (1 - tolerance), xs * (1 + tolerance), color='0.85',
-                    label=f'+-{tolerance:.0%}')
+                    label=f'+-{tolerance:.0%}', zorder=0)
+    ax.set_xlim(0, top / 2 * 1.05)
+    ax.set_ylim(0, top)
     ax.set_xlabel('true distance to the floor contact (m)')
     ax.set_ylabel('estimated distance (m)')
     ax.set_title('Hazards on the floor')

@@ -1,0 +1,153 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Benchmark the instance branch's keyframe latency: image in -> instances out.
+
+In one run, on the same 640x360 keyframe, shipped models by default:
+
+* the whole keyframe (``InstanceAnomalySegmenter.segment``: the pixel model,
+  calibration, farthest-point prompts, the image embedding, the prompts
+  through the mask decoder, mask scores, NMS, ensemble, ids and boxes) with
+  50 prompts batched through the decoder vs one prompt at a time (the
+  reference; the ratio is the figure);
+* its parts: the pixel map, the image embedding, the 50 prompts (batched /
+  one at a time);
+* with ``--cuda`` (a GPU machine): a full-size SAM ViT-B layout (random
+  weights, 1024x1024 input) in fp16, one image embedding plus 50 batched
+  prompts.
+
+The keyframe is a synthetic patrol frame with an anomaly in view; the
+prompt threshold is lowered until 50 candidate pixels exist, so every run
+decodes exactly 50 prompts.
+
+Run: ``python benchmarks/bench_instance.py``.
+"""
+
+import argparse
+from pathlib import Path
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import measure  # noqa: E402, I100
+from common import write_report  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ms(stats):
+    return {k[:-2]: v * 1e3 for k, v in stats.items() if k.endswith('_s')}
+
+
+def keyframe(width=640, height=360):
+    """A patrol frame with boxes about 2 m ahead (RGB uint8)."""
+    from anomaly_perception.data.synthetic.world import Sequence
+    from anomaly_perception.data.synthetic.world import SequenceSpec
+    seq = Sequence(SequenceSpec(seed=5, environment='corridor', scene_seed=1, anomaly='boxes',
+                                duration_s=30.0))
+    _, z, _ = seq.sites[0]
+    return seq.frame(float((z - 2.0 - seq.start_z) / seq.speed), width, height).image
+
+
+def cpu_speeds(pixel_dir, promptable_dir, points, seconds, backend):
+    """Keyframe latency with batched prompts vs one at a time, and the parts."""
+    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
+    rgb = keyframe()
+    seg = InstanceAnomalySegmenter.from_model_dirs(pixel_dir, promptable_dir, backend=backend,
+                                                   num_points=points)
+    prob = seg.pixel.segment(rgb)[0].probability
+    finite = np.sort(prob[np.isfinite(prob)])[::-1]
+    fpr = max(1e-6, 1.0 - float(finite[min(len(finite) - 1, 4 * points)]))
+    seg = InstanceAnomalySegmenter(seg.pixel, seg.promptable, prompt_fpr=min(fpr, 0.999),
+                                   num_points=points)
+    result = seg.segment(rgb)
+    out = {'prompts': int(len(result.points)), 'instances': int(len(result.scores)),
+           'prompt_threshold': seg.config.threshold}
+    timings = {}
+    for name, batch in (('batched', 64), ('one_at_a_time', 1)):
+        seg.promptable.prompt_batch = batch
+        timings[name] = measure(lambda: seg.segment(rgb), seconds=seconds, warmup=1)
+    out['keyframe_batched_ms'] = _ms(timings['batched'])
+    out['keyframe_one_at_a_time_ms'] = _ms(timings['one_at_a_time'])
+    out['ratio_one_at_a_time_over_batched'] = (timings['one_at_a_time']['median_s'] /
+                                               timings['batched']['median_s'])
+    seg.promptable.prompt_batch = 64
+    out['part_pixel_map_ms'] = _ms(measure(lambda: seg.pixel.segment(rgb), seconds=seconds))
+    out['part_image_embedding_ms'] = _ms(measure(lambda: seg.promptable.set_image(rgb),
+                                                 seconds=seconds))
+    pts = torch.as_tensor(result.points)
+    for name, batch in (('batched', 64), ('one_at_a_time', 1)):
+        seg.promptable.prompt_batch = batch
+        out[f'part_prompts_{name}_ms'] = _ms(measure(
+            lambda: seg.promptable.masks_for_points(pts), seconds=seconds))
+    seg.promptable.prompt_batch = 64
+    return out
+
+
+def cuda_speeds(points, seconds):
+    """Full-size SAM ViT-B (random weights), fp16: embedding + ``points`` batched prompts."""
+    from anomaly_perception.instance.promptable import build_sam
+    from anomaly_perception.instance.promptable import PromptableSegmenter
+    from anomaly_perception.instance.promptable import sam_spec
+    sam = build_sam(sam_spec('vit_b')).cuda().half()
+    seg = PromptableSegmenter(sam, device='cuda', prompt_batch=points)
+    rgb = keyframe()
+    xy = torch.as_tensor(np.random.default_rng(0).uniform([0, 0], [640, 360], (points, 2)),
+                         dtype=torch.float32)
+
+    def run():
+        with torch.autocast('cuda', dtype=torch.float16):
+            seg.set_image(rgb)
+            seg.masks_for_points(xy)
+        torch.cuda.synchronize()
+    stats = measure(run, seconds=seconds, warmup=5)
+    return {'device': torch.cuda.get_device_name(), 'keyframe_ms': _ms(stats),
+            'prompts': points}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--pixel-model', default=str(ROOT / 'models' / 'pixel_erfnet'))
+    parser.add_argument('--promptable', default=str(ROOT / 'models' / 'instance_sam_small'))
+    parser.add_argument('--backend', default='auto', help='pixel model backend (auto)')
+    parser.add_argument('--points', type=int, default=50)
+    parser.add_argument('--seconds', type=float, default=5.0)
+    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--cuda', action='store_true', help='also SAM ViT-B fp16 on GPU')
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = {'torch_threads': torch.get_num_threads(),
+               'cpu': cpu_speeds(args.pixel_model, args.promptable, args.points, args.seconds,
+                                 args.backend)}
+    c = results['cpu']
+    print(f"keyframe 640x360, {c['prompts']} prompts ({c['instances']} instances): batched "
+          f"{c['keyframe_batched_ms']['median']:.0f} ms, one at a time "
+          f"{c['keyframe_one_at_a_time_ms']['median']:.0f} ms "
+          f"({c['ratio_one_at_a_time_over_batched']:.2f}x)")
+    print(f"  parts: pixel map {c['part_pixel_map_ms']['median']:.0f} ms, image embedding "
+          f"{c['part_image_embedding_ms']['median']:.0f} ms, prompts batched "
+          f"{c['part_prompts_batched_ms']['median']:.0f} ms / one at a time "
+          f"{c['part_prompts_one_at_a_time_ms']['median']:.0f} ms")
+    if args.cuda:
+        results['cuda_sam_vit_b_fp16'] = g = cuda_speeds(args.points, args.seconds)
+        print(f"{g['device']}: SAM ViT-B fp16, embedding + {args.points} prompts: "
+              f"{g['keyframe_ms']['median']:.1f} ms")
+    print('written', write_report('instance', results))
+
+
+if __name__ == '__main__':
+    main()
