@@ -53,7 +53,7 @@ def _ms(stats):
 
 
 def keyframe(width=640, height=360):
-    """A patrol frame with boxes about 2 m ahead (RGB uint8)."""
+    """Render a patrol frame with boxes about 2 m ahead (RGB uint8)."""
     from anomaly_perception.data.synthetic.world import Sequence
     from anomaly_perception.data.synthetic.world import SequenceSpec
     seq = Sequence(SequenceSpec(seed=5, environment='corridor', scene_seed=1, anomaly='boxes',

@@ -181,6 +181,7 @@ def _score_instance(files, args):
 
     from ..io.files import atomic_write_bytes
     from ..io.files import atomic_write_json
+    from ..io.instance_messages import instance_overlay
     from ..perception.instance import DEFAULT_PROMPT_FPR
     from ..perception.instance import InstanceAnomalySegmenter
     if not args.out:
@@ -213,25 +214,6 @@ def _score_instance(files, args):
     print(f'written {out}/<stem>.instances.png, .instances.json, .anomaly.npy, .overlay.jpg '
           f'for {len(files)} image(s)')
     return 0
-
-
-def instance_overlay(rgb, result, alpha=0.5):
-    """RGB image with each instance tinted in its own colour, its box and its score."""
-    import cv2
-    import numpy as np
-    out = rgb.copy()
-    rng = np.random.default_rng(0)
-    colours = rng.integers(60, 256, (max(1, len(result.scores)), 3))
-    for k, (score, box) in enumerate(zip(result.scores, result.boxes)):
-        mask = result.ids == k + 1
-        colour = colours[k]
-        out[mask] = (out[mask] * (1 - alpha) + colour * alpha).astype(np.uint8)
-        x0, y0, x1, y1 = (int(v) for v in box)
-        c = tuple(int(v) for v in colour)
-        cv2.rectangle(out, (x0, y0), (x1, y1), c, 1)
-        cv2.putText(out, f'{k + 1}:{score:.2f}', (x0, max(10, y0 - 2)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, c, 1, cv2.LINE_AA)
-    return out
 
 
 def _encode(ext, image):
