@@ -109,6 +109,11 @@ class Pose:
         d, valid = _camera_rays(intr)
         return d @ rotation(self.yaw, self.pitch, self.roll).T, valid
 
+    def rays_of(self, intr, index):
+        """World-frame unit rays of the pixels at flat ``index`` only (``float32 [N, 3]``)."""
+        d, _ = _camera_rays(intr)
+        return d[index] @ rotation(self.yaw, self.pitch, self.roll).T
+
     def project(self, points, intr):
         """Project world points ``[N, 3]`` to pixel coordinates ``[N, 2]`` and depth ``[N]``."""
         rot = rotation(self.yaw, self.pitch, self.roll)

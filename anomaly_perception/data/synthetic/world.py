@@ -374,8 +374,8 @@ def floor_contacts(instances, depth, pose, intr, on_floor_m=0.03):
     sel = np.flatnonzero(flat)
     if sel.size == 0:
         return {}
-    rays, _ = pose.rays(intr)
-    points = pose.origin + rays[sel] * depth.reshape(-1)[sel, None]
+    rays = pose.rays_of(intr, sel)     # only the instance pixels' rays: cheaper
+    points = pose.origin + rays * depth.reshape(-1)[sel, None]
     rel = points - pose.origin
     ahead = np.array([-np.sin(pose.yaw), 0.0, np.cos(pose.yaw)])
     right = np.array([np.cos(pose.yaw), 0.0, np.sin(pose.yaw)])
