@@ -28,7 +28,7 @@ pytest.importorskip('segment_anything')
 @pytest.fixture(scope='module')
 def segmenter(tiny_pixel_model, tiny_promptable):
     from anomaly_perception.perception.instance import InstanceAnomalySegmenter
-    # Prompts at the top 30 % of the tiny model's (calibrated) map, so there are several.
+    # Prompts above the tiny model's threshold at pixel FPR 0.3, so there are several.
     return InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, tiny_promptable,
                                                     backend='torch', prompt_fpr=0.3,
                                                     num_points=8)
@@ -43,7 +43,7 @@ def image(tiny_pixel_data):
 def test_outputs_are_consistent_and_at_the_input_resolution(segmenter, image):
     r = segmenter.segment(image)
     h, w = image.shape[:2]
-    assert r.ids.shape == r.refined.shape == r.probability.shape == (h, w)
+    assert r.ids.shape == r.refined.shape == r.anomaly.shape == (h, w)
     assert r.ids.dtype == np.uint16 and r.refined.dtype == np.float32
     assert len(r.points) > 0 and len(r.scores) > 0
     assert r.ids.max() <= len(r.scores) == len(r.boxes)
@@ -52,16 +52,18 @@ def test_outputs_are_consistent_and_at_the_input_resolution(segmenter, image):
         ys, xs = np.nonzero(r.ids == k + 1)
         if len(xs):       # a mask fully covered by higher-scored ones has no pixel left
             assert x0 <= xs.min() and xs.max() <= x1 and y0 <= ys.min() and ys.max() <= y1
-    # Prompts only where the calibrated map reaches 1 - prompt_fpr.
+    # Prompts only where the map reaches the calibrated threshold at pixel FPR 0.3.
+    threshold = segmenter.pixel.calibration.threshold_for_fpr(0.3)
+    assert segmenter.config.threshold == pytest.approx(threshold)
     px = r.points.astype(int)
-    assert np.all(r.probability[px[:, 1], px[:, 0]] >= 0.7)
+    assert np.all(r.anomaly[px[:, 1], px[:, 0]] >= threshold)
     # Refined = instance score + map where covered, -1 + map elsewhere (UGainS's ensemble).
-    uncovered = (r.ids == 0) & np.isfinite(r.probability)
-    np.testing.assert_allclose(r.refined[uncovered], r.probability[uncovered] - 1.0, atol=1e-6)
-    first = (r.ids == 1) & np.isfinite(r.probability)
+    uncovered = (r.ids == 0) & np.isfinite(r.anomaly)
+    np.testing.assert_allclose(r.refined[uncovered], r.anomaly[uncovered] - 1.0, atol=1e-6)
+    first = (r.ids == 1) & np.isfinite(r.anomaly)
     assert first.any()
-    assert np.all(r.refined[first] >= r.probability[first] + r.scores[0] - 1e-5)
-    assert np.isnan(r.refined[~np.isfinite(r.probability)]).all()
+    assert np.all(r.refined[first] >= r.anomaly[first] + r.scores[0] - 1e-5)
+    assert np.isnan(r.refined[~np.isfinite(r.anomaly)]).all()
 
 
 def test_given_raw_map_equals_running_the_pixel_model(segmenter, image):
@@ -75,7 +77,7 @@ def test_given_raw_map_equals_running_the_pixel_model(segmenter, image):
 
 def test_equals_run_ugains_with_the_same_settings(segmenter, image):
     r = segmenter.segment(image)
-    direct = ugains.run_ugains(segmenter.promptable, image, r.probability, segmenter.config)
+    direct = ugains.run_ugains(segmenter.promptable, image, r.anomaly, segmenter.config)
     np.testing.assert_allclose(r.scores, direct.scores.numpy())
     np.testing.assert_allclose(r.refined, direct.refined.numpy(), equal_nan=True)
     np.testing.assert_array_equal(r.ids, direct.ids.numpy())

@@ -38,7 +38,7 @@ def _result():
     return InstanceFrameResult(
         ids=ids, scores=np.array([0.9, 0.6], np.float32),
         boxes=np.array([[10, 30, 19, 35], [40, 5, 49, 8]]), refined=refined,
-        probability=np.zeros(ids.shape, np.float32), points=np.zeros((2, 2), np.float32),
+        anomaly=np.zeros(ids.shape, np.float32), points=np.zeros((2, 2), np.float32),
         hazards=hazards)
 
 
@@ -88,7 +88,7 @@ def test_no_instances_still_clears_the_markers(factory):
     empty = InstanceFrameResult(
         ids=np.zeros((4, 4), np.uint16), scores=np.zeros(0, np.float32),
         boxes=np.zeros((0, 4), np.int64), refined=np.zeros((4, 4), np.float32),
-        probability=np.zeros((4, 4), np.float32), points=np.zeros((0, 2), np.float32))
+        anomaly=np.zeros((4, 4), np.float32), points=np.zeros((0, 2), np.float32))
     out = InstanceMessageBuilder(factory).outputs(factory.header(5, 'cam'), empty)
     assert out['instances'].detections == [] and out['hazards'].poses == []
     (clear,) = out['markers'].markers

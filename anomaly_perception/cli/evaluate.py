@@ -58,8 +58,8 @@ def add_score(sub):
                         '(score and box per id), <stem>.anomaly.npy (the refined map) and '
                         '<stem>.overlay.jpg to --out')
     p.add_argument('--prompt-fpr', type=float, default=None,
-                   help='instance branch: prompts where the calibrated pixel map is >= 1 - '
-                        'this (default 0.05)')
+                   help='instance branch: prompts where the pixel map is above its '
+                        'calibrated threshold at this pixel false-positive rate (default 0.05)')
     p.add_argument('--backend', default='torch',
                    help='torch, onnxruntime, tensorrt or auto (default torch)')
     p.set_defaults(run=_run_score)
@@ -191,8 +191,9 @@ def _score_instance(files, args):
         prompt_fpr=args.prompt_fpr if args.prompt_fpr is not None else DEFAULT_PROMPT_FPR)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"{'image':<40}  {'instances':>9}  {'best score':>10}   (prompts where the "
-          f'calibrated pixel map >= {seg.config.threshold:g}, {seg.config.num_points} points)')
+    print(f"{'image':<40}  {'instances':>9}  {'best score':>10}   (prompts where the pixel "
+          f'map >= {seg.config.threshold:.4g}, its threshold at pixel FPR {seg.prompt_fpr:g}; '
+          f'{seg.config.num_points} points)')
     for f in files:
         bgr = _read_image(f)
         rgb = np.ascontiguousarray(bgr[..., ::-1])

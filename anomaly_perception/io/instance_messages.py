@@ -22,7 +22,7 @@ with the keyframe image's header, images at its resolution:
   one hypothesis ``anomaly`` with the instance's score;
 * ``~/instance_ids`` (sensor_msgs/Image, 16UC1): 0 = none, ``k`` = the
   ``k``-th instance, highest score first;
-* ``~/refined_map`` (32FC1): UGainS's ensemble (instance score + calibrated
+* ``~/refined_map`` (32FC1): UGainS's ensemble (instance score + the pixel
   map where an instance covers the pixel, -1 + map elsewhere; NaN where the
   pixel model did not look);
 * ``~/overlay`` (rgb8): instances tinted, boxed and labelled; built only when

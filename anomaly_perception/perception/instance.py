@@ -21,16 +21,15 @@ Example::
     result.ids        # uint16 [H, W], 0 = none, 1 = the highest-scored instance
     result.refined    # float32 [H, W], the UGainS ensemble, higher = more anomalous
 
-The driving map is the pixel model's calibrated map: for every pixel the
-fraction of normal validation pixels that scored lower (in [0, 1], the same
-for any pixel model, raw score or not). Prompts go where it reaches
-``1 - prompt_fpr`` (UGainS thresholds RbA's raw score at -0.15; a calibrated
-threshold carries over to any map); each mask's score is the mean
-calibrated map under it; the refined map is ``instance score + map`` where
-an instance covers the pixel and ``-1 + map`` elsewhere (UGainS's ensemble).
-A map from elsewhere (the pixel node's ``~/anomaly_map``, the pixel model's
-raw score) goes in through ``segment(rgb, anomaly_map=...)`` and is
-calibrated with the pixel model's manifest.
+The driving map is the pixel model's own map (its raw score, higher = more
+anomalous, as the pixel node publishes it on ``~/anomaly_map``). Prompts go
+where it reaches the pixel model's calibrated threshold at ``prompt_fpr``
+(the share of normal validation pixels above it, from the model's
+manifest: UGainS thresholds RbA's score at a fixed -0.15, a threshold that
+means nothing for another map); each mask's score is the mean map under
+it; the refined map is ``instance score + map`` where an instance covers
+the pixel and ``-1 + map`` elsewhere (UGainS's ensemble). This is what
+``experiment ugains --prompt-fpr`` evaluates.
 """
 
 import dataclasses
@@ -56,12 +55,12 @@ class InstanceFrameResult:
 
     Attributes:
         ids: uint16 ``[H, W]``: 0 = none, ``k`` = ``scores[k - 1]``'s instance.
-        scores: float32 ``[Q]``, highest first (mean calibrated map under the mask).
+        scores: float32 ``[Q]``, highest first (mean map under the mask).
         boxes: int ``[Q, 4]`` ``(x0, y0, x1, y1)``, inclusive bounds of each whole
             mask (NMS keeps masks overlapping up to IoU 0.7; ``ids`` gives each
             overlapped pixel to the higher score).
         refined: float32 ``[H, W]`` ensembled map (NaN where the pixel map has none).
-        probability: float32 ``[H, W]`` the driving (calibrated) map.
+        anomaly: float32 ``[H, W]`` the driving map (the pixel model's score).
         points: float32 ``[P, 2]`` the prompts ``(x, y)``.
         hazards: :class:`~.floor.FloorHazard` per placed instance (with a camera).
         resized_map: the given anomaly map had another size and was resized.
@@ -72,33 +71,37 @@ class InstanceFrameResult:
     scores: np.ndarray
     boxes: np.ndarray
     refined: np.ndarray
-    probability: np.ndarray
+    anomaly: np.ndarray
     points: np.ndarray
     hazards: list = dataclasses.field(default_factory=list)
     resized_map: bool = False
 
 
 class InstanceAnomalySegmenter:
-    """UGainS on keyframes: a pixel segmenter's calibrated map drives a promptable segmenter.
+    """UGainS on keyframes: a pixel segmenter's map drives a promptable segmenter.
 
     Args:
         pixel: a :class:`~.pixel.PixelAnomalySegmenter` (its model and calibration).
         promptable: a :class:`~anomaly_perception.instance.promptable.PromptableSegmenter`.
-        prompt_fpr: prompts where the calibrated map is >= ``1 - prompt_fpr``.
+        prompt_fpr: prompts where the map is above the pixel model's calibrated
+            threshold at this pixel false-positive rate.
         num_points, nms_iou: UGainS settings (50 and 0.7, the paper's).
-        min_score: instances scoring lower are dropped (0 keeps all).
+        min_score: instances scoring lower are dropped (None keeps all; the
+            score is on the map's scale).
 
     """
 
     def __init__(self, pixel, promptable, *, prompt_fpr=DEFAULT_PROMPT_FPR, num_points=50,
-                 nms_iou=0.7, min_score=0.0):
+                 nms_iou=0.7, min_score=None):
         if not 0.0 < prompt_fpr < 1.0:
             raise ValueError(f'prompt_fpr must be in (0, 1), got {prompt_fpr}')
         self.pixel = pixel
         self.promptable = promptable
-        self.min_score = float(min_score)
-        self.config = UGainSConfig(threshold=1.0 - float(prompt_fpr), fallback_threshold=None,
-                                   num_points=int(num_points), nms_iou=float(nms_iou))
+        self.min_score = None if min_score is None else float(min_score)
+        self.prompt_fpr = float(prompt_fpr)
+        self.config = UGainSConfig(
+            threshold=float(pixel.calibration.threshold_for_fpr(self.prompt_fpr)),
+            fallback_threshold=None, num_points=int(num_points), nms_iou=float(nms_iou))
         self._warned_size = False
 
     @classmethod
@@ -119,13 +122,6 @@ class InstanceAnomalySegmenter:
         promptable, _ = load_promptable(promptable_dir, device=device,
                                         prompt_batch=prompt_batch)
         return cls(pixel, promptable, **options)
-
-    def calibrate(self, anomaly_map):
-        """Raw pixel-model scores ``[H, W]`` -> the calibrated map (NaN stays NaN)."""
-        raw = np.asarray(anomaly_map, np.float64)
-        prob = self.pixel.calibration.probability(raw).astype(np.float32)
-        prob[~np.isfinite(raw)] = np.nan
-        return prob
 
     def segment(self, rgb, anomaly_map=None, camera=None):
         """Instances of one RGB uint8 image ``[H, W, 3]``.
@@ -151,7 +147,7 @@ class InstanceAnomalySegmenter:
         height, width = rgb.shape[:2]
         resized = False
         if anomaly_map is None:
-            prob = self.pixel.segment(rgb)[0].probability
+            raw = self.pixel.segment(rgb)[0].anomaly
         else:
             raw = np.asarray(anomaly_map, np.float32)
             if raw.ndim != 2:
@@ -163,11 +159,12 @@ class InstanceAnomalySegmenter:
                                 '(warned once)', raw.shape, (height, width))
                     self._warned_size = True
                 raw = cv2.resize(raw, (width, height), interpolation=cv2.INTER_LINEAR)
-            prob = self.calibrate(raw)
-        result = run_ugains(self.promptable, np.ascontiguousarray(rgb), prob, self.config)
-        keep = result.scores >= self.min_score
-        masks, scores = result.masks[keep], result.scores[keep]
-        score_map = torch.as_tensor(prob, device=masks.device)
+        result = run_ugains(self.promptable, np.ascontiguousarray(rgb), raw, self.config)
+        masks, scores = result.masks, result.scores
+        if self.min_score is not None:
+            keep = scores >= self.min_score
+            masks, scores = masks[keep], scores[keep]
+        score_map = torch.as_tensor(raw, device=masks.device)
         refined = ensemble(score_map, masks, scores, self.config.uncovered_value)
         ids = instance_ids(masks, scores).cpu().numpy().astype(np.uint16)
         boxes = np.zeros((len(scores), 4), np.int64)
@@ -177,6 +174,6 @@ class InstanceAnomalySegmenter:
         hazards = place_instances(ids, camera)[0] if camera is not None else []
         return InstanceFrameResult(
             ids=ids, scores=scores.cpu().numpy().astype(np.float32), boxes=boxes,
-            refined=refined.cpu().numpy().astype(np.float32), probability=prob,
+            refined=refined.cpu().numpy().astype(np.float32), anomaly=raw,
             points=result.points.cpu().numpy().astype(np.float32), hazards=hazards,
             resized_map=resized)
