@@ -108,14 +108,22 @@ def cuda_speeds(points, seconds):
     xy = torch.as_tensor(np.random.default_rng(0).uniform([0, 0], [640, 360], (points, 2)),
                          dtype=torch.float32)
 
-    def run():
-        with torch.autocast('cuda', dtype=torch.float16):
-            seg.set_image(rgb)
-            seg.masks_for_points(xy)
-        torch.cuda.synchronize()
-    stats = measure(run, seconds=seconds, warmup=5)
-    return {'device': torch.cuda.get_device_name(), 'keyframe_ms': _ms(stats),
-            'prompts': points}
+    def timed(fn):
+        def run():
+            with torch.autocast('cuda', dtype=torch.float16):
+                fn()
+            torch.cuda.synchronize()
+        return _ms(measure(run, seconds=seconds, warmup=5))
+
+    out = {'device': torch.cuda.get_device_name(), 'prompts': points}
+    out['keyframe_ms'] = timed(lambda: (seg.set_image(rgb), seg.masks_for_points(xy)))
+    out['part_image_embedding_ms'] = timed(lambda: seg.set_image(rgb))
+    out['part_prompts_batched_ms'] = timed(lambda: seg.masks_for_points(xy))
+    seg.prompt_batch = 1
+    out['part_prompts_one_at_a_time_ms'] = timed(lambda: seg.masks_for_points(xy))
+    out['keyframe_one_at_a_time_ms'] = timed(lambda: (seg.set_image(rgb),
+                                                      seg.masks_for_points(xy)))
+    return out
 
 
 def main():
@@ -127,25 +135,30 @@ def main():
     parser.add_argument('--seconds', type=float, default=5.0)
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--cuda', action='store_true', help='also SAM ViT-B fp16 on GPU')
+    parser.add_argument('--cuda-only', action='store_true', help='only the GPU measurement')
     args = parser.parse_args()
+    args.cuda = args.cuda or args.cuda_only
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = {'torch_threads': torch.get_num_threads(),
-               'cpu': cpu_speeds(args.pixel_model, args.promptable, args.points, args.seconds,
-                                 args.backend)}
-    c = results['cpu']
-    print(f"keyframe 640x360, {c['prompts']} prompts ({c['instances']} instances): batched "
-          f"{c['keyframe_batched_ms']['median']:.0f} ms, one at a time "
-          f"{c['keyframe_one_at_a_time_ms']['median']:.0f} ms "
-          f"({c['ratio_one_at_a_time_over_batched']:.2f}x)")
-    print(f"  parts: pixel map {c['part_pixel_map_ms']['median']:.0f} ms, image embedding "
-          f"{c['part_image_embedding_ms']['median']:.0f} ms, prompts batched "
-          f"{c['part_prompts_batched_ms']['median']:.0f} ms / one at a time "
-          f"{c['part_prompts_one_at_a_time_ms']['median']:.0f} ms")
+    results = {'torch_threads': torch.get_num_threads()}
+    if not args.cuda_only:
+        results['cpu'] = c = cpu_speeds(args.pixel_model, args.promptable, args.points,
+                                        args.seconds, args.backend)
+        print(f"keyframe 640x360, {c['prompts']} prompts ({c['instances']} instances): "
+              f"batched {c['keyframe_batched_ms']['median']:.0f} ms, one at a time "
+              f"{c['keyframe_one_at_a_time_ms']['median']:.0f} ms "
+              f"({c['ratio_one_at_a_time_over_batched']:.2f}x)")
+        print(f"  parts: pixel map {c['part_pixel_map_ms']['median']:.0f} ms, image embedding "
+              f"{c['part_image_embedding_ms']['median']:.0f} ms, prompts batched "
+              f"{c['part_prompts_batched_ms']['median']:.0f} ms / one at a time "
+              f"{c['part_prompts_one_at_a_time_ms']['median']:.0f} ms")
     if args.cuda:
         results['cuda_sam_vit_b_fp16'] = g = cuda_speeds(args.points, args.seconds)
-        print(f"{g['device']}: SAM ViT-B fp16, embedding + {args.points} prompts: "
-              f"{g['keyframe_ms']['median']:.1f} ms")
+        print(f"{g['device']}: SAM ViT-B fp16, embedding + {args.points} prompts: batched "
+              f"{g['keyframe_ms']['median']:.1f} ms (embedding "
+              f"{g['part_image_embedding_ms']['median']:.1f} ms, prompts "
+              f"{g['part_prompts_batched_ms']['median']:.1f} ms), one prompt at a time "
+              f"{g['keyframe_one_at_a_time_ms']['median']:.1f} ms")
     print('written', write_report('instance', results))
 
 

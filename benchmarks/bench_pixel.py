@@ -134,25 +134,29 @@ def main():
                         help='torch / ONNX Runtime threads (default: torch decides)')
     parser.add_argument('--seconds', type=float, default=3.0)
     parser.add_argument('--cuda', action='store_true', help='also ERFNet 512x1024 fp16 on GPU')
+    parser.add_argument('--cuda-only', action='store_true', help='only the GPU measurement')
     args = parser.parse_args()
+    args.cuda = args.cuda or args.cuda_only
     if args.threads:
         torch.set_num_threads(args.threads)
     from anomaly_perception.runtime.manifest import load_manifest
     shape = tuple(load_manifest(args.model, branch='pixel')['preprocessing']['input_shape'])
     results = {'model': Path(args.model).name, 'torch_threads': torch.get_num_threads(),
                'model_input': list(shape)}
-    results['graph_model_resolution'] = graph_speeds(args.model, shape, (1, 8), args.seconds)
-    results['graph_640x360'] = graph_speeds(args.model, (360, 640), (1, 8), args.seconds)
-    results['pipeline_640x360'] = pipeline_speeds(args.model, args.seconds)
+    if not args.cuda_only:
+        results['graph_model_resolution'] = graph_speeds(args.model, shape, (1, 8),
+                                                         args.seconds)
+        results['graph_640x360'] = graph_speeds(args.model, (360, 640), (1, 8), args.seconds)
+        results['pipeline_640x360'] = pipeline_speeds(args.model, args.seconds)
     if args.cuda:
         results['cuda_512x1024_fp16'] = cuda_speeds(args.seconds)
     for key, label in (('graph_model_resolution', f'{shape[0]}x{shape[1]}'),
                        ('graph_640x360', '360x640')):
-        for batch, r in results[key].items():
+        for batch, r in results.get(key, {}).items():
             print(f"pixel graph {label} {batch}: eager {r['eager_frames_per_s']:.1f} frames/s, "
                   f"ONNX Runtime {r['onnxruntime_frames_per_s']:.1f} frames/s "
                   f"(ratio {r['ratio_onnxruntime_over_eager']:.2f})")
-    for backend, r in results['pipeline_640x360'].items():
+    for backend, r in results.get('pipeline_640x360', {}).items():
         print(f"whole pipeline, one 640x360 frame, {backend}: {r['frames_per_s']:.1f} frames/s "
               f"(median {r['ms']['median']:.1f} ms)")
     if args.cuda:

@@ -125,6 +125,42 @@ def test_promptable_loss_trains_the_best_of_three():
     assert iou.grad.abs().max().item() == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize('patch', [8, 16])
+def test_small_spec_grid_follows_patch_size(patch):
+    from anomaly_perception.instance.promptable import small_spec
+    from anomaly_perception.train.promptable import decode_prompts
+    sam = build_sam(small_spec(64, 16, patch))
+    embedding = sam.image_encoder(sam.preprocess(torch.zeros(1, 3, 64, 64)))
+    assert embedding.shape == (1, 16, 64 // patch, 64 // patch)
+    masks, _ = decode_prompts(sam, embedding, torch.zeros(1, dtype=torch.long),
+                              torch.tensor([[10.0, 20.0]]))
+    assert masks.shape == (1, 3, 4 * 64 // patch, 4 * 64 // patch)
+    with pytest.raises(ModelError, match='patch_size must be 8 or 16'):
+        small_spec(64, 16, 4)
+
+
+def test_decode_prompts_equals_sams_decoder_per_frame(tiny_sam):
+    from anomaly_perception.train.promptable import decode_prompts
+    torch.manual_seed(1)
+    embeddings = torch.randn(2, 16, 4, 4)
+    points = torch.tensor([[5.0, 9.0], [60.0, 30.0], [20.0, 50.0]])
+    owner = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        masks, iou = decode_prompts(tiny_sam, embeddings, owner, points)
+        assert masks.shape == (3, 3, 16, 16) and iou.shape == (3, 3)
+        # Each prompt alone through segment-anything's own decoder on its own frame.
+        for p in range(3):
+            labels = torch.ones(1, 1, dtype=torch.int64)
+            sparse, dense = tiny_sam.prompt_encoder(points=(points[p:p + 1, None], labels),
+                                                    boxes=None, masks=None)
+            ref_masks, ref_iou = tiny_sam.mask_decoder(
+                image_embeddings=embeddings[owner[p]:owner[p] + 1],
+                image_pe=tiny_sam.prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense, multimask_output=True)
+            torch.testing.assert_close(masks[p:p + 1], ref_masks, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(iou[p:p + 1], ref_iou, rtol=1e-4, atol=1e-5)
+
+
 def test_train_promptable_tiny_model_loads_and_segments(tiny_pixel_data, tiny_pixel_model,
                                                         tmp_path):
     from anomaly_perception.instance.promptable import load_promptable

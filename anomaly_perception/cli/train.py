@@ -172,7 +172,16 @@ def add_train(sub):
                     help='model input: longest side, padded square (multiple of 16)')
     pr.add_argument('--epochs', type=positive_int, default=6)
     pr.add_argument('--batch-size', type=positive_int, default=8)
-    pr.add_argument('--prompts-per-image', type=positive_int, default=8)
+    pr.add_argument('--prompts-per-image', type=positive_int, default=16)
+    pr.add_argument('--init-promptable', default='', metavar='PROMPTABLE_MODEL',
+                    help='start every weight from this promptable model (same spec): a further '
+                         'run on a new schedule')
+    pr.add_argument('--patch-size', type=int, choices=(8, 16), default=8,
+                    help="image embedding grid: 1/8 (ERFNet's own, default) or 1/16 (SAM's)")
+    pr.add_argument('--warmup-steps', type=int, default=250,
+                    help='batches of linear learning-rate warm-up (default 250)')
+    pr.add_argument('--device', default='cpu', choices=('cpu', 'cuda'),
+                    help='train on the CPU (default) or a CUDA GPU')
     pr.add_argument('--every', type=positive_int, default=1,
                     help='train on every n-th train_set frame (default 1: all)')
     pr.add_argument('--lr', type=float, default=3e-4)
@@ -405,11 +414,17 @@ def _run_train_promptable(args):
     config = PromptableTrainingConfig(
         image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
         prompts_per_image=args.prompts_per_image, train_every=args.every, lr=args.lr,
-        init_from=args.init_from, seed=args.seed)
+        warmup_steps=args.warmup_steps, patch_size=args.patch_size,
+        init_promptable=args.init_promptable, init_from=args.init_from, seed=args.seed)
+    if args.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            raise UsageError('--device cuda: PyTorch sees no CUDA GPU here.')
     work = args.work or str(Path('out') / 'train' / Path(args.out).name)
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
     manifest = train_promptable_model(args.data, args.out, work, config,
-                                      overwrite=args.overwrite, command=command)
+                                      overwrite=args.overwrite, command=command,
+                                      device=args.device)
     m = manifest['metrics']
     print(f'written {args.out}: validation mask IoU from one point per anomaly '
           f"{m['validation_anomaly_iou']:.3f} (epoch {m['best_epoch']})")

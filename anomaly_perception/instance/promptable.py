@@ -70,30 +70,37 @@ SAM_VARIANTS = {
 }
 
 
-def small_spec(image_size=256, prompt_dim=64):
+def small_spec(image_size=256, prompt_dim=64, patch_size=8):
     """Return the spec of the project's small default: ERFNet's encoder under SAM's decoder.
 
     SAM's prompt encoder and mask decoder (a two-way transformer of depth 2)
     at ``prompt_dim`` with an :class:`ErfnetImageEncoder` (the pixel
-    branch's encoder, which a pixel model can initialise) instead of a ViT:
-    a CPU can train it on the synthetic world in minutes.
+    branch's encoder, which a pixel model can initialise) instead of a ViT.
+    ``patch_size`` 8 keeps ERFNet's 1/8 grid (32x32 tokens at 256 pixels,
+    masks at 1/2 of the input); 16 adds a stride-2 neck (SAM's 1/16 grid:
+    an object of one token or less cannot be outlined, which is most
+    anomalies at 256 pixels).
     """
+    if int(patch_size) not in (8, 16):
+        raise ModelError(f'ERFNet image encoder: patch_size must be 8 or 16, got {patch_size}')
     return {'variant': 'erfnet_small', 'image_size': int(image_size),
-            'prompt_dim': int(prompt_dim), 'encoder': {'type': 'erfnet', 'patch_size': 16},
+            'prompt_dim': int(prompt_dim),
+            'encoder': {'type': 'erfnet', 'patch_size': int(patch_size)},
             'decoder': {'depth': 2, 'mlp_dim': 4 * int(prompt_dim), 'num_heads': 4,
                         'iou_head_hidden_dim': int(prompt_dim), 'iou_head_depth': 3}}
 
 
 class ErfnetImageEncoder(torch.nn.Module):
-    """SAM's image-encoder interface on ERFNet's encoder: ``[B, 3, S, S]`` -> ``[B, D, S/16]^2``.
+    """SAM's image-encoder interface on ERFNet's encoder: ``[B, 3, S, S]`` -> ``[B, D, S/p]^2``.
 
     Takes the input SAM's ``preprocess`` makes (ImageNet-normalised, padded
     to ``img_size``), returns it to ERFNet's ``[0, 1]`` range, runs the
-    encoder (1/8, 128 channels) and a neck (a stride-2 3x3 convolution to
-    ``out_chans``, then a 3x3 convolution, with SAM's 2-D LayerNorms).
+    encoder (1/8, 128 channels) and a neck (a 3x3 convolution to
+    ``out_chans``, of stride 2 when ``patch_size`` is 16, then a 3x3
+    convolution, with SAM's 2-D LayerNorms).
     """
 
-    def __init__(self, img_size, out_chans):
+    def __init__(self, img_size, out_chans, patch_size=16):
         super().__init__()
         from segment_anything.modeling.common import LayerNorm2d
 
@@ -101,7 +108,8 @@ class ErfnetImageEncoder(torch.nn.Module):
         self.img_size = int(img_size)
         self.encoder = Encoder(1)
         self.neck = torch.nn.Sequential(
-            torch.nn.Conv2d(128, out_chans, 3, stride=2, padding=1), LayerNorm2d(out_chans),
+            torch.nn.Conv2d(128, out_chans, 3, stride=int(patch_size) // 8, padding=1),
+            LayerNorm2d(out_chans),
             torch.nn.GELU(), torch.nn.Conv2d(out_chans, out_chans, 3, padding=1),
             LayerNorm2d(out_chans))
         self.register_buffer('mean', torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1),
@@ -150,7 +158,10 @@ def build_sam(spec):
                          f'{patch}')
     grid = size // patch
     if enc.get('type', 'vit') == 'erfnet':
-        encoder = ErfnetImageEncoder(size, dim)
+        if patch not in (8, 16):
+            raise ModelError(f'SAM spec: an ERFNet image encoder has patch_size 8 or 16, '
+                             f'not {patch}')
+        encoder = ErfnetImageEncoder(size, dim, patch)
     else:
         encoder = ImageEncoderViT(
             img_size=size, patch_size=patch, embed_dim=int(enc['embed_dim']),

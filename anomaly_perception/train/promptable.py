@@ -18,7 +18,9 @@ SAM's recipe, scaled down to the synthetic world and a CPU:
 
 * **Model**: :func:`~anomaly_perception.instance.promptable.small_spec`:
   ERFNet's encoder (initialised from a pixel model when ``init_from`` is
-  given) under ``segment-anything``'s prompt encoder and mask decoder.
+  given) under ``segment-anything``'s prompt encoder and mask decoder; or
+  every weight from a promptable model of the same spec
+  (``init_promptable``: a further run on a new schedule).
 * **Data**: frames at the model's input (longest side ``image_size``)
   from ``train_set`` and ``outliers_set``; regions to segment are the
   anomaly *instances* (instances/<stem>.png) and the connected components
@@ -26,15 +28,21 @@ SAM's recipe, scaled down to the synthetic world and a CPU:
 * **Prompts**: per frame ``prompts_per_image`` single positive points, each
   a uniform pixel of a region drawn at random (an anomaly instance with
   probability ``anomaly_share`` when the frame has one); the target is that
-  region.
+  region. The prompts of a whole batch go through the mask decoder in one
+  call (:func:`decode_prompts`), each on its own frame's embedding.
 * **Loss** (SAM's): per prompt, of the three masks the one with the lowest
   ``focal_weight * focal + dice_weight * dice`` (20 : 1) is trained, and
   the IoU head regresses every mask's actual IoU (MSE); on the decoder's
-  low-resolution masks (1/4 of the input) against area-downsampled targets.
-* AdamW (lr 3e-4, weight decay 1e-4), poly decay per epoch, flips; the
+  low-resolution masks (4 / ``patch_size`` of the input) against
+  area-downsampled targets.
+* AdamW (lr 3e-4, weight decay 1e-4), a linear warm-up over the first
+  ``warmup_steps`` batches (a transformer decoder trained from scratch
+  without one collapsed to empty masks here), poly decay per epoch, flips; the
   best epoch by validation mask IoU of single-point prompts at the most
   interior point of each anomaly instance (the deployed best-of-three by
   predicted IoU); resumable from a checkpoint per epoch.
+* ``device``: ``cpu`` or ``cuda`` (not part of the options a checkpoint
+  must match: a run may resume on another device).
 
 Writes a model directory (branch ``instance``, architecture ``sam`` with
 its spec) that :func:`~anomaly_perception.instance.promptable.load_promptable`
@@ -77,9 +85,10 @@ class PromptableTrainingConfig:
 
     image_size: int = 256
     prompt_dim: int = 64
+    patch_size: int = 8
     epochs: int = 6
     batch_size: int = 8
-    prompts_per_image: int = 8
+    prompts_per_image: int = 16
     anomaly_share: float = 0.5
     min_region: int = 16
     lr: float = 3e-4
@@ -87,8 +96,10 @@ class PromptableTrainingConfig:
     focal_weight: float = 20.0
     dice_weight: float = 1.0
     iou_weight: float = 1.0
+    warmup_steps: int = 250
     train_every: int = 1
     init_from: str = ''
+    init_promptable: str = ''
     seed: int = 0
 
 
@@ -199,20 +210,40 @@ def promptable_loss(low_res, iou_pred, targets, config):
     return best + config.iou_weight * F.mse_loss(iou_pred, actual)
 
 
-def _forward_prompts(sam, embedding, points_xy):
-    """Low-resolution mask logits ``[P, 3, h, w]`` and IoU ``[P, 3]`` on one embedding."""
-    labels = torch.ones(len(points_xy), 1, dtype=torch.int64)
+def decode_prompts(sam, embeddings, image_index, points_xy):
+    """Mask logits ``[P, 3, h, w]`` and IoU ``[P, 3]`` for prompts on several embeddings.
+
+    ``embeddings`` ``[B, D, g, g]``; prompt ``p`` is the single positive
+    point ``points_xy[p]`` (model input coordinates) on
+    ``embeddings[image_index[p]]``. The computation of
+    ``MaskDecoder.predict_masks`` with ``multimask_output=True``, except
+    that each prompt takes its own frame's embedding instead of one shared
+    (``predict_masks`` repeats a single embedding for every prompt): a
+    whole batch's prompts in one decoder call.
+    """
+    dec = sam.mask_decoder
+    labels = torch.ones(len(points_xy), 1, dtype=torch.int64, device=points_xy.device)
     sparse, dense = sam.prompt_encoder(points=(points_xy[:, None, :], labels), boxes=None,
                                        masks=None)
-    return sam.mask_decoder(image_embeddings=embedding, image_pe=sam.prompt_encoder.get_dense_pe(),
-                            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                            multimask_output=True)
+    tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+    tokens = torch.cat([tokens.unsqueeze(0).expand(len(sparse), -1, -1), sparse], dim=1)
+    src = embeddings[image_index] + dense
+    pos = sam.prompt_encoder.get_dense_pe().expand(len(sparse), -1, -1, -1)
+    b, c, h, w = src.shape
+    hs, src = dec.transformer(src, pos, tokens)
+    upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    hyper = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in
+                         enumerate(dec.output_hypernetworks_mlps)], dim=1)
+    b, c, h, w = upscaled.shape
+    masks = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+    iou = dec.iou_prediction_head(hs[:, 0, :])
+    return masks[:, 1:], iou[:, 1:]
 
 
 @torch.no_grad()
 def single_point_iou(sam, images, instances, min_region=10):
     """Mean IoU of best-of-three masks from the most interior point of each anomaly instance."""
-    seg = PromptableSegmenter(sam.eval())
+    seg = PromptableSegmenter(sam.eval(), device=sam.device)
     ious = []
     for image, inst in zip(images, instances):
         points, ids = oracle_points(inst, min_region)
@@ -220,20 +251,32 @@ def single_point_iou(sam, images, instances, min_region=10):
             continue
         seg.set_image(image)
         masks, _ = seg.masks_for_points(torch.from_numpy(points))
-        for m, i in zip(masks.numpy(), ids):
+        for m, i in zip(masks.cpu().numpy(), ids):
             truth = inst == i
             ious.append((m & truth).sum() / max(1, (m | truth).sum()))
     return float(np.mean(ious)) if ious else float('nan'), len(ious)
 
 
-def train_promptable_network(train, val, work_dir, config, show_progress=True):
-    """Train (resumable); return ``(best SAM, state)``."""
+def _warmup_lr(lr, step, warmup_steps):
+    return lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else lr
+
+
+def train_promptable_network(train, val, work_dir, config, show_progress=True, device='cpu'):
+    """Train (resumable); return ``(best SAM, state, spec)``."""
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     rng = seed_everything(config.seed)
-    spec = small_spec(config.image_size, config.prompt_dim)
+    spec = small_spec(config.image_size, config.prompt_dim, config.patch_size)
     sam = build_sam(spec)
-    if config.init_from:
+    if config.init_promptable:
+        from ..instance.promptable import load_promptable
+        start, manifest = load_promptable(config.init_promptable)
+        if manifest['architecture']['spec'] != spec:
+            raise TrainingError(f'{config.init_promptable!r} has another spec '
+                                f"({manifest['architecture']['spec']}) than these options "
+                                f'({spec}).')
+        sam.load_state_dict(start.sam.state_dict())
+    elif config.init_from:
         from ..runtime.network import load_network
         module, manifest = load_network(config.init_from)
         if manifest.get('architecture', {}).get('type') != 'erfnet_pixel':
@@ -242,6 +285,7 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True):
         sam.image_encoder.encoder.load_state_dict(
             {k: v for k, v in module.network.encoder.state_dict().items()
              if k in own and own[k].shape == v.shape}, strict=False)
+    sam.to(device)
     opt = torch.optim.AdamW(sam.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = {'epoch': 0, 'history': [], 'best_iou': -1.0, 'best_epoch': -1}
     ckpt = work / CHECKPOINT
@@ -252,11 +296,14 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True):
                                 f'({saved.get("config")}); use another work directory or '
                                 'delete it to start over.')
         sam.load_state_dict(saved['model'])
+        sam.to(device)
+        opt = torch.optim.AdamW(sam.parameters(), lr=config.lr,
+                                weight_decay=config.weight_decay)
         opt.load_state_dict(saved['optimizer'])
         restore_rng(rng, saved['rng'])
         state = saved['state']
     size = config.image_size
-    low = size // 4
+    low = 4 * size // int(spec['encoder']['patch_size'])   # the decoder's masks
     batches = -(-len(train.images) // config.batch_size)
     from tqdm import tqdm
     bar = tqdm(total=config.epochs * batches, initial=state['epoch'] * batches, unit='batch',
@@ -270,26 +317,31 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True):
         total, count, started = 0.0, 0, time.perf_counter()
         for start in range(0, len(order), config.batch_size):
             idx = order[start:start + config.batch_size]
-            images = torch.from_numpy(train.images[idx]).permute(0, 3, 1, 2).float()
+            step = state['epoch'] * batches + start // config.batch_size
+            for group in opt.param_groups:
+                group['lr'] = _warmup_lr(lr, step, config.warmup_steps)
+            images = torch.from_numpy(train.images[idx]).to(device).permute(0, 3, 1, 2).float()
             regions = train.regions[idx]
             if rng.random() < 0.5:
                 images, regions = images.flip(-1), regions[..., ::-1].copy()
-            embeddings = sam.image_encoder(sam.preprocess(images))
-            loss = 0.0
+            points, owner, masks = [], [], []
             for b in range(len(idx)):
-                points, rids = _sample_prompts(regions[b], train.anomalous[idx[b]],
-                                               config.prompts_per_image, config.anomaly_share,
-                                               rng)
-                if not rids:
-                    continue
-                masks = torch.from_numpy(np.stack([regions[b] == r for r in rids])).float()
-                h, w = masks.shape[-2:]
-                masks = F.pad(masks, (0, size - w, 0, size - h))[:, None]
-                targets = F.interpolate(masks, size=(low, low), mode='area')
-                low_res, iou = _forward_prompts(sam, embeddings[b:b + 1],
-                                                torch.from_numpy(points))
-                loss = loss + promptable_loss(low_res, iou, targets, config)
-            loss = loss / len(idx)
+                pts, rids = _sample_prompts(regions[b], train.anomalous[idx[b]],
+                                            config.prompts_per_image, config.anomaly_share, rng)
+                points.append(pts)
+                owner += [b] * len(rids)
+                masks += [regions[b] == r for r in rids]
+            if not owner:
+                bar.update(1)
+                continue
+            embeddings = sam.image_encoder(sam.preprocess(images))
+            masks = torch.from_numpy(np.stack(masks)).to(device).float()
+            h, w = masks.shape[-2:]
+            masks = F.pad(masks, (0, size - w, 0, size - h))[:, None]
+            targets = F.interpolate(masks, size=(low, low), mode='area')
+            low_res, iou = decode_prompts(sam, embeddings, torch.tensor(owner, device=device),
+                                          torch.from_numpy(np.concatenate(points)).to(device))
+            loss = promptable_loss(low_res, iou, targets, config)
             if not torch.isfinite(loss):
                 raise TrainingError(f'train promptable diverged (loss {float(loss)}) at epoch '
                                     f'{state["epoch"] + 1}; lower the learning rate.')
@@ -306,6 +358,10 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True):
                  'val_anomaly_iou': val_iou, 'val_instances': n,
                  'wall_s': time.perf_counter() - started}
         state['history'].append(entry)
+        if show_progress:
+            bar.write(f"epoch {state['epoch']}: loss {entry['loss']:.3f}, validation mask IoU "
+                      f'from one point per anomaly {val_iou:.3f} ({n} instances), '
+                      f"{entry['wall_s']:.0f} s")
         if not np.isfinite(val_iou) or val_iou > state['best_iou']:
             state['best_iou'] = val_iou if np.isfinite(val_iou) else state['best_iou']
             state['best_epoch'] = state['epoch']
@@ -319,8 +375,14 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True):
     return sam.eval(), state, spec
 
 
+def _device_name(device):
+    if str(device).startswith('cuda'):
+        return f'cuda ({torch.cuda.get_device_name(torch.device(device))})'
+    return str(device)
+
+
 def train_promptable_model(data_dir, model_dir, work_dir, config=None, *, overwrite=False,
-                           cache_dir=None, show_progress=True, command=None):
+                           cache_dir=None, show_progress=True, command=None, device='cpu'):
     """Train and write a promptable-segmenter model directory; return its manifest."""
     config = config or PromptableTrainingConfig()
     data = HazardsDataset(data_dir)
@@ -340,7 +402,8 @@ def train_promptable_model(data_dir, model_dir, work_dir, config=None, *, overwr
                              config.min_region, show_progress)
     val = load_region_data(data, ['validation_set'], shape, cache_dir, 1, config.min_region,
                            show_progress)
-    sam, state, spec = train_promptable_network(train, val, work_dir, config, show_progress)
+    sam, state, spec = train_promptable_network(train, val, work_dir, config, show_progress,
+                                                device)
     manifest = {
         'name': Path(model_dir).name, 'branch': 'instance',
         'architecture': {'type': 'sam', 'spec': spec},
@@ -350,10 +413,11 @@ def train_promptable_model(data_dir, model_dir, work_dir, config=None, *, overwr
         'provenance': {'data': str(data_dir), 'command': command,
                        'frames': {'train': len(train.images), 'validation': len(val.images),
                                   'input': list(shape)},
-                       'wall_s': time.perf_counter() - started, **training_environment()},
+                       'wall_s': time.perf_counter() - started, 'device': _device_name(device),
+                       **training_environment()},
     }
     import io
     buf = io.BytesIO()
-    torch.save(sam.state_dict(), buf)
+    torch.save({k: v.cpu() for k, v in sam.state_dict().items()}, buf)
     return write_model_dir(model_dir, manifest, {PROMPTABLE_FILE: buf.getvalue()},
                            overwrite=overwrite)
