@@ -90,6 +90,7 @@ setup(
             'anomaly-perception = anomaly_perception.cli:main',
             'frame_anomaly_node = anomaly_perception.nodes.frame_anomaly_node:main',
             'pixel_anomaly_node = anomaly_perception.nodes.pixel_anomaly_node:main',
+            'instance_anomaly_node = anomaly_perception.nodes.instance_anomaly_node:main',
         ],
     },
 )

@@ -12,11 +12,15 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Frame anomaly detection on any robot's camera topic.
+"""Frame, pixel and instance anomaly detection on any robot's camera topic.
 
 Give the camera topic as an argument, for instance:
 
-    ros2 launch anomaly_perception ground_robot.launch.py image_topic:=/cam/image_raw
+    ros2 launch anomaly_perception ground_robot.launch.py image_topic:=/cam/image_raw \
+        camera_info_topic:=/cam/camera_info camera_height_m:=0.45 camera_pitch_deg:=12
+
+The instance node (``instance:=true``, with ``pixel:=true``) places hazards on
+the floor from ``camera_info`` and the camera's height and pitch.
 """
 
 from launch import LaunchDescription
@@ -24,6 +28,7 @@ from launch.actions import DeclareLaunchArgument
 from launch.actions import SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.conditions import LaunchConfigurationNotEquals
+from launch.substitutions import AndSubstitution
 from launch.substitutions import LaunchConfiguration
 from launch.substitutions import PathJoinSubstitution
 from launch_ros.actions import Node
@@ -37,6 +42,7 @@ DDS_PROFILE_VARIABLES = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROF
 def generate_launch_description():
     share = FindPackageShare('anomaly_perception')
     pixel_params = PathJoinSubstitution([share, 'config', 'pixel_anomaly.yaml'])
+    instance_params = PathJoinSubstitution([share, 'config', 'instance_anomaly.yaml'])
     params = PathJoinSubstitution([share, 'config', 'frame_anomaly.yaml'])
     return LaunchDescription([
         DeclareLaunchArgument('image_topic', default_value='/camera/image_raw',
@@ -53,6 +59,22 @@ def generate_launch_description():
                                           'anomaly maps)'),
         DeclareLaunchArgument('pixel_model', default_value='',
                               description='pixel model directory (empty: the shipped one)'),
+        DeclareLaunchArgument('instance', default_value='true',
+                              description='also start instance_anomaly_node (UGainS instances '
+                                          'on keyframes, hazards on the floor; needs '
+                                          'pixel:=true)'),
+        DeclareLaunchArgument('instance_model', default_value='',
+                              description='promptable segmenter directory (empty: the shipped '
+                                          'one)'),
+        DeclareLaunchArgument('camera_info_topic', default_value='/camera/camera_info',
+                              description="the camera's CameraInfo (places hazards on the "
+                                          'floor)'),
+        DeclareLaunchArgument('camera_height_m', default_value='0.13',
+                              description='camera centre above the floor (m): measure it on '
+                                          'your robot'),
+        DeclareLaunchArgument('camera_pitch_deg', default_value='7.0',
+                              description='downward tilt of the camera (degrees, positive = '
+                                          'looking down)'),
         DeclareLaunchArgument('use_sim_time', default_value='false'),
         DeclareLaunchArgument('autostart', default_value='true',
                               description='configure and activate at start (false: leave the '
@@ -88,5 +110,24 @@ def generate_launch_description():
             }],
             remappings=[('image', LaunchConfiguration('image_topic'))],
             condition=IfCondition(LaunchConfiguration('pixel')),
+        ),
+        Node(
+            package='anomaly_perception', executable='instance_anomaly_node',
+            name='instance_anomaly', namespace=LaunchConfiguration('namespace'), output='screen',
+            parameters=[instance_params, {
+                'model_dir': LaunchConfiguration('instance_model'),
+                'pixel_model_dir': LaunchConfiguration('pixel_model'),
+                'backend': LaunchConfiguration('backend'),
+                'input_transport': LaunchConfiguration('input_transport'),
+                'use_sim_time': LaunchConfiguration('use_sim_time'),
+                'autostart': LaunchConfiguration('autostart'),
+                'camera_height_m': LaunchConfiguration('camera_height_m'),
+                'camera_pitch_deg': LaunchConfiguration('camera_pitch_deg'),
+            }],
+            remappings=[('image', LaunchConfiguration('image_topic')),
+                        ('anomaly_map', 'pixel_anomaly/anomaly_map'),
+                        ('camera_info', LaunchConfiguration('camera_info_topic'))],
+            condition=IfCondition(AndSubstitution(LaunchConfiguration('pixel'),
+                                                  LaunchConfiguration('instance'))),
         ),
     ])

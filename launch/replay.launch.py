@@ -12,11 +12,14 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Play a recorded bag through frame_anomaly_node and watch it in rviz2.
+"""Play a recorded bag through the perception nodes and watch them in rviz2.
 
-The bag is played with ``--clock``; the node uses simulated time and
-scores every frame (``process_all_frames``), so the result does not depend
-on how fast this machine is.
+The bag is played with ``--clock``; the nodes use simulated time; the frame
+and pixel nodes score every frame (``process_all_frames``), so their result
+does not depend on how fast this machine is. The instance node works on
+keyframes (latest wins): on a slow machine it skips keyframes, counted in
+its diagnostics; ``anomaly-perception replay --pipelines frame,pixel,instance``
+processes every keyframe.
 
     ros2 launch anomaly_perception replay.launch.py bag:=out/demo/patrol_bag
 """
@@ -27,6 +30,7 @@ from launch.actions import ExecuteProcess
 from launch.actions import SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.conditions import LaunchConfigurationNotEquals
+from launch.substitutions import AndSubstitution
 from launch.substitutions import LaunchConfiguration
 from launch.substitutions import PathJoinSubstitution
 from launch_ros.actions import Node
@@ -40,6 +44,7 @@ DDS_PROFILE_VARIABLES = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROF
 def generate_launch_description():
     share = FindPackageShare('anomaly_perception')
     pixel_params = PathJoinSubstitution([share, 'config', 'pixel_anomaly.yaml'])
+    instance_params = PathJoinSubstitution([share, 'config', 'instance_anomaly.yaml'])
     return LaunchDescription([
         DeclareLaunchArgument('bag', description='the bag to play'),
         DeclareLaunchArgument('name', default_value='robomaster',
@@ -52,6 +57,13 @@ def generate_launch_description():
                                           'anomaly maps)'),
         DeclareLaunchArgument('pixel_model', default_value='',
                               description='pixel model directory (empty: the shipped one)'),
+        DeclareLaunchArgument('instance', default_value='true',
+                              description='also start instance_anomaly_node (UGainS instances '
+                                          'on keyframes, hazards on the floor; needs '
+                                          'pixel:=true)'),
+        DeclareLaunchArgument('instance_model', default_value='',
+                              description='promptable segmenter directory (empty: the shipped '
+                                          'one)'),
         DeclareLaunchArgument('rviz', default_value='true'),
         DeclareLaunchArgument(
             'dds_profile', default_value=PathJoinSubstitution([share, 'config', DDS_PROFILE]),
@@ -88,6 +100,23 @@ def generate_launch_description():
             }],
             remappings=[('image', 'camera/image_color')],
             condition=IfCondition(LaunchConfiguration('pixel')),
+        ),
+        Node(
+            package='anomaly_perception', executable='instance_anomaly_node',
+            name='instance_anomaly', namespace=LaunchConfiguration('name'), output='screen',
+            parameters=[instance_params, {
+                'model_dir': LaunchConfiguration('instance_model'),
+                'pixel_model_dir': LaunchConfiguration('pixel_model'),
+                'backend': LaunchConfiguration('backend'),
+                'use_sim_time': True,
+                'qos_depth': 100,
+                'qos_reliability': 'reliable',
+            }],
+            remappings=[('image', 'camera/image_color'),
+                        ('anomaly_map', 'pixel_anomaly/anomaly_map'),
+                        ('camera_info', 'camera/camera_info')],
+            condition=IfCondition(AndSubstitution(LaunchConfiguration('pixel'),
+                                                  LaunchConfiguration('instance'))),
         ),
         Node(
             package='rviz2', executable='rviz2', name='rviz2', output='screen',

@@ -12,12 +12,15 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Frame and pixel anomaly detection next to a DJI Robomaster (robomaster_ros driver).
+"""Frame, pixel and instance anomaly detection next to a DJI Robomaster (robomaster_ros driver).
 
 The driver publishes ``/<name>/camera/image_color`` (bgr8, 640x360 by
-default, frame_id ``<name>/camera_optical_link``, reliable, depth 1). This
-starts ``frame_anomaly_node`` and (``pixel:=true``, the default)
-``pixel_anomaly_node`` in the robot's namespace, listening there.
+default, frame_id ``<name>/camera_optical_link``, reliable, depth 1) and
+``/<name>/camera/camera_info``. This starts ``frame_anomaly_node``,
+(``pixel:=true``, the default) ``pixel_anomaly_node`` and (``instance:=true``,
+the default, with the pixel node) ``instance_anomaly_node`` in the robot's
+namespace, listening there; the instance node pairs the camera's images
+with the pixel node's ``pixel_anomaly/anomaly_map``.
 
     ros2 launch anomaly_perception robomaster.launch.py name:=robomaster
 """
@@ -27,6 +30,7 @@ from launch.actions import DeclareLaunchArgument
 from launch.actions import SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.conditions import LaunchConfigurationNotEquals
+from launch.substitutions import AndSubstitution
 from launch.substitutions import LaunchConfiguration
 from launch.substitutions import PathJoinSubstitution
 from launch_ros.actions import Node
@@ -41,6 +45,7 @@ def generate_launch_description():
     name = LaunchConfiguration('name')
     share = FindPackageShare('anomaly_perception')
     pixel_params = PathJoinSubstitution([share, 'config', 'pixel_anomaly.yaml'])
+    instance_params = PathJoinSubstitution([share, 'config', 'instance_anomaly.yaml'])
     params = PathJoinSubstitution([share, 'config', 'frame_anomaly.yaml'])
     return LaunchDescription([
         DeclareLaunchArgument('name', default_value='robomaster',
@@ -54,6 +59,13 @@ def generate_launch_description():
                                           'anomaly maps)'),
         DeclareLaunchArgument('pixel_model', default_value='',
                               description='pixel model directory (empty: the shipped one)'),
+        DeclareLaunchArgument('instance', default_value='true',
+                              description='also start instance_anomaly_node (UGainS instances '
+                                          'on keyframes, hazards on the floor; needs '
+                                          'pixel:=true)'),
+        DeclareLaunchArgument('instance_model', default_value='',
+                              description='promptable segmenter directory (empty: the shipped '
+                                          'one)'),
         DeclareLaunchArgument('use_sim_time', default_value='false'),
         DeclareLaunchArgument('autostart', default_value='true',
                               description='configure and activate at start (false: leave the '
@@ -89,5 +101,22 @@ def generate_launch_description():
             }],
             remappings=[('image', 'camera/image_color')],
             condition=IfCondition(LaunchConfiguration('pixel')),
+        ),
+        Node(
+            package='anomaly_perception', executable='instance_anomaly_node',
+            name='instance_anomaly', namespace=name, output='screen',
+            parameters=[instance_params, {
+                'model_dir': LaunchConfiguration('instance_model'),
+                'pixel_model_dir': LaunchConfiguration('pixel_model'),
+                'backend': LaunchConfiguration('backend'),
+                'use_sim_time': LaunchConfiguration('use_sim_time'),
+                'autostart': LaunchConfiguration('autostart'),
+                'qos_reliability': 'reliable',
+            }],
+            remappings=[('image', 'camera/image_color'),
+                        ('anomaly_map', 'pixel_anomaly/anomaly_map'),
+                        ('camera_info', 'camera/camera_info')],
+            condition=IfCondition(AndSubstitution(LaunchConfiguration('pixel'),
+                                                  LaunchConfiguration('instance'))),
         ),
     ])

@@ -21,15 +21,18 @@ import py_compile
 from anomaly_perception.config import load_config
 from anomaly_perception.config import parameter_specs_of
 from anomaly_perception.io.frame_messages import output_topics
+from anomaly_perception.io.instance_messages import output_topics as instance_output_topics
 from anomaly_perception.io.pixel_messages import output_topics as pixel_output_topics
 from anomaly_perception.perception.frame_config import FrameNodeConfig
+from anomaly_perception.perception.instance_config import InstanceNodeConfig
 from anomaly_perception.perception.pixel_config import PixelNodeConfig
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / 'launch').glob('*.launch.py'))
-CONFIGS = {'frame_anomaly_node': FrameNodeConfig, 'pixel_anomaly_node': PixelNodeConfig}
+CONFIGS = {'frame_anomaly_node': FrameNodeConfig, 'pixel_anomaly_node': PixelNodeConfig,
+           'instance_anomaly_node': InstanceNodeConfig}
 
 
 def _entry_points():
@@ -68,7 +71,27 @@ def test_launch_file_compiles_and_starts_existing_executables(path):
         if package == 'anomaly_perception':
             assert executable in entry_points, f'{path.name}: {executable} is no entry point'
             started.append(executable)
-    assert sorted(started) == ['frame_anomaly_node', 'pixel_anomaly_node']
+    assert sorted(started) == ['frame_anomaly_node', 'instance_anomaly_node',
+                               'pixel_anomaly_node']
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+def test_instance_node_listens_to_the_pixel_nodes_map(path):
+    calls = {kw['executable'].value: kw for kw in _node_calls(path)
+             if kw['package'].value == 'anomaly_perception'}
+    pixel, instance = calls['pixel_anomaly_node'], calls['instance_anomaly_node']
+    remaps = {ast.literal_eval(e.elts[0]): e.elts[1] for e in instance['remappings'].elts}
+    assert set(remaps) == {'image', 'anomaly_map', 'camera_info'}
+    # The same camera as the pixel node, and the pixel node's map in the same namespace.
+    pixel_image = next(e.elts[1] for e in pixel['remappings'].elts
+                       if ast.literal_eval(e.elts[0]) == 'image')
+    assert ast.unparse(remaps['image']) == ast.unparse(pixel_image)
+    assert ast.unparse(instance['namespace']) == ast.unparse(pixel['namespace'])
+    assert ast.literal_eval(remaps['anomaly_map']) == (
+        f"{pixel['name'].value}/anomaly_map")
+    # Started only with the pixel node that feeds it.
+    condition = ast.unparse(instance['condition'])
+    assert "LaunchConfiguration('pixel')" in condition and 'AndSubstitution' in condition
 
 
 @pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
@@ -112,15 +135,18 @@ def test_rviz_config_shows_only_topics_that_exist():
 
     walk(config)
     published = set(output_topics('robomaster').values()) | set(
-        pixel_output_topics('robomaster').values())
+        pixel_output_topics('robomaster').values()) | set(
+        instance_output_topics('robomaster').values())
     camera = '/robomaster/camera/image_color'  # the robomaster_ros driver's topic
     assert topics and set(topics) <= published | {camera}
     assert '/robomaster/frame_anomaly/markers' in topics
     assert '/robomaster/pixel_anomaly/overlay' in topics
+    assert '/robomaster/instance_anomaly/markers' in topics
 
 
 @pytest.mark.parametrize('module, yaml_name', [('frame_config', 'frame_anomaly.yaml'),
-                                               ('pixel_config', 'pixel_anomaly.yaml')])
+                                               ('pixel_config', 'pixel_anomaly.yaml'),
+                                               ('instance_config', 'instance_anomaly.yaml')])
 def test_parameter_file_lists_every_parameter_with_its_default(module, yaml_name):
     import importlib
     config_module = importlib.import_module(f'anomaly_perception.perception.{module}')
@@ -129,7 +155,8 @@ def test_parameter_file_lists_every_parameter_with_its_default(module, yaml_name
         f'config/{yaml_name} is out of date; regenerate it with python -c "from '
         f'anomaly_perception.perception.{module} import parameter_file; '
         f"open('config/{yaml_name}', 'w').write(parameter_file())\"")
-    cls = FrameNodeConfig if module == 'frame_config' else PixelNodeConfig
+    cls = {'frame_config': FrameNodeConfig, 'pixel_config': PixelNodeConfig,
+           'instance_config': InstanceNodeConfig}[module]
     assert load_config(cls, ROOT / 'config' / yaml_name) == cls()
 
 

@@ -43,7 +43,7 @@ def add_score(sub):
                    help="model directory (default: the branch's shipped model; the frame "
                         'branch: models/frame_rnvp_oe)')
     from ..perception.branches import branch_names
-    p.add_argument('--branch', choices=[*branch_names(), 'instance'],
+    p.add_argument('--branch', choices=branch_names(),
                    help="which branch's pipeline (default: the --model's, else frame)")
     p.add_argument('--csv', help='frame branch: also write the rows to this CSV file')
     p.add_argument('--out', help='pixel branch: directory for <stem>.anomaly.npy (float32 '

@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 
+from ..errors import AnomalyPerceptionError
 from ..perception.branches import get_branch
 from ..runtime.backends import BackendError
 
@@ -67,6 +68,11 @@ def run_bench(model_dir, backends, batches, seconds=3.0, device='cpu', precision
     ``model_dir`` None runs the branch's shipped model.
     """
     spec = get_branch(branch)
+    if spec.name == 'instance':
+        raise AnomalyPerceptionError(
+            'bench --branch instance: a keyframe is the pixel model plus a promptable '
+            'segmenter on PyTorch, not one graph per backend; time it with python '
+            'benchmarks/bench_instance.py (keyframe latency, batched vs one prompt at a time).')
     model_dir = model_dir or spec.shipped_model_dir()
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (max(batches), *FRAME_SHAPE), dtype=np.uint8)

@@ -87,6 +87,7 @@ def _collect_label(labels, msg):
 RECORDERS = {
     'frame': 'anomaly_perception.evaluation.replay:FrameRecorder',
     'pixel': 'anomaly_perception.evaluation.pixel_replay:PixelRecorder',
+    'instance': 'anomaly_perception.evaluation.instance_replay:InstanceRecorder',
 }
 EVALUATED_BRANCHES = tuple(RECORDERS)
 
@@ -145,6 +146,9 @@ def replay(bag_path, out_dir, *, topic=None, model_dir=None, backend='auto', lab
             cfg = dataclasses.replace(cfg, backend=backend, model_dir=str(md))
             stream = branch.pipeline_class.from_config(cfg)
             recorders.append(_recorder_class(branch.name)(branch, stream, cfg, ns, str(md)))
+        peers = {r.branch.name: r for r in recorders}
+        for r in recorders:
+            r.peers = peers
         label_topic = None if labels else _label_topic(bag, image_topic)
         bag_labels = {} if label_topic else None
         side = {label_topic: lambda msg: _collect_label(bag_labels, msg)} if label_topic else {}
@@ -187,6 +191,7 @@ def replay(bag_path, out_dir, *, topic=None, model_dir=None, backend='auto', lab
         report['pipelines'] = names
         for i, r in enumerate(recorders):
             part = r.report()
+            r.artifacts(tmp, part)
             if frame_labels is not None:
                 part.update(r.metrics(frame_labels))
                 r.plots(tmp, frame_labels, part)
@@ -262,6 +267,8 @@ class Recorder:
         self.bag_clock = [0.0]
         self.stats = StreamStats(window_s=5.0, clock=lambda: self.bag_clock[0])
         self.next_diag_ns = None
+        self.peers = {}             # branch name -> the replay's recorders (set by replay)
+        self.last_results = {}      # stamp -> result, of the last batch
 
     def side_topics(self, bag, image_topic):
         """``{topic: callback(msg)}`` of other bag topics this recorder reads (default none)."""
@@ -284,6 +291,7 @@ class Recorder:
         start = time.perf_counter()
         results = self.stream.process([f.stamp_ns for f in frames], [f.image for f in frames])
         per_frame = (time.perf_counter() - start) / len(frames)
+        self.last_results = {f.stamp_ns: r for f, r in zip(frames, results)}
         options = self.output_options()
         for frame, result in zip(frames, results):
             self.bag_clock[0] = frame.stamp_ns / 1e9
@@ -322,6 +330,9 @@ class Recorder:
 
     def plots(self, out, frame_labels, report):
         """Write the branch's plots into ``out`` (default none)."""
+
+    def artifacts(self, out, report):
+        """Write files that need no labels into ``out`` (default none)."""
 
 
 class FrameRecorder(Recorder):

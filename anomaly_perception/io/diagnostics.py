@@ -26,7 +26,8 @@ def diagnostics_message(f, node_name, header, snapshot, backend, model_name, mod
     a node, ``lifecycle_state``, ``model_error``, ``malformed_by_kind``,
     ``dropped_in_transport`` (+ ``transport_loss_method``),
     ``dds_messages_lost``, ``qos_incompatible`` (+ ``qos_incompatible_policy``),
-    ``publishers`` and ``transport_latency_median_ms``.
+    ``publishers`` and ``transport_latency_median_ms``; ``extra``: a branch's
+    own ``{key: value}`` (the instance node's keyframe and pairing counts).
     """
     state = snapshot.get('lifecycle_state', 'active')
     level, message = OK, 'scoring frames'
@@ -72,6 +73,9 @@ def diagnostics_message(f, node_name, header, snapshot, backend, model_name, mod
     }
     for kind, count in sorted(snapshot.get('malformed_by_kind', {}).items()):
         values[f'malformed: {kind}'] = str(count)
+    for key, value in snapshot.get('extra', {}).items():
+        values[key] = value if isinstance(value, str) else (
+            f'{value:.2f}' if isinstance(value, float) else str(value))
     status = f.new('diagnostic_msgs/msg/DiagnosticStatus', level=f.byte(level),
                    name=f'anomaly_perception: {node_name}', message=message,
                    hardware_id=model_name,

@@ -96,6 +96,16 @@ class InstanceMessageBuilder:
         self.marker_lifetime_s = float(marker_lifetime_s)
         self.overlay_alpha = float(overlay_alpha)
 
+    @classmethod
+    def from_config(cls, factory, config):
+        """Build with the settings of an ``InstanceNodeConfig``."""
+        return cls(factory, config.marker_lifetime_s, config.overlay_alpha)
+
+    def reconfigure(self, config):
+        """Take live parameter changes (marker lifetime, overlay opacity)."""
+        self.marker_lifetime_s = float(config.marker_lifetime_s)
+        self.overlay_alpha = float(config.overlay_alpha)
+
     def _point(self, x, y, z):
         return self.f.new('geometry_msgs/msg/Point', x=float(x), y=float(y), z=float(z))
 
@@ -155,10 +165,16 @@ class InstanceMessageBuilder:
         return f.new('visualization_msgs/msg/MarkerArray', markers=out)
 
     def outputs(self, header, result, image=None, overlay=False):
-        """Build one keyframe's messages (:class:`~..perception.instance.InstanceFrameResult`).
+        """Build one keyframe's messages.
 
-        ``overlay`` adds ``~/overlay`` (drawn on ``image``, RGB).
+        ``result`` is an :class:`~..perception.instance.InstanceFrameResult`, or
+        a keyframe's ``InstanceFrame`` (its instances and image). ``overlay``
+        adds ``~/overlay`` (drawn on ``image``, RGB).
         """
+        if hasattr(result, 'instances'):
+            if result.instances is None:
+                raise ValueError('not a keyframe: it has no instances to publish')
+            result, image = result.instances, image if image is not None else result.image
         out = {
             'instances': self.detections(header, result),
             'instance_ids': numpy_to_image(result.ids.astype(np.uint16), '16UC1', header,

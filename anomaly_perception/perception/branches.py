@@ -104,6 +104,14 @@ BRANCHES = {
         messages='anomaly_perception.io.pixel_messages',
         builder='anomaly_perception.io.pixel_messages:PixelMessageBuilder',
         shipped_model='pixel_erfnet'),
+    'instance': Branch(
+        name='instance', description='anomaly instances on keyframes, placed on the floor '
+        '(UGainS: pixel map -> farthest-point prompts -> promptable segmenter)',
+        pipeline='anomaly_perception.perception.instance_stream:InstanceStream',
+        config='anomaly_perception.perception.instance_config:InstanceNodeConfig',
+        messages='anomaly_perception.io.instance_messages',
+        builder='anomaly_perception.io.instance_messages:InstanceMessageBuilder',
+        shipped_model='instance_sam_small'),
 }
 
 

@@ -38,6 +38,8 @@ import logging
 import numpy as np
 
 from .floor import place_instances
+from .pipeline import Detector
+from .preprocess import as_batch
 from .preprocess import ImageInputError
 from ..instance.ugains import ensemble
 from ..instance.ugains import instance_ids
@@ -77,8 +79,12 @@ class InstanceFrameResult:
     resized_map: bool = False
 
 
-class InstanceAnomalySegmenter:
+class InstanceAnomalySegmenter(Detector):
     """UGainS on keyframes: a pixel segmenter's map drives a promptable segmenter.
+
+    The :class:`~.pipeline.Detector` of the instance branch: its ``manifest``
+    is the promptable model's, its ``backend`` the pixel model's (the
+    promptable segmenter runs on PyTorch, on ``device``).
 
     Args:
         pixel: a :class:`~.pixel.PixelAnomalySegmenter` (its model and calibration).
@@ -88,15 +94,18 @@ class InstanceAnomalySegmenter:
         num_points, nms_iou: UGainS settings (50 and 0.7, the paper's).
         min_score: instances scoring lower are dropped (None keeps all; the
             score is on the map's scale).
+        manifest: the promptable model's manifest.
 
     """
 
     def __init__(self, pixel, promptable, *, prompt_fpr=DEFAULT_PROMPT_FPR, num_points=50,
-                 nms_iou=0.7, min_score=None):
+                 nms_iou=0.7, min_score=None, manifest=None):
         if not 0.0 < prompt_fpr < 1.0:
             raise ValueError(f'prompt_fpr must be in (0, 1), got {prompt_fpr}')
         self.pixel = pixel
         self.promptable = promptable
+        self.backend = pixel.backend
+        self.manifest = manifest or {'name': 'promptable segmenter'}
         self.min_score = None if min_score is None else float(min_score)
         self.prompt_fpr = float(prompt_fpr)
         self.config = UGainSConfig(
@@ -119,9 +128,47 @@ class InstanceAnomalySegmenter:
         pixel_dir = pixel_dir or shipped_model_dir('pixel_erfnet')
         promptable_dir = promptable_dir or shipped_model_dir('instance_sam_small')
         pixel = PixelAnomalySegmenter.from_model_dir(pixel_dir, backend)
-        promptable, _ = load_promptable(promptable_dir, device=device,
-                                        prompt_batch=prompt_batch)
-        return cls(pixel, promptable, **options)
+        promptable, manifest = load_promptable(promptable_dir, device=device,
+                                               prompt_batch=prompt_batch)
+        return cls(pixel, promptable, manifest=manifest, **options)
+
+    @classmethod
+    def from_model_dir(cls, model_dir, backend='auto', *, pixel_model_dir=None, device='cpu',
+                       prompt_batch=64, **options):
+        """Load the promptable ``model_dir`` with ``pixel_model_dir`` (the Detector interface).
+
+        ``backend`` runs the pixel model; ``device`` the promptable segmenter.
+
+        Raises:
+            ModelError: a missing or corrupt model (named).
+
+        """
+        return cls.from_model_dirs(pixel_model_dir, model_dir, backend=backend, device=device,
+                                   prompt_batch=prompt_batch, **options)
+
+    def preprocess(self, images, channel_order='rgb'):
+        """Images -> the pixel model's input batch (the first stage of :meth:`score`)."""
+        return self.pixel.preprocess(images, channel_order)
+
+    def score(self, images, channel_order='rgb'):
+        """Segment each image (one, a batch or a list); one :class:`InstanceFrameResult` each."""
+        return [self.segment(np.ascontiguousarray(image))
+                for image in as_batch(images, channel_order)]
+
+    def frame_probability(self, anomaly_map):
+        """Return the pixel model's calibrated frame-level probability of a full-size map.
+
+        The map's ``frame_quantile`` (0.99) over its finite pixels, calibrated on
+        normal validation frames (NaN when the model has no frame calibration
+        or the map no finite pixel): what the keyframe policy's ``rise`` reads.
+        """
+        pixel = self.pixel
+        values = np.asarray(anomaly_map, np.float32)
+        values = values[np.isfinite(values)]
+        if pixel.frame_calibration is None or not values.size:
+            return float('nan')
+        score = float(np.quantile(values, pixel.frame_quantile))
+        return float(pixel.frame_calibration.probability(np.array([score]))[0])
 
     def segment(self, rgb, anomaly_map=None, camera=None):
         """Instances of one RGB uint8 image ``[H, W, 3]``.
@@ -149,7 +196,7 @@ class InstanceAnomalySegmenter:
         if anomaly_map is None:
             raw = self.pixel.segment(rgb)[0].anomaly
         else:
-            raw = np.asarray(anomaly_map, np.float32)
+            raw = np.array(anomaly_map, np.float32)      # a writable copy (torch needs one)
             if raw.ndim != 2:
                 raise ImageInputError(f'expected an anomaly map [H, W], got {raw.shape}')
             if raw.shape != (height, width):

@@ -1,0 +1,165 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The instance branch over a stream of frames: what the instance node and replay run.
+
+Every frame comes with the pixel model's anomaly map (the pixel node's
+``~/anomaly_map`` of the same stamp, or, where no map is given, the pixel
+model run here). :class:`InstanceStream` then
+
+1. reads the map's calibrated frame-level probability
+   (:meth:`~.instance.InstanceAnomalySegmenter.frame_probability`);
+2. asks its :class:`~.keyframes.KeyframePolicy` whether the frame is a
+   keyframe (none for ``keyframe_period_s``, or the probability rose by
+   ``keyframe_rise`` above the last keyframe's);
+3. on keyframes only, runs UGainS (:class:`~.instance.InstanceAnomalySegmenter`)
+   and, with a camera (``camera_info`` and the mounting parameters), places
+   the instances on the floor.
+
+The node splits 1-2 (in the subscription callback, cheap) from 3 (in its
+worker, behind a latest-wins buffer): :meth:`select` and :meth:`keyframe`.
+``process`` runs both in order, as replay does.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .floor import FloorCamera
+from .instance import InstanceAnomalySegmenter
+from .instance import InstanceFrameResult
+from .keyframes import KeyframePolicy
+from .pipeline import Pipeline
+from ..runtime.manifest import shipped_model_dir
+
+SHIPPED_PROMPTABLE_MODEL = 'instance_sam_small'
+SHIPPED_PIXEL_MODEL = 'pixel_erfnet'
+
+
+@dataclasses.dataclass
+class InstanceFrame:
+    """One frame of the instance branch: whether it was a keyframe, and its instances.
+
+    Attributes:
+        stamp_ns: the frame's stamp.
+        keyframe: the policy took it.
+        reason: why ('first', 'period', 'rise'; '' when not a keyframe).
+        frame_probability: the map's calibrated frame-level probability (NaN if none).
+        instances: an :class:`~.instance.InstanceFrameResult` on keyframes, else None.
+        image: RGB uint8 ``[H, W, 3]`` on keyframes (for the overlay), else None.
+
+    """
+
+    stamp_ns: int
+    keyframe: bool
+    reason: str
+    frame_probability: float
+    instances: InstanceFrameResult = None
+    image: object = None
+
+
+class InstanceStream(Pipeline):
+    """Frames (and their pixel maps) -> :class:`InstanceFrame` s, in stamp order."""
+
+    detector_class = InstanceAnomalySegmenter
+
+    def __init__(self, detector, config):
+        self.detector = detector
+        self.config = config
+        self.policy = KeyframePolicy(config.keyframe_period_s, config.keyframe_rise)
+        self.camera_info = None         # (row-major K [9], calibrated width, height)
+        self.keyframes = 0
+
+    @classmethod
+    def from_config(cls, config, model_dir=None, **backend_options):
+        """Load the promptable and pixel models ``config`` names (or the shipped ones).
+
+        Raises:
+            ModelError: a missing or corrupt model file (named).
+            BackendError: the pixel model's backend is not available.
+
+        """
+        model_dir = model_dir or config.model_dir or shipped_model_dir(SHIPPED_PROMPTABLE_MODEL)
+        pixel_dir = config.pixel_model_dir or shipped_model_dir(SHIPPED_PIXEL_MODEL)
+        detector = InstanceAnomalySegmenter.from_model_dirs(
+            pixel_dir, model_dir, backend=config.backend, device=config.device,
+            prompt_batch=config.prompt_batch, prompt_fpr=config.prompt_fpr,
+            num_points=config.num_points, nms_iou=config.nms_iou)
+        stream = cls(detector, config)
+        stream.model_dir = str(model_dir)
+        stream.pixel_model_dir = str(pixel_dir)
+        return stream
+
+    def reconfigure(self, config):
+        """Apply live parameter changes (UGainS settings, keyframe policy) without a reload."""
+        det = self.detector
+        det.prompt_fpr = float(config.prompt_fpr)
+        det.config = dataclasses.replace(
+            det.config, threshold=float(det.pixel.calibration.threshold_for_fpr(
+                config.prompt_fpr)), num_points=int(config.num_points),
+            nms_iou=float(config.nms_iou))
+        self.policy.period_ns = int(config.keyframe_period_s * 1e9)
+        self.policy.rise = float(config.keyframe_rise)
+        self.config = config
+
+    def set_camera_info(self, k, width, height):
+        """Take the camera's intrinsics (``camera_info.k``, row-major) and calibrated size."""
+        k = [float(v) for v in k]
+        if len(k) != 9 or not (k[0] > 0 and k[4] > 0) or width <= 0 or height <= 0:
+            from .floor import FloorProjectionError
+            raise FloorProjectionError(f'camera_info without a usable K ({k}) or size '
+                                       f'({width}x{height}): is the camera calibrated?')
+        self.camera_info = (k, int(width), int(height))
+
+    def camera_for(self, shape):
+        """Return the :class:`~.floor.FloorCamera` for an image of ``shape`` (None: no camera).
+
+        K is rescaled when the image's size differs from the calibrated one.
+        """
+        if self.camera_info is None or not self.config.place_on_floor:
+            return None
+        k, width, height = self.camera_info
+        return FloorCamera.from_camera_info(
+            k, self.config.camera_height_m, math.radians(self.config.camera_pitch_deg),
+            scale=(shape[1] / width, shape[0] / height))
+
+    def select(self, stamp_ns, anomaly_map):
+        """Decide on one frame: ``(keyframe?, reason, frame probability)``."""
+        probability = self.detector.frame_probability(anomaly_map)
+        score = probability if np.isfinite(probability) else None
+        keyframe, reason = self.policy.decide(int(stamp_ns), score)
+        return keyframe, reason, probability
+
+    def keyframe(self, stamp_ns, image, anomaly_map, reason='', probability=float('nan')):
+        """Run UGainS on one keyframe; return its :class:`InstanceFrame`."""
+        result = self.detector.segment(image, anomaly_map, camera=self.camera_for(image.shape))
+        self.keyframes += 1
+        return InstanceFrame(int(stamp_ns), True, reason, probability, result, image)
+
+    def process(self, stamps, images, maps=None):
+        """Frames (RGB ``uint8 [H, W, 3]``) and their pixel maps -> an :class:`InstanceFrame` each.
+
+        ``maps`` None runs the pixel model on the batch (one call).
+        """
+        if maps is None:
+            maps = [r.anomaly for r in self.detector.pixel.segment(images)] if len(images) \
+                else []
+        out = []
+        for stamp, image, anomaly_map in zip(stamps, images, maps):
+            keyframe, reason, probability = self.select(stamp, anomaly_map)
+            if keyframe:
+                out.append(self.keyframe(stamp, image, anomaly_map, reason, probability))
+            else:
+                out.append(InstanceFrame(int(stamp), False, '', probability))
+        return out
