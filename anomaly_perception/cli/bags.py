@@ -94,7 +94,7 @@ def add_replay(sub):
     p.add_argument('--topic', help='image topic (default: the only camera image topic)')
     p.add_argument('--pipelines', default='frame',
                    help='comma-separated branches to run on the same frames (default frame; '
-                        'frame,pixel runs both)')
+                        'frame,pixel,instance runs all three: instances on keyframes)')
     p.add_argument('--model', action='append', default=[], metavar='[BRANCH=]DIR',
                    help="model directory (default: the branch's shipped one); with several "
                         'pipelines BRANCH=DIR, repeatable')
@@ -186,6 +186,24 @@ def format_replay(report, out):
             lines.append(f"pixel branch frame score: AUROC {pixel['frame']['auroc']:.3f}; "
                          f"flag {ev['detected']}/{ev['n_events']} anomalies, "
                          f"{ev['false_alarms_per_hour']:.0f} false alarms per hour")
+    inst = report if pipelines[0] == 'instance' else report.get('instance')
+    if inst is not None:
+        lat = inst['keyframe_latency_ms']
+        reasons = ', '.join(f'{k} {v}' for k, v in sorted(inst['keyframe_reasons'].items()))
+        lines.append(f"instance branch: {inst['keyframes']} keyframes ({reasons}), "
+                     f"{inst['instances_per_keyframe']:.1f} instances per keyframe, "
+                     f"{inst['hazards_placed']} placed on the floor; UGainS "
+                     f"{lat['median']:.0f} ms per keyframe (median); map from "
+                     f"{inst['maps_from']}")
+        if 'instances' in inst:
+            m = inst['instances']
+            lines.append(f"instances ({m['keyframes']} labelled keyframes): iAP {m['iap']:.3f}  "
+                         f"iAP50 {m['iap50']:.3f}; pixel AP {m['pixel_ap_input']:.3f} -> "
+                         f"{m['pixel_ap_refined']:.3f} after the ensemble; "
+                         f"{m['instances_per_normal_keyframe']:.1f} instances per normal "
+                         'keyframe')
+        if 'contact_sheet' in inst:
+            lines.append(f"instance contact sheet: {out}/{inst['contact_sheet']}")
     topics = list(report['output_topics'].values())
     for name in pipelines[1:]:
         topics += [t for t in report[name]['output_topics'].values() if t not in topics]
