@@ -107,6 +107,25 @@ def test_camera_info_is_rescaled_to_the_image_and_checked(stream):
         stream.set_camera_info([0.0] * 9, 640, 360)
 
 
+def test_instance_filter_keeps_what_is_as_anomalous_as_a_prompt(stream, rgb):
+    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
+    det = stream.detector
+    assert det.instance_fpr == 0.05 and det.min_score == pytest.approx(
+        det.pixel.calibration.threshold_for_fpr(0.05))
+    anomaly_map = det.pixel.segment(rgb)[0].anomaly
+    kept = det.segment(rgb, anomaly_map)
+    det.set_instance_fpr(1.0)                    # every mask: UGainS as published
+    try:
+        everything = det.segment(rgb, anomaly_map)
+    finally:
+        det.set_instance_fpr(0.05)
+    assert det.min_score is not None
+    assert len(kept.scores) == int(np.sum(everything.scores >= det.min_score))
+    assert np.all(kept.scores >= det.min_score)
+    with pytest.raises(ValueError, match='not both'):
+        InstanceAnomalySegmenter(det.pixel, det.promptable, min_score=0.0, instance_fpr=0.1)
+
+
 def test_bench_points_the_instance_branch_to_its_benchmark():
     from anomaly_perception.errors import AnomalyPerceptionError
     from anomaly_perception.evaluation.bench import run_bench
@@ -153,7 +172,7 @@ def test_replay_runs_frame_pixel_and_instance_on_the_same_frames(
     # The first keyframe's refined map is UGainS on the pixel pipeline's map of that frame.
     seg = InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, tiny_promptable,
                                                    backend='torch', prompt_fpr=0.3,
-                                                   num_points=8)
+                                                   num_points=8, instance_fpr=0.05)
     assert seg.pixel.threshold == PixelAnomalySegmenter.from_model_dir(
         tiny_pixel_model).threshold
     direct = seg.segment(image.image, image_to_numpy(pixel_map))

@@ -78,7 +78,30 @@ def test_ugains_experiment_prompts_above_the_calibrated_threshold(
     from anomaly_perception.perception.pixel import PixelAnomalySegmenter
     report = run_ugains_experiment(tiny_pixel_model, tiny_promptable, tiny_pixel_data,
                                    tmp_path / 'x', points=(50,), every=8, prompt_fpr=0.1,
-                                   show_progress=False)
+                                   instance_fpr=0.1, show_progress=False)
     expected = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model, target_fpr=0.1).threshold
     assert report['config']['threshold'] == pytest.approx(expected)
     assert report['config']['fallback_threshold'] is None and report['prompt_fpr'] == 0.1
+    # The '+ instance filter' row is what the instance node publishes (its default filter).
+    from anomaly_perception.data.hazards import HazardsDataset
+    from anomaly_perception.data.synthetic.catalog import GLOBAL_TYPES
+    from anomaly_perception.evaluation.metrics import BinaryScoreAccumulator
+    from anomaly_perception.evaluation.ugains_experiments import FILTER_ROW
+    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
+    assert report['instance_min_score'] == pytest.approx(expected)
+    seg = InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, tiny_promptable,
+                                                   backend='torch', prompt_fpr=0.1,
+                                                   instance_fpr=0.1)
+    acc = BinaryScoreAccumulator()
+    for r in [r for r in HazardsDataset(tiny_pixel_data).records('test_set')
+              if r.label_name not in GLOBAL_TYPES][::8]:
+        rgb = np.ascontiguousarray(cv2.imread(str(r.path))[..., ::-1])
+        out = seg.segment(rgb)
+        assert np.all(out.scores >= seg.min_score)
+        mask = tiny_pixel_data / 'masks' / (r.path.stem + '.png')
+        truth = (cv2.imread(str(mask), cv2.IMREAD_UNCHANGED) > 0 if mask.is_file()
+                 else np.zeros(out.anomaly.shape, bool))
+        acc.update(np.where(np.isfinite(out.anomaly), truth, 255).astype(np.uint8),
+                   np.nan_to_num(out.refined))
+    assert report['tables']['table2'][FILTER_ROW]['pixel_ap'] == pytest.approx(
+        acc.curve().average_precision(), abs=1e-6)

@@ -63,12 +63,12 @@ def _run_demo(args):
     summary = write_patrol_bag(patrol_bag, PatrolConfig(seconds=args.seconds, anomaly_rate=0.4,
                                                         seed=31337, scene_seed=building),
                                workers=args.workers, overwrite=True)
-    print('[4/4] replaying it with the learnt model, then with the shipped generic model and '
-          'the shipped pixel model (where each anomaly is)')
+    print('[4/4] replaying it with the learnt model, then with the shipped generic, pixel and '
+          'instance models (where each anomaly is, and what stands on the floor)')
     learnt = replay(patrol_bag, out / 'replay', model_dir=model_dir, backend='auto',
                     overwrite=True)
     generic = replay(patrol_bag, out / 'replay_shipped', backend='auto', overwrite=True,
-                     pipelines=('frame', 'pixel'))
+                     pipelines=('frame', 'pixel', 'instance'))
     print()
     t = manifest['provenance']['training']
     print(f"learnt model:  {model_dir}  ({t['wall_s']:.0f} s to train on "
@@ -88,6 +88,18 @@ def _run_demo(args):
               f"pixel AuPRC {p['auprc']:.3f}, FPR95 {p['fpr95']:.3f}; the mask located "
               f"{p['events_located']}/{p['n_local_events']} local anomalies; maps in "
               f"{out / 'replay_shipped'}/outputs (/robomaster/pixel_anomaly/*)")
+    inst = generic['instance']
+    line = ('instance branch (shipped instance_sam_small on the pixel map): '
+            f"{inst['keyframes']} keyframes, {inst['instances_per_keyframe']:.1f} instances and "
+            f"{inst['hazards_placed'] / max(inst['keyframes'], 1):.1f} floor hazards per "
+            'keyframe')
+    if 'instances' in inst:
+        m = inst['instances']
+        line += (f"; iAP50 {m['iap50']:.3f}, pixel AP {m['pixel_ap_input']:.3f} -> "
+                 f"{m['pixel_ap_refined']:.3f} after the ensemble (weak masks: docs/RESULTS.md)")
+    print(line)
+    print(f"  contact sheet {out / 'replay_shipped' / inst.get('contact_sheet', '')}; "
+          'topics /robomaster/instance_anomaly/*')
     print(f'demo took {time.perf_counter() - started:.0f} s. To look at it in rviz2 or Foxglove: '
           f'ros2 bag play {patrol_bag} and {out / "replay"}/outputs; see docs/REPLAY.md.')
     return 0

@@ -60,6 +60,10 @@ def add_score(sub):
     p.add_argument('--prompt-fpr', type=float, default=None,
                    help='instance branch: prompts where the pixel map is above its '
                         'calibrated threshold at this pixel false-positive rate (default 0.05)')
+    p.add_argument('--instance-fpr', type=float, default=None,
+                   help='instance branch: keep an instance only when its score is above the '
+                        'pixel threshold at this false-positive rate (default 0.05, the '
+                        "node's; 1 keeps every mask, UGainS as published)")
     p.add_argument('--backend', default='torch',
                    help='torch, onnxruntime, tensorrt or auto (default torch)')
     p.set_defaults(run=_run_score)
@@ -182,13 +186,16 @@ def _score_instance(files, args):
     from ..io.files import atomic_write_bytes
     from ..io.files import atomic_write_json
     from ..io.instance_messages import instance_overlay
-    from ..perception.instance import DEFAULT_PROMPT_FPR
     from ..perception.instance import InstanceAnomalySegmenter
+    from ..perception.instance_config import InstanceNodeConfig
     if not args.out:
         raise UsageError('score --branch instance writes images: give --out DIR.')
+    node = InstanceNodeConfig()         # the node's defaults, so both give the same instances
     seg = InstanceAnomalySegmenter.from_model_dirs(
         args.pixel_model, args.model, backend=args.backend,
-        prompt_fpr=args.prompt_fpr if args.prompt_fpr is not None else DEFAULT_PROMPT_FPR)
+        prompt_fpr=args.prompt_fpr if args.prompt_fpr is not None else node.prompt_fpr,
+        instance_fpr=args.instance_fpr if args.instance_fpr is not None else node.instance_fpr,
+        num_points=node.num_points, nms_iou=node.nms_iou)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{'image':<40}  {'instances':>9}  {'best score':>10}   (prompts where the pixel "
@@ -361,6 +368,10 @@ def add_experiment(sub):
                     help='instead of --threshold: the calibrated threshold of the score model '
                          'at this pixel false-positive rate on normal validation pixels')
     ug.add_argument('--nms-iou', type=float, default=0.7)
+    ug.add_argument('--instance-fpr', type=float,
+                    help="add Table 2's '+ instance filter' row: keep instances scoring above "
+                         "the score model's calibrated threshold at this pixel false-positive "
+                         "rate (the instance node's default filter, 0.05)")
     ug.add_argument('--points', default='10,20,50,100,200',
                     help='FPS point counts of Table 5')
     ug.set_defaults(run=_run_experiment_ugains)
@@ -419,7 +430,8 @@ def _run_experiment_ugains(args):
         raise UsageError('--points must include 50 (the Table 2 and 4 rows).')
     report = run_ugains_experiment(args.score_model, args.promptable, args.data, args.out,
                                    config=config, split=args.split, every=args.every,
-                                   limit=args.limit, points=points, prompt_fpr=args.prompt_fpr)
+                                   limit=args.limit, points=points, prompt_fpr=args.prompt_fpr,
+                                   instance_fpr=args.instance_fpr)
     print(format_ugains_report(report))
     print(f'written {args.out}/ugains.json, ugains.md')
     return 0

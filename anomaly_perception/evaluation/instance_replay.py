@@ -164,7 +164,8 @@ class InstanceRecorder(Recorder):
             overlay = cv2.cvtColor(instance_overlay(result.image, r), cv2.COLOR_RGB2BGR)
             thumb = np.hstack([cv2.resize(overlay, size, interpolation=cv2.INTER_AREA),
                                cv2.resize(_heat(r.refined), size, interpolation=cv2.INTER_AREA)])
-            cv2.putText(thumb, f'{frame.stamp_ns / 1e9:.2f} s  {len(r.scores)} instances',
+            seconds = (frame.stamp_ns - self.stamps[0]) / 1e9
+            cv2.putText(thumb, f'{seconds:.1f} s  {len(r.scores)} instances',
                         (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
                         cv2.LINE_AA)
             item = (best, frame.stamp_ns, thumb)

@@ -28,7 +28,11 @@ keep and how they score them:
 * **Table 4**: random, k-means and FPS samplers, 50 points, full pipeline;
 * **Table 5**: FPS with 10, 20, 50, 100 and 200 points, full pipeline (the
   FPS sets are nested: the first k of 200 farthest points are the k
-  farthest points).
+  farthest points);
+* with ``instance_fpr``, one more Table 2 row, ``+ instance filter``: the
+  ensemble row keeping only instances whose score reaches the score
+  model's calibrated threshold at that pixel false-positive rate (what
+  the instance node does by default; not in paper 003).
 
 Per row: pixel AP and FPR95 of the row's pixel map (the instance map ``A``
 with uncovered pixels at -1; ``A + U`` for the ensemble rows), iAP and
@@ -56,6 +60,7 @@ from ..io.files import atomic_write_json
 from ..io.files import atomic_write_text
 
 POINTS = (10, 20, 50, 100, 200)
+FILTER_ROW = 'fps50+scoring+nms+ensemble+instance_filter'
 ALIASES = {'fps50': 'fps50+scoring+nms+ensemble'}     # one row, in Tables 2, 4 and 5
 VOID = 255
 
@@ -104,7 +109,8 @@ def _instance_map(masks, scores, uncovered):
 
 def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, config=None,
                           split='test_set', every=1, limit=None, points=POINTS,
-                          show_progress=True, prompt_batch=64, prompt_fpr=None):
+                          show_progress=True, prompt_batch=64, prompt_fpr=None,
+                          instance_fpr=None):
     """Run the three tables (see module docs); return the report.
 
     ``prompt_fpr``: instead of ``config.threshold``, take prompt candidates
@@ -131,6 +137,10 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
     if not records:
         raise AnomalyPerceptionError(f'{str(data_dir)!r} has no {split} frames of local types.')
     groups = _rows(points)
+    min_score = None
+    if instance_fpr is not None:
+        min_score = float(pixel.calibration.threshold_for_fpr(instance_fpr))
+        groups['table2'].append(FILTER_ROW)
     rows = {name: _Row() for names in groups.values() for name in names
             if ALIASES.get(name, name) == name}
     reference = BinaryScoreAccumulator()
@@ -197,6 +207,11 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
         rows['fps50+scoring+nms'].add(truth, _instance_map(f50[keep], s50[keep], -1.0), gt_ids,
                                       f50[keep].numpy(), s50[keep].numpy(), void)
         keep50, _ = full('fps50+scoring+nms+ensemble', f50, p50)
+        if min_score is not None:
+            sel = keep50[s50[keep50] >= min_score]
+            refined = ugains.ensemble(safe_u, f50[sel], s50[sel], config.uncovered_value).numpy()
+            rows[FILTER_ROW].add(truth, refined, gt_ids, f50[sel].numpy(), s50[sel].numpy(),
+                                 void, p50.numpy(), anomaly & valid)
         full('random50', rnd_m, rnd)
         full('kmeans50', km_m, km)
         for k in points:
@@ -210,6 +225,7 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
         'score_model': str(score_model), 'promptable_model': str(promptable_model),
         'data': str(data_dir), 'split': split, 'frames': len(records), 'every': every,
         'config': dict(config.__dict__), 'prompt_fpr': prompt_fpr,
+        'instance_fpr': instance_fpr, 'instance_min_score': min_score,
         'input_map': {'pixel_ap': curve.average_precision(),
                       'pixel_fpr95': curve.fpr_at_tpr(0.95)},
         'tables': {t: {name: rows[ALIASES.get(name, name)].result() for name in names}

@@ -94,24 +94,45 @@ class InstanceAnomalySegmenter(Detector):
         num_points, nms_iou: UGainS settings (50 and 0.7, the paper's).
         min_score: instances scoring lower are dropped (None keeps all; the
             score is on the map's scale).
+        instance_fpr: instead of ``min_score``, drop instances whose score (the
+            mean map under the mask) is below the pixel model's calibrated
+            threshold at this pixel false-positive rate: an instance must be,
+            on average, as anomalous as a prompt (``instance_fpr = prompt_fpr``).
+            UGainS keeps every mask (None, the default here); the node's
+            default filters (``InstanceNodeConfig.instance_fpr``).
         manifest: the promptable model's manifest.
 
     """
 
     def __init__(self, pixel, promptable, *, prompt_fpr=DEFAULT_PROMPT_FPR, num_points=50,
-                 nms_iou=0.7, min_score=None, manifest=None):
+                 nms_iou=0.7, min_score=None, instance_fpr=None, manifest=None):
         if not 0.0 < prompt_fpr < 1.0:
             raise ValueError(f'prompt_fpr must be in (0, 1), got {prompt_fpr}')
+        if instance_fpr is not None and min_score is not None:
+            raise ValueError('give min_score or instance_fpr, not both')
         self.pixel = pixel
         self.promptable = promptable
         self.backend = pixel.backend
         self.manifest = manifest or {'name': 'promptable segmenter'}
         self.min_score = None if min_score is None else float(min_score)
+        self.instance_fpr = None
+        if instance_fpr is not None:
+            self.set_instance_fpr(instance_fpr)
         self.prompt_fpr = float(prompt_fpr)
         self.config = UGainSConfig(
             threshold=float(pixel.calibration.threshold_for_fpr(self.prompt_fpr)),
             fallback_threshold=None, num_points=int(num_points), nms_iou=float(nms_iou))
         self._warned_size = False
+
+    def set_instance_fpr(self, instance_fpr):
+        """Keep instances scoring above the pixel threshold at ``instance_fpr`` (None: all)."""
+        if instance_fpr is None or instance_fpr >= 1.0:
+            self.instance_fpr, self.min_score = None, None
+            return
+        if not 0.0 < instance_fpr < 1.0:
+            raise ValueError(f'instance_fpr must be in (0, 1], got {instance_fpr}')
+        self.instance_fpr = float(instance_fpr)
+        self.min_score = float(self.pixel.calibration.threshold_for_fpr(self.instance_fpr))
 
     @classmethod
     def from_model_dirs(cls, pixel_dir=None, promptable_dir=None, backend='auto', device='cpu',

@@ -41,6 +41,10 @@ class InstanceNodeConfig(CameraNodeConfig):
     prompt_fpr: float = field(0.05, "prompts where the map is above the pixel model's "
                               'threshold at this share of normal pixels', range=(0.0001, 0.5))
     num_points: int = field(50, 'farthest-point prompts per keyframe', range=(1, 1000))
+    instance_fpr: float = field(0.05, 'publish an instance only when its score (the mean map '
+                                'under its mask) is above the pixel threshold at this share '
+                                'of normal pixels (as anomalous as a prompt); 1 = every mask '
+                                '(UGainS as published)', range=(0.0001, 1.0))
     nms_iou: float = field(0.7, 'greedy mask NMS: drop a mask overlapping a better one by '
                            'more than this IoU', range=(0.05, 1.0))
     prompt_batch: int = field(64, 'prompts per mask-decoder call', range=(1, 1024),

@@ -95,7 +95,8 @@ class InstanceStream(Pipeline):
         detector = InstanceAnomalySegmenter.from_model_dirs(
             pixel_dir, model_dir, backend=config.backend, device=config.device,
             prompt_batch=config.prompt_batch, prompt_fpr=config.prompt_fpr,
-            num_points=config.num_points, nms_iou=config.nms_iou)
+            num_points=config.num_points, nms_iou=config.nms_iou,
+            instance_fpr=config.instance_fpr)
         stream = cls(detector, config)
         stream.model_dir = str(model_dir)
         stream.pixel_model_dir = str(pixel_dir)
@@ -109,6 +110,7 @@ class InstanceStream(Pipeline):
             det.config, threshold=float(det.pixel.calibration.threshold_for_fpr(
                 config.prompt_fpr)), num_points=int(config.num_points),
             nms_iou=float(config.nms_iou))
+        det.set_instance_fpr(config.instance_fpr)
         self.policy.period_ns = int(config.keyframe_period_s * 1e9)
         self.policy.rise = float(config.keyframe_rise)
         self.config = config
