@@ -122,20 +122,9 @@ class InstanceAnomalyNode(PerceptionNode):
 
     def _on_image(self, msg, info):
         # The base's checks (stamp, transport gaps, latency); then pair instead of queueing.
-        self.stats.frame_received()
-        sequence = info.get('publication_sequence_number')
-        try:
-            stamp = message_stamp(msg)
-        except ImageMessageError as err:
-            self.gaps.observe(None, sequence)
-            self._count_malformed(err)
-            return
-        self.gaps.observe(stamp, sequence)
-        sent, got = info.get('source_timestamp'), info.get('received_timestamp')
-        if sent and got:
-            self.transport_latency.append((got - sent) / 1e6)
-            del self.transport_latency[:-200]
-        self._pair('image', stamp, msg)
+        stamp = self._receive(msg, info)
+        if stamp is not None:
+            self._pair('image', stamp, msg)
 
     def _on_map(self, msg):
         try:
@@ -177,22 +166,10 @@ class InstanceAnomalyNode(PerceptionNode):
 
     # --- the worker -------------------------------------------------------------------------
 
-    def _work(self):
-        while self._running:
-            item = self.keyframe_buffer.take(timeout=0.2)
-            if item is None:
-                continue
-            try:
-                self.process_keyframe(*item)
-            except ImageMessageError as err:
-                self._count_malformed(err)
-            except AnomalyPerceptionError as err:
-                self._count_malformed(ImageMessageError(str(err), 'unusable image'))
-            except Exception as err:  # noqa: B902 - the worker must outlive a bad keyframe
-                self._count_malformed(ImageMessageError(
-                    f'{type(err).__name__}: {err}', 'processing error'))
+    def take_work(self):
+        return self.keyframe_buffer.take(timeout=0.2)
 
-    def process_keyframe(self, msg, anomaly_map, stamp, paired, reason, probability):
+    def process_frame(self, msg, anomaly_map, stamp, paired, reason, probability):
         """Run UGainS on one keyframe and publish its outputs (in the worker thread)."""
         image = self.pipeline.decode(msg)
         frame = self.pipeline.keyframe(stamp, image, anomaly_map, reason, probability)

@@ -376,6 +376,12 @@ class PerceptionNode(LifecycleNode):
 
     def _on_image(self, msg, info):
         # Two parameters: rclpy then passes the message info (sequence numbers, timestamps).
+        stamp = self._receive(msg, info)
+        if stamp is not None and self.rate.allow(stamp):
+            self.slot.put((msg, stamp, time.monotonic()))
+
+    def _receive(self, msg, info):
+        """Count an image, check its stamp, note transport gaps and latency; its stamp or None."""
         self.stats.frame_received()
         sequence = info.get('publication_sequence_number')
         try:
@@ -383,18 +389,21 @@ class PerceptionNode(LifecycleNode):
         except ImageMessageError as err:
             self.gaps.observe(None, sequence)
             self._count_malformed(err)
-            return
+            return None
         self.gaps.observe(stamp, sequence)
         sent, got = info.get('source_timestamp'), info.get('received_timestamp')
         if sent and got:
             self.transport_latency.append((got - sent) / 1e6)
             del self.transport_latency[:-200]
-        if self.rate.allow(stamp):
-            self.slot.put((msg, stamp, time.monotonic()))
+        return stamp
+
+    def take_work(self):
+        """Return the next item for :meth:`process_frame` (None after a short wait)."""
+        return self.slot.get(timeout=0.2)
 
     def _work(self):
         while self._running:
-            item = self.slot.get(timeout=0.2)
+            item = self.take_work()
             if item is None:
                 continue
             try:
