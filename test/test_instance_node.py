@@ -147,6 +147,8 @@ def test_replay_runs_frame_pixel_and_instance_on_the_same_frames(
                     model_dirs={'pixel': tiny_pixel_model, 'instance': tiny_promptable},
                     configs={'instance': config}, backend='torch', show_progress=False)
     inst = report['instance']
+    # Both read the bag's per-pixel labels: neither takes them from the other.
+    assert report['pixel']['pixels']['frames'] > 0
     assert inst['maps_from'].startswith('the pixel pipeline')
     # 5 s at one keyframe per second at least (rises may add more).
     assert inst['keyframes'] >= 5 and inst['keyframe_reasons']['first'] == 1

@@ -151,9 +151,12 @@ def replay(bag_path, out_dir, *, topic=None, model_dir=None, backend='auto', lab
             r.peers = peers
         label_topic = None if labels else _label_topic(bag, image_topic)
         bag_labels = {} if label_topic else None
-        side = {label_topic: lambda msg: _collect_label(bag_labels, msg)} if label_topic else {}
+        # Several recorders may read the same topic (the per-pixel labels): every one gets it.
+        side = {label_topic: [lambda msg: _collect_label(bag_labels, msg)]} if label_topic \
+            else {}
         for r in recorders:
-            side.update(r.side_topics(bag, image_topic))
+            for name, callback in r.side_topics(bag, image_topic).items():
+                side.setdefault(name, []).append(callback)
         progress = _Progress(bag.topics[image_topic].count, show_progress)
         with BagWriter(tmp / 'outputs', storage='mcap', compression='zstd') as out:
             for r in recorders:
@@ -162,7 +165,7 @@ def replay(bag_path, out_dir, *, topic=None, model_dir=None, backend='auto', lab
             frames = prefetched(bag.read_images(
                 image_topic, on_error='skip', decode=recorders[0].stream.decode,
                 side_topics=sorted(side) or None,
-                on_side=lambda name, msg: side[name](msg)))
+                on_side=lambda name, msg: [callback(msg) for callback in side[name]]))
             for frame in frames:
                 pending.append(frame)
                 if len(pending) == batch:
