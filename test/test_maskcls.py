@@ -97,3 +97,31 @@ def test_train_maskcls_writes_a_pixel_model_the_pipeline_runs(tiny_pixel_data, t
     with pytest.raises(TrainingError, match='other options'):
         mc.train_maskcls_model(tiny_pixel_data, tmp_path / 'm3', tmp_path / 'w', other,
                                cache_dir=tmp_path / 'c', show_progress=False)
+    # RbA's outlier fine-tuning reuses the finished first stage and trains the decoder only.
+    import torch
+    first = torch.load(tmp_path / 'w' / 'best.pt', weights_only=False)['model']
+    ood = mc.MaskClsTrainingConfig(**{**config.__dict__, 'outlier_epochs': 1})
+    tuned = mc.train_maskcls_model(tiny_pixel_data, tmp_path / 'm4', tmp_path / 'w', ood,
+                                   cache_dir=tmp_path / 'c', show_progress=False)
+    assert tuned['metrics']['history'] == manifest['metrics']['history']
+    assert len(tuned['metrics']['outlier_history']) == 1
+    assert tuned['training']['outlier_epochs'] == 1
+    from anomaly_perception.runtime.network import load_network
+    state = load_network(tmp_path / 'm4')[0].network.state_dict()
+    frozen = [k for k in first if k.startswith(('encoder.', 'lateral', 'mask_features.'))]
+    assert frozen and all(torch.equal(state[k], first[k]) for k in frozen)
+    assert not torch.equal(state['class_embed.weight'], first['class_embed.weight'])
+
+
+def test_outlier_loss_hinges_on_the_rba_map():
+    import torch
+    u = torch.tensor([[-1.0, -0.5, -0.05, -0.3]])
+    inlier = torch.tensor([[True, True, False, False]])
+    outlier = torch.tensor([[False, False, True, True]])
+    # Inliers above -0.9: only -0.5 (0.4^2); outliers below -0.1: only -0.3 (0.2^2).
+    loss = mc.outlier_loss(u, inlier, outlier, inlier_margin=-0.9, outlier_margin=-0.1)
+    assert loss.item() == pytest.approx(0.4 ** 2 / 2 + 0.2 ** 2 / 2)
+    assert mc.outlier_loss(u, inlier & False, outlier & False).item() == 0.0
+    u = u.clone().requires_grad_(True)
+    mc.outlier_loss(u, inlier, outlier).backward()
+    assert u.grad[0, 1] > 0 and u.grad[0, 3] < 0 and u.grad[0, 0] == 0 and u.grad[0, 2] == 0

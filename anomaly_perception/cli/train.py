@@ -152,6 +152,10 @@ def add_train(sub):
     mc.add_argument('--lr', type=float, default=3e-4)
     mc.add_argument('--score', choices=('rba', 'rba_tanh'), default='rba',
                     help='rba: -sum softmax*sigmoid (UGainS); rba_tanh: the RbA repository')
+    mc.add_argument('--outlier-epochs', type=int, default=0,
+                    help="then RbA's outlier fine-tuning for N epochs over outliers_set "
+                         '(default 0: none); the same --work reuses a finished first stage')
+    mc.add_argument('--outlier-lr', type=float, default=1e-4)
     mc.add_argument('--seed', type=int, default=0)
     mc.add_argument('--overwrite', action='store_true')
     mc.set_defaults(run=_run_train_maskcls)
@@ -389,7 +393,8 @@ def _run_train_maskcls(args):
     config = MaskClsTrainingConfig(
         input_shape=tuple(args.input_shape), queries=args.queries, epochs=args.epochs,
         batch_size=args.batch_size, train_every=args.every, lr=args.lr, score=args.score,
-        init_from=args.init_from, seed=args.seed)
+        init_from=args.init_from, seed=args.seed, outlier_epochs=args.outlier_epochs,
+        outlier_lr=args.outlier_lr)
     work = args.work or str(Path('out') / 'train' / Path(args.out).name)
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
     manifest = train_maskcls_model(args.data, args.out, work, config, overwrite=args.overwrite,

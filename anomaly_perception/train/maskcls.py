@@ -32,6 +32,19 @@ anomaly pixels are void, never a target, and no loss is taken on them):
   the pixel branch's flips and small translations; the best epoch by
   validation mIoU; resumable from a checkpoint per epoch. ``init_from``
   starts the backbone from a pixel model's ERFNet encoder.
+* **Outlier fine-tuning** (RbA's, optional: ``outlier_epochs`` > 0): after
+  the first stage, the backbone and pixel decoder frozen, the transformer
+  decoder and heads trained on batches of half training frames, half
+  ``outliers_set`` frames (anomalies rendered into the scene, where RbA
+  pastes COCO objects into Cityscapes): the set loss on the normal pixels
+  plus ``outlier_weight`` x squared hinges on RbA's ``U`` at 1/4
+  resolution, ``relu(U - inlier_margin)^2`` on normal pixels and
+  ``relu(outlier_margin - U)^2`` on anomaly pixels (the RbA repository's
+  loss form; its margins are for its tanh score, ours -0.9 and -0.1 are
+  for ``U`` in [-N, 0]: "covered by a confident class" and "by none").
+  Adam at ``outlier_lr`` (1e-4, RbA's), the best epoch by validation pixel
+  AuPRC; resumable. Its checkpoint lives beside the first stage's, so the
+  same command with ``--outlier-epochs`` reuses a finished first stage.
 
 The model directory is a *pixel-branch* model (architecture
 ``maskcls_rba``): the deployed graph outputs RbA's ``U`` and the class
@@ -95,6 +108,16 @@ class MaskClsTrainingConfig:
     target_fpr: float = 0.05
     init_from: str = ''
     seed: int = 0
+    outlier_epochs: int = 0
+    outlier_lr: float = 1e-4
+    outlier_weight: float = 1.0
+    inlier_margin: float = -0.9
+    outlier_margin: float = -0.1
+
+    def stage1(self):
+        """The options the first stage depends on (its checkpoint must match them)."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if not k.startswith(('outlier_', 'inlier_'))}
 
     def architecture(self, num_classes):
         return {'type': 'maskcls_rba', 'num_classes': num_classes, 'queries': self.queries,
@@ -193,7 +216,8 @@ def train_maskcls_network(train, val, num_classes, work_dir, config, show_progre
     ckpt = work / CHECKPOINT
     if ckpt.is_file():
         saved = load_checkpoint(ckpt)
-        if saved.get('config') != dataclasses.asdict(config):
+        if {k: v for k, v in (saved.get('config') or {}).items()
+                if not k.startswith(('outlier_', 'inlier_'))} != config.stage1():
             raise TrainingError(f'{str(ckpt)!r} was written with other options '
                                 f'({saved.get("config")}); use another work directory or '
                                 'delete it to start over.')
@@ -251,6 +275,110 @@ def train_maskcls_network(train, val, num_classes, work_dir, config, show_progre
     return net.eval(), state
 
 
+def outlier_loss(u, inlier, outlier, inlier_margin=-0.9, outlier_margin=-0.1):
+    """Squared hinges on RbA's ``U``: normal pixels at most ``inlier_margin``, anomalies at least
+    ``outlier_margin`` (each term a mean over its pixels; 0 where a batch has none).
+    """
+    loss = u.new_zeros(())
+    if inlier.any():
+        loss = loss + F.relu(u[inlier] - inlier_margin).pow(2).mean()
+    if outlier.any():
+        loss = loss + F.relu(outlier_margin - u[outlier]).pow(2).mean()
+    return loss
+
+
+OUTLIER = 254       # anomaly pixels while labels are augmented (VOID is padding)
+
+
+def finetune_outliers(net, train, outliers, val, num_classes, work_dir, config,
+                      show_progress=True):
+    """RbA's outlier fine-tuning (see module docs), resumable; return ``(network, state)``."""
+    from tqdm import tqdm
+
+    from ..scoring.rba import rba_score
+    work = Path(work_dir)
+    rng = seed_everything(config.seed + 1)
+    frozen = (net.encoder, net.lateral8, net.lateral4, net.mask_features)
+    for module in frozen:
+        module.requires_grad_(False)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=config.outlier_lr)
+    state = {'epoch': 0, 'history': [], 'best_auprc': -1.0, 'best_epoch': -1}
+    ckpt = work / 'outlier_checkpoint.pt'
+    if ckpt.is_file():
+        saved = load_checkpoint(ckpt)
+        if saved.get('config') != dataclasses.asdict(config):
+            raise TrainingError(f'{str(ckpt)!r} was written with other options; use another '
+                                'work directory or delete it to start over.')
+        net.load_state_dict(saved['model'])
+        opt.load_state_dict(saved['optimizer'])
+        restore_rng(rng, saved['rng'])
+        state = saved['state']
+    x_norm = torch.from_numpy(train.images).permute(0, 3, 1, 2).contiguous()
+    y_norm = torch.from_numpy(train.labels.astype(np.int64))
+    x_out = torch.from_numpy(outliers.images).permute(0, 3, 1, 2).contiguous()
+    y_out = torch.from_numpy(np.where(outliers.anomaly, OUTLIER, outliers.labels)
+                             .astype(np.int64))
+    half = max(1, config.batch_size // 2)
+    batches = -(-len(x_out) // half)
+    bar = tqdm(total=config.outlier_epochs * batches, initial=state['epoch'] * batches,
+               unit='batch', desc='outlier fine-tuning', disable=not show_progress,
+               dynamic_ncols=True)
+    segmenter = MaskClsSegmenterModel(net, config.score)
+    while state['epoch'] < config.outlier_epochs:
+        net.train()
+        for module in frozen:
+            module.eval()           # frozen: no batch-norm statistics move either
+        order = rng.permutation(len(x_out))
+        total, count, started = 0.0, 0, time.perf_counter()
+        for start in range(0, len(order), half):
+            idx = torch.from_numpy(order[start:start + half])
+            normal = torch.from_numpy(rng.integers(0, len(x_norm), len(idx)))
+            images, labels = _augment(torch.cat([x_out[idx], x_norm[normal]]),
+                                      torch.cat([y_out[idx], y_norm[normal]]), rng,
+                                      config.max_translation)
+            cls, masks = net(images.float() / 255.0)
+            small = _downsample_labels(labels, 4)
+            outlier = small == OUTLIER
+            loss = set_loss(cls, masks, torch.where(outlier, VOID, small), config)
+            u = rba_score(cls[-1], masks[-1], tanh=config.score == 'rba_tanh')
+            loss = loss + config.outlier_weight * outlier_loss(
+                u, (small != VOID) & ~outlier, outlier, config.inlier_margin,
+                config.outlier_margin)
+            if not torch.isfinite(loss):
+                raise TrainingError(f'outlier fine-tuning diverged (loss {loss.item()}) at '
+                                    f'epoch {state["epoch"] + 1}; lower --outlier-lr.')
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            total += loss.item() * len(images)
+            count += len(images)
+            bar.update(1)
+            bar.set_postfix(epoch=state['epoch'] + 1, loss=f'{total / count:.3f}')
+        state['epoch'] += 1
+        net.eval()
+        metrics, _ = evaluate_segmenter(segmenter, val, num_classes)
+        entry = {'epoch': state['epoch'], 'loss': total / count, 'val_miou': metrics['miou'],
+                 'val_pixel_auprc': metrics.get('pixel_auprc', float('nan')),
+                 'wall_s': time.perf_counter() - started}
+        state['history'].append(entry)
+        bar.write(f"outlier epoch {entry['epoch']}: loss {entry['loss']:.3f}, validation "
+                  f"mIoU {entry['val_miou']:.3f}, pixel AuPRC {entry['val_pixel_auprc']:.3f}")
+        if entry['val_pixel_auprc'] > state['best_auprc']:
+            state['best_auprc'], state['best_epoch'] = entry['val_pixel_auprc'], state['epoch']
+            save_checkpoint(work / 'outlier_best.pt', {'model': net.state_dict()})
+        save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': net.state_dict(),
+                               'optimizer': opt.state_dict(), 'rng': rng_state(rng),
+                               'state': state})
+    bar.close()
+    if (work / 'outlier_best.pt').is_file():
+        net.load_state_dict(load_checkpoint(work / 'outlier_best.pt')['model'])
+    for module in frozen:
+        module.requires_grad_(True)
+    return net.eval(), state
+
+
 def train_maskcls_model(data_dir, model_dir, work_dir, config=None, *, overwrite=False,
                         cache_dir=None, show_progress=True, command=None):
     """Train, calibrate and write a ``maskcls_rba`` model directory; return its manifest."""
@@ -276,6 +404,15 @@ def train_maskcls_model(data_dir, model_dir, work_dir, config=None, *, overwrite
                             f'{classes}.')
     net, state = train_maskcls_network(train, val, len(classes), work_dir, config,
                                        show_progress)
+    if config.outlier_epochs:
+        outliers = load_pixel_split(data, 'outliers_set', shape, cache_dir, show_progress)
+        if not outliers.anomaly.any():
+            raise TrainingError(f'{str(data_dir)!r}: outliers_set has no anomaly pixels.')
+        first = {'best_epoch': state['best_epoch'], 'best_miou': state['best_miou']}
+        net, outlier_state = finetune_outliers(net, train, outliers, val, len(classes),
+                                               work_dir, config, show_progress)
+        state = dict(state, first_stage=first, outlier_history=outlier_state['history'],
+                     outlier_best_epoch=outlier_state['best_epoch'])
     segmenter = MaskClsSegmenterModel(net, config.score).eval()
     return write_pixel_model_dir(model_dir, segmenter, config.architecture(len(classes)),
                                  MODEL_FILE, classes, val, config, state, provenance={

@@ -448,7 +448,9 @@ def write_pixel_model_dir(model_dir, segmenter, arch, weights_file, classes, val
         'threshold': {'target_fpr': config.target_fpr},
         'training': dataclasses.asdict(config),
         'metrics': {'validation': metrics, 'best_epoch': state['best_epoch'],
-                    'history': state['history']},
+                    'history': state['history'],
+                    **{k: state[k] for k in ('first_stage', 'outlier_history',
+                                             'outlier_best_epoch') if k in state}},
         'provenance': {**provenance, 'wall_s': time.perf_counter() - started,
                        **training_environment()},
     }
