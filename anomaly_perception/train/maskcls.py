@@ -115,7 +115,7 @@ class MaskClsTrainingConfig:
     outlier_margin: float = -0.1
 
     def stage1(self):
-        """The options the first stage depends on (its checkpoint must match them)."""
+        """Return the options the first stage depends on (its checkpoint must match them)."""
         return {k: v for k, v in dataclasses.asdict(self).items()
                 if not k.startswith(('outlier_', 'inlier_'))}
 
@@ -276,8 +276,11 @@ def train_maskcls_network(train, val, num_classes, work_dir, config, show_progre
 
 
 def outlier_loss(u, inlier, outlier, inlier_margin=-0.9, outlier_margin=-0.1):
-    """Squared hinges on RbA's ``U``: normal pixels at most ``inlier_margin``, anomalies at least
-    ``outlier_margin`` (each term a mean over its pixels; 0 where a batch has none).
+    """Return squared hinges on RbA's ``U`` (normal pixels up, anomalies down to a margin).
+
+    Normal pixels are pushed to at most ``inlier_margin``, anomalies to at
+    least ``outlier_margin``; each term is a mean over its pixels, 0 where a
+    batch has none.
     """
     loss = u.new_zeros(())
     if inlier.any():
@@ -292,7 +295,7 @@ OUTLIER = 254       # anomaly pixels while labels are augmented (VOID is padding
 
 def finetune_outliers(net, train, outliers, val, num_classes, work_dir, config,
                       show_progress=True):
-    """RbA's outlier fine-tuning (see module docs), resumable; return ``(network, state)``."""
+    """Fine-tune for outliers as RbA does (see module docs), resumably; ``(network, state)``."""
     from tqdm import tqdm
 
     from ..scoring.rba import rba_score
