@@ -202,6 +202,33 @@ def _init_encoder(network, pixel_model_dir):
                                      if k in own and own[k].shape == v.shape}, strict=False)
 
 
+def _resume(path, options, net, opt, rng, state, own=lambda saved: saved):
+    """Load a stage's checkpoint at ``path`` into net/opt/rng; return its state (or ``state``).
+
+    ``own`` maps the saved options to those that must equal ``options``.
+    """
+    if not path.is_file():
+        return state
+    saved = load_checkpoint(path)
+    if own(saved.get('config') or {}) != options:
+        raise TrainingError(f'{str(path)!r} was written with other options '
+                            f'({saved.get("config")}); use another work directory or '
+                            'delete it to start over.')
+    net.load_state_dict(saved['model'])
+    opt.load_state_dict(saved['optimizer'])
+    restore_rng(rng, saved['rng'])
+    return saved['state']
+
+
+def _end_epoch(work, ckpt, best_file, improved, net, opt, rng, state, config):
+    """Save the best weights (when ``improved``) and the stage's resumable checkpoint."""
+    if improved:
+        save_checkpoint(work / best_file, {'model': net.state_dict()})
+    save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': net.state_dict(),
+                           'optimizer': opt.state_dict(), 'rng': rng_state(rng),
+                           'state': state})
+
+
 def train_maskcls_network(train, val, num_classes, work_dir, config, show_progress=True):
     """Train (resumable); return ``(best network, state)``."""
     work = Path(work_dir)
@@ -212,19 +239,11 @@ def train_maskcls_network(train, val, num_classes, work_dir, config, show_progre
     if config.init_from:
         _init_encoder(net, config.init_from)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    state = {'epoch': 0, 'history': [], 'best_miou': -1.0, 'best_epoch': -1}
     ckpt = work / CHECKPOINT
-    if ckpt.is_file():
-        saved = load_checkpoint(ckpt)
-        if {k: v for k, v in (saved.get('config') or {}).items()
-                if not k.startswith(('outlier_', 'inlier_'))} != config.stage1():
-            raise TrainingError(f'{str(ckpt)!r} was written with other options '
-                                f'({saved.get("config")}); use another work directory or '
-                                'delete it to start over.')
-        net.load_state_dict(saved['model'])
-        opt.load_state_dict(saved['optimizer'])
-        restore_rng(rng, saved['rng'])
-        state = saved['state']
+    state = _resume(ckpt, config.stage1(), net, opt, rng,
+                    {'epoch': 0, 'history': [], 'best_miou': -1.0, 'best_epoch': -1},
+                    own=lambda saved: {k: v for k, v in saved.items()
+                                       if not k.startswith(('outlier_', 'inlier_'))})
     x_train = torch.from_numpy(train.images).permute(0, 3, 1, 2).contiguous()
     y_train = torch.from_numpy(train.labels.astype(np.int64))
     batches = -(-len(x_train) // config.batch_size)
@@ -263,12 +282,10 @@ def train_maskcls_network(train, val, num_classes, work_dir, config, show_progre
         if 'pixel_auprc' in metrics:
             entry['val_pixel_auprc'] = metrics['pixel_auprc']
         state['history'].append(entry)
-        if entry['val_miou'] > state['best_miou']:
+        improved = entry['val_miou'] > state['best_miou']
+        if improved:
             state['best_miou'], state['best_epoch'] = entry['val_miou'], state['epoch']
-            save_checkpoint(work / 'best.pt', {'model': net.state_dict()})
-        save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': net.state_dict(),
-                               'optimizer': opt.state_dict(), 'rng': rng_state(rng),
-                               'state': state})
+        _end_epoch(work, ckpt, 'best.pt', improved, net, opt, rng, state, config)
     bar.close()
     if (work / 'best.pt').is_file():
         net.load_state_dict(load_checkpoint(work / 'best.pt')['model'])
@@ -306,17 +323,9 @@ def finetune_outliers(net, train, outliers, val, num_classes, work_dir, config,
         module.requires_grad_(False)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.outlier_lr)
-    state = {'epoch': 0, 'history': [], 'best_auprc': -1.0, 'best_epoch': -1}
     ckpt = work / 'outlier_checkpoint.pt'
-    if ckpt.is_file():
-        saved = load_checkpoint(ckpt)
-        if saved.get('config') != dataclasses.asdict(config):
-            raise TrainingError(f'{str(ckpt)!r} was written with other options; use another '
-                                'work directory or delete it to start over.')
-        net.load_state_dict(saved['model'])
-        opt.load_state_dict(saved['optimizer'])
-        restore_rng(rng, saved['rng'])
-        state = saved['state']
+    state = _resume(ckpt, dataclasses.asdict(config), net, opt, rng,
+                    {'epoch': 0, 'history': [], 'best_auprc': -1.0, 'best_epoch': -1})
     x_norm = torch.from_numpy(train.images).permute(0, 3, 1, 2).contiguous()
     y_norm = torch.from_numpy(train.labels.astype(np.int64))
     x_out = torch.from_numpy(outliers.images).permute(0, 3, 1, 2).contiguous()
@@ -368,12 +377,10 @@ def finetune_outliers(net, train, outliers, val, num_classes, work_dir, config,
         state['history'].append(entry)
         bar.write(f"outlier epoch {entry['epoch']}: loss {entry['loss']:.3f}, validation "
                   f"mIoU {entry['val_miou']:.3f}, pixel AuPRC {entry['val_pixel_auprc']:.3f}")
-        if entry['val_pixel_auprc'] > state['best_auprc']:
+        improved = entry['val_pixel_auprc'] > state['best_auprc']
+        if improved:
             state['best_auprc'], state['best_epoch'] = entry['val_pixel_auprc'], state['epoch']
-            save_checkpoint(work / 'outlier_best.pt', {'model': net.state_dict()})
-        save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': net.state_dict(),
-                               'optimizer': opt.state_dict(), 'rng': rng_state(rng),
-                               'state': state})
+        _end_epoch(work, ckpt, 'outlier_best.pt', improved, net, opt, rng, state, config)
     bar.close()
     if (work / 'outlier_best.pt').is_file():
         net.load_state_dict(load_checkpoint(work / 'outlier_best.pt')['model'])
