@@ -161,6 +161,54 @@ def test_decode_prompts_equals_sams_decoder_per_frame(tiny_sam):
             torch.testing.assert_close(iou[p:p + 1], ref_iou, rtol=1e-4, atol=1e-5)
 
 
+def test_decode_prompts_with_points_labels_and_a_mask_prompt(tiny_sam):
+    from anomaly_perception.train.promptable import decode_prompts
+    torch.manual_seed(2)
+    embeddings = torch.randn(2, 16, 4, 4)
+    points = torch.tensor([[[5.0, 9.0], [40.0, 12.0]], [[60.0, 30.0], [0.0, 0.0]]])
+    labels = torch.tensor([[1, 0], [1, -1]])
+    owner = torch.tensor([1, 0])
+    previous = torch.randn(2, 1, 16, 16)          # the decoder's own low-resolution logits
+    with torch.no_grad():
+        masks, iou = decode_prompts(tiny_sam, embeddings, owner, points, labels, previous)
+        for p in range(2):
+            sparse, dense = tiny_sam.prompt_encoder(points=(points[p:p + 1], labels[p:p + 1]),
+                                                    boxes=None, masks=previous[p:p + 1])
+            ref_masks, ref_iou = tiny_sam.mask_decoder(
+                image_embeddings=embeddings[owner[p]:owner[p] + 1],
+                image_pe=tiny_sam.prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense, multimask_output=True)
+            torch.testing.assert_close(masks[p:p + 1], ref_masks, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(iou[p:p + 1], ref_iou, rtol=1e-4, atol=1e-5)
+
+
+def test_correction_points_come_from_the_error_and_say_which():
+    from anomaly_perception.train.promptable import correction_points
+    targets = torch.zeros(3, 1, 8, 8)
+    targets[:, :, 2:6, 2:6] = 1.0
+    logits = torch.full((3, 1, 8, 8), -5.0)
+    logits[0, :, 2:6, 2:4] = 5.0        # half the object: the rest is missed -> positive
+    logits[1] = targets[1] * 10 - 5     # exact -> padding
+    logits[1, :, 7, 7] = 5.0            # ... except one false pixel -> negative there
+    logits[2] = targets[2] * 10 - 5     # exact
+    points, labels = correction_points(logits, targets, np.random.default_rng(0))
+    assert labels.tolist() == [1, 0, -1]
+    x, y = points[0]
+    assert 4 <= x < 6 and 2 <= y < 6            # in the missed half
+    assert tuple(points[1]) == (7.0, 7.0)
+
+
+def test_train_promptable_with_iterative_prompting(tiny_pixel_data, tmp_path):
+    from anomaly_perception.train.promptable import PromptableTrainingConfig
+    from anomaly_perception.train.promptable import train_promptable_model
+    config = PromptableTrainingConfig(image_size=64, prompt_dim=16, epochs=1, batch_size=8,
+                                      prompts_per_image=2, refine_rounds=2)
+    manifest = train_promptable_model(tiny_pixel_data, tmp_path / 'p', tmp_path / 'w', config,
+                                      cache_dir=tmp_path / 'c', show_progress=False)
+    assert manifest['training']['refine_rounds'] == 2
+    assert np.isfinite(manifest['metrics']['history'][0]['loss'])
+
+
 def test_train_promptable_tiny_model_loads_and_segments(tiny_pixel_data, tiny_pixel_model,
                                                         tmp_path):
     from anomaly_perception.instance.promptable import load_promptable

@@ -191,6 +191,10 @@ def add_train(sub):
     pr.add_argument('--lr', type=float, default=3e-4)
     pr.add_argument('--seed', type=int, default=0)
     pr.add_argument('--overwrite', action='store_true')
+    pr.add_argument('--refine-rounds', type=int, default=0,
+                    help="SAM's iterative prompting: N more rounds per prompt, each adding a "
+                         "point from the previous mask's error and that mask as a prompt "
+                         '(default 0)')
     pr.set_defaults(run=_run_train_promptable)
 
 
@@ -420,7 +424,8 @@ def _run_train_promptable(args):
         image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
         prompts_per_image=args.prompts_per_image, train_every=args.every, lr=args.lr,
         warmup_steps=args.warmup_steps, patch_size=args.patch_size,
-        init_promptable=args.init_promptable, init_from=args.init_from, seed=args.seed)
+        init_promptable=args.init_promptable, init_from=args.init_from, seed=args.seed,
+        refine_rounds=args.refine_rounds)
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available():

@@ -35,6 +35,15 @@ SAM's recipe, scaled down to the synthetic world and a CPU:
   the IoU head regresses every mask's actual IoU (MSE); on the decoder's
   low-resolution masks (4 / ``patch_size`` of the input) against
   area-downsampled targets.
+* **Iterative prompting** (SAM's, ``refine_rounds`` > 0, default 0): after
+  the first prediction, each round adds one point per prompt, drawn
+  uniformly from the error region of the previous mask (the one with the
+  highest predicted IoU, at the decoder's resolution): positive on a
+  missed pixel, negative on a false one (a padding point when the mask is
+  already exact), and feeds that mask's logits back as the mask prompt;
+  every round's masks are trained (the loss is the mean over rounds).
+  Deployment still prompts with one point: the rounds are extra
+  supervision of the decoder, as in SAM.
 * AdamW (lr 3e-4, weight decay 1e-4), a linear warm-up over the first
   ``warmup_steps`` batches (a transformer decoder trained from scratch
   without one collapsed to empty masks here), poly decay per epoch, flips; the
@@ -101,6 +110,7 @@ class PromptableTrainingConfig:
     init_from: str = ''
     init_promptable: str = ''
     seed: int = 0
+    refine_rounds: int = 0
 
 
 @dataclasses.dataclass
@@ -210,21 +220,28 @@ def promptable_loss(low_res, iou_pred, targets, config):
     return best + config.iou_weight * F.mse_loss(iou_pred, actual)
 
 
-def decode_prompts(sam, embeddings, image_index, points_xy):
+def decode_prompts(sam, embeddings, image_index, points_xy, labels=None, mask_inputs=None):
     """Mask logits ``[P, 3, h, w]`` and IoU ``[P, 3]`` for prompts on several embeddings.
 
     ``embeddings`` ``[B, D, g, g]``; prompt ``p`` is the single positive
     point ``points_xy[p]`` (model input coordinates) on
-    ``embeddings[image_index[p]]``. The computation of
+    ``embeddings[image_index[p]]``; or, with ``points_xy`` ``[P, n, 2]``,
+    ``n`` points labelled by ``labels`` ``[P, n]`` (1 positive, 0 negative,
+    -1 padding) and optionally a mask prompt ``mask_inputs`` ``[P, 1, h, w]``
+    (the decoder's own low-resolution logits, as SAM's iterative prompting
+    feeds them back). The computation of
     ``MaskDecoder.predict_masks`` with ``multimask_output=True``, except
     that each prompt takes its own frame's embedding instead of one shared
     (``predict_masks`` repeats a single embedding for every prompt): a
     whole batch's prompts in one decoder call.
     """
     dec = sam.mask_decoder
-    labels = torch.ones(len(points_xy), 1, dtype=torch.int64, device=points_xy.device)
-    sparse, dense = sam.prompt_encoder(points=(points_xy[:, None, :], labels), boxes=None,
-                                       masks=None)
+    if points_xy.dim() == 2:
+        points_xy = points_xy[:, None, :]
+    if labels is None:
+        labels = torch.ones(points_xy.shape[:2], dtype=torch.int64, device=points_xy.device)
+    sparse, dense = sam.prompt_encoder(points=(points_xy, labels), boxes=None,
+                                       masks=mask_inputs)
     tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
     tokens = torch.cat([tokens.unsqueeze(0).expand(len(sparse), -1, -1), sparse], dim=1)
     src = embeddings[image_index] + dense
@@ -241,6 +258,29 @@ def decode_prompts(sam, embeddings, image_index, points_xy):
 
 
 @torch.no_grad()
+def correction_points(mask_logits, targets, rng):
+    """One corrective point per prompt from the error region of ``mask_logits``.
+
+    ``mask_logits``, ``targets``: ``[P, 1, h, w]`` (targets in [0, 1]).
+    Returns ``(points [P, 2] as (x, y) at that resolution, labels [P])``: a
+    uniform pixel of the missed region (label 1) or the false one (label 0),
+    by their share of the error; label -1 (padding) where there is no error.
+    """
+    pred = (mask_logits > 0)[:, 0].cpu().numpy()
+    truth = (targets > 0.5)[:, 0].cpu().numpy()
+    points = np.zeros((len(pred), 2), np.float32)
+    labels = np.full(len(pred), -1, np.int64)
+    for p in range(len(pred)):
+        error = pred[p] != truth[p]
+        ys, xs = np.nonzero(error)
+        if not len(ys):
+            continue
+        k = int(rng.integers(len(ys)))
+        points[p] = (xs[k], ys[k])
+        labels[p] = int(truth[p][ys[k], xs[k]])
+    return points, labels
+
+
 def single_point_iou(sam, images, instances, min_region=10):
     """Mean IoU of best-of-three masks from the most interior point of each anomaly instance."""
     seg = PromptableSegmenter(sam.eval(), device=sam.device)
@@ -339,9 +379,23 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True, d
             h, w = masks.shape[-2:]
             masks = F.pad(masks, (0, size - w, 0, size - h))[:, None]
             targets = F.interpolate(masks, size=(low, low), mode='area')
-            low_res, iou = decode_prompts(sam, embeddings, torch.tensor(owner, device=device),
-                                          torch.from_numpy(np.concatenate(points)).to(device))
+            owner_t = torch.tensor(owner, device=device)
+            coords = torch.from_numpy(np.concatenate(points)).to(device)[:, None, :]
+            labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=device)
+            low_res, iou = decode_prompts(sam, embeddings, owner_t, coords, labels)
             loss = promptable_loss(low_res, iou, targets, config)
+            for _ in range(config.refine_rounds):
+                rows = torch.arange(len(iou), device=device)
+                previous = low_res[rows, iou.argmax(dim=1)][:, None].detach()
+                xy, lab = correction_points(previous, targets, rng)
+                scale = size / low             # the decoder's grid -> model input pixels
+                coords = torch.cat([coords, (torch.from_numpy(xy).to(device)[:, None, :]
+                                             + 0.5) * scale], dim=1)
+                labels = torch.cat([labels, torch.from_numpy(lab).to(device)[:, None]], dim=1)
+                low_res, iou = decode_prompts(sam, embeddings, owner_t, coords, labels,
+                                              previous)
+                loss = loss + promptable_loss(low_res, iou, targets, config)
+            loss = loss / (1 + config.refine_rounds)
             if not torch.isfinite(loss):
                 raise TrainingError(f'train promptable diverged (loss {float(loss)}) at epoch '
                                     f'{state["epoch"] + 1}; lower the learning rate.')
