@@ -170,7 +170,9 @@ def test_node_scores_a_patrol_played_at_its_rate_and_exits_0_on_sigint(
 
 @pytest.mark.parametrize('executable, sig', [('frame_anomaly_node', signal.SIGTERM),
                                              ('pixel_anomaly_node', signal.SIGINT),
-                                             ('pixel_anomaly_node', signal.SIGTERM)])
+                                             ('pixel_anomaly_node', signal.SIGTERM),
+                                             ('instance_anomaly_node', signal.SIGINT),
+                                             ('instance_anomaly_node', signal.SIGTERM)])
 def test_node_exits_0_on_a_signal_while_waiting_for_images(
         ros_env, player, tmp_path, executable, sig):
     node = NodeProcess(ros_env.env, tmp_path / 'node.log', executable=executable)
