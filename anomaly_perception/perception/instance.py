@@ -106,8 +106,6 @@ class InstanceAnomalySegmenter(Detector):
 
     def __init__(self, pixel, promptable, *, prompt_fpr=DEFAULT_PROMPT_FPR, num_points=50,
                  nms_iou=0.7, min_score=None, instance_fpr=None, manifest=None):
-        if not 0.0 < prompt_fpr < 1.0:
-            raise ValueError(f'prompt_fpr must be in (0, 1), got {prompt_fpr}')
         if instance_fpr is not None and min_score is not None:
             raise ValueError('give min_score or instance_fpr, not both')
         self.pixel = pixel
@@ -118,11 +116,17 @@ class InstanceAnomalySegmenter(Detector):
         self.instance_fpr = None
         if instance_fpr is not None:
             self.set_instance_fpr(instance_fpr)
+        self.set_prompts(prompt_fpr, num_points, nms_iou)
+        self._warned_size = False
+
+    def set_prompts(self, prompt_fpr, num_points, nms_iou):
+        """Prompt where the map passes its threshold at ``prompt_fpr``; set points and NMS IoU."""
+        if not 0.0 < prompt_fpr < 1.0:
+            raise ValueError(f'prompt_fpr must be in (0, 1), got {prompt_fpr}')
         self.prompt_fpr = float(prompt_fpr)
         self.config = UGainSConfig(
-            threshold=float(pixel.calibration.threshold_for_fpr(self.prompt_fpr)),
+            threshold=float(self.pixel.calibration.threshold_for_fpr(self.prompt_fpr)),
             fallback_threshold=None, num_points=int(num_points), nms_iou=float(nms_iou))
-        self._warned_size = False
 
     def set_instance_fpr(self, instance_fpr):
         """Keep instances scoring above the pixel threshold at ``instance_fpr`` (None: all)."""
@@ -183,13 +187,7 @@ class InstanceAnomalySegmenter(Detector):
         normal validation frames (NaN when the model has no frame calibration
         or the map no finite pixel): what the keyframe policy's ``rise`` reads.
         """
-        pixel = self.pixel
-        values = np.asarray(anomaly_map, np.float32)
-        values = values[np.isfinite(values)]
-        if pixel.frame_calibration is None or not values.size:
-            return float('nan')
-        score = float(np.quantile(values, pixel.frame_quantile))
-        return float(pixel.frame_calibration.probability(np.array([score]))[0])
+        return self.pixel.frame_score(anomaly_map)[1]
 
     def segment(self, rgb, anomaly_map=None, camera=None):
         """Instances of one RGB uint8 image ``[H, W, 3]``.

@@ -37,6 +37,7 @@ import math
 import numpy as np
 
 from .floor import FloorCamera
+from .floor import FloorProjectionError
 from .instance import InstanceAnomalySegmenter
 from .instance import InstanceFrameResult
 from .keyframes import KeyframePolicy
@@ -79,7 +80,6 @@ class InstanceStream(Pipeline):
         self.config = config
         self.policy = KeyframePolicy(config.keyframe_period_s, config.keyframe_rise)
         self.camera_info = None         # (row-major K [9], calibrated width, height)
-        self.keyframes = 0
 
     @classmethod
     def from_config(cls, config, model_dir=None, **backend_options):
@@ -104,13 +104,8 @@ class InstanceStream(Pipeline):
 
     def reconfigure(self, config):
         """Apply live parameter changes (UGainS settings, keyframe policy) without a reload."""
-        det = self.detector
-        det.prompt_fpr = float(config.prompt_fpr)
-        det.config = dataclasses.replace(
-            det.config, threshold=float(det.pixel.calibration.threshold_for_fpr(
-                config.prompt_fpr)), num_points=int(config.num_points),
-            nms_iou=float(config.nms_iou))
-        det.set_instance_fpr(config.instance_fpr)
+        self.detector.set_prompts(config.prompt_fpr, config.num_points, config.nms_iou)
+        self.detector.set_instance_fpr(config.instance_fpr)
         self.policy.period_ns = int(config.keyframe_period_s * 1e9)
         self.policy.rise = float(config.keyframe_rise)
         self.config = config
@@ -119,7 +114,6 @@ class InstanceStream(Pipeline):
         """Take the camera's intrinsics (``camera_info.k``, row-major) and calibrated size."""
         k = [float(v) for v in k]
         if len(k) != 9 or not (k[0] > 0 and k[4] > 0) or width <= 0 or height <= 0:
-            from .floor import FloorProjectionError
             raise FloorProjectionError(f'camera_info without a usable K ({k}) or size '
                                        f'({width}x{height}): is the camera calibrated?')
         self.camera_info = (k, int(width), int(height))
@@ -146,7 +140,6 @@ class InstanceStream(Pipeline):
     def keyframe(self, stamp_ns, image, anomaly_map, reason='', probability=float('nan')):
         """Run UGainS on one keyframe; return its :class:`InstanceFrame`."""
         result = self.detector.segment(image, anomaly_map, camera=self.camera_for(image.shape))
-        self.keyframes += 1
         return InstanceFrame(int(stamp_ns), True, reason, probability, result, image)
 
     def process(self, stamps, images, maps=None):

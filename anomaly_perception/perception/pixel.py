@@ -155,6 +155,20 @@ class PixelAnomalySegmenter(Detector):
         """Segment, as :meth:`segment` (the :class:`~.pipeline.Detector` interface)."""
         return self.segment(images, channel_order)
 
+    def frame_score(self, anomaly):
+        """Return a map's frame-level ``(score, probability)``.
+
+        The score is the map's ``frame_quantile`` over its finite pixels, the
+        probability that score calibrated on normal validation frames (NaN
+        where there is no finite pixel or no frame calibration).
+        """
+        values = np.asarray(anomaly, np.float32)
+        values = values[np.isfinite(values)]
+        score = float(np.quantile(values, self.frame_quantile)) if values.size else float('nan')
+        prob = float(self.frame_calibration.probability(np.array([score]))[0]) \
+            if self.frame_calibration is not None and np.isfinite(score) else float('nan')
+        return score, prob
+
     def _result(self, size, anomaly, classes):
         height, width = size
         h, w = self.input_shape
@@ -165,13 +179,8 @@ class PixelAnomalySegmenter(Detector):
                                                   interpolation=cv2.INTER_LINEAR)
         sem[y0:y0 + ch, x0:x0 + cw] = cv2.resize(classes, (cw, ch),
                                                  interpolation=cv2.INTER_NEAREST)
-        finite = np.isfinite(anomaly)
-        frame_score = float(np.quantile(anomaly[finite], self.frame_quantile)) \
-            if finite.any() else float('nan')
+        frame_score, frame_prob = self.frame_score(anomaly)
         prob = self.calibration.probability(full.astype(np.float64)).astype(np.float32)
         prob[~np.isfinite(full)] = np.nan
-        frame_prob = float(self.frame_calibration.probability(np.array([frame_score]))[0]) \
-            if self.frame_calibration is not None and np.isfinite(frame_score) \
-            else float('nan')
         mask = np.where(np.isfinite(full), full, -np.inf) > self.threshold
         return PixelResult(full, prob, mask, sem, frame_score, frame_prob, self.threshold)
