@@ -23,6 +23,11 @@ In one run, on the same 640x360 keyframe, shipped models by default:
   reference; the ratio is the figure);
 * its parts: the pixel map, the image embedding, the 50 prompts (batched /
   one at a time);
+* with ``--train-step``: one training step of the promptable model as
+  ``train promptable`` takes it (the shipped recipe: 16 frames of 144x256,
+  16 prompts each, encoder and decoder), and the decoder alone on
+  embeddings computed beforehand (64 prompts), as prompts per hour: what a
+  CPU session can spend on training it;
 * with ``--cuda`` (a GPU machine): a full-size SAM ViT-B layout (random
   weights, 1024x1024 input) in fp16, one image embedding plus 50 batched
   prompts.
@@ -97,6 +102,43 @@ def cpu_speeds(pixel_dir, promptable_dir, points, seconds, backend):
     return out
 
 
+def train_step_speeds(promptable_dir, seconds):
+    """Seconds per training step of the promptable model, whole and decoder-only."""
+    from anomaly_perception.instance.promptable import load_promptable
+    from anomaly_perception.train.promptable import decode_prompts
+    from anomaly_perception.train.promptable import promptable_loss
+    from anomaly_perception.train.promptable import PromptableTrainingConfig
+    seg, manifest = load_promptable(promptable_dir)
+    sam = seg.sam.train()
+    config = PromptableTrainingConfig()
+    size = int(manifest['architecture']['spec']['image_size'])
+    low = 4 * size // int(manifest['architecture']['spec']['encoder']['patch_size'])
+    gen = torch.Generator().manual_seed(0)
+    frames, per_frame = 16, 16
+    images = torch.rand(frames, 3, size * 9 // 16, size, generator=gen) * 255
+    opt = torch.optim.AdamW(sam.parameters(), lr=1e-6)
+
+    def step(embeddings, prompts):
+        owner = torch.randint(0, len(embeddings), (prompts,), generator=gen)
+        xy = torch.rand(prompts, 2, generator=gen) * torch.tensor([size, size * 9 / 16])
+        targets = (torch.rand(prompts, 1, low, low, generator=gen) > 0.9).float()
+        masks, iou = decode_prompts(sam, embeddings, owner, xy)
+        loss = promptable_loss(masks, iou, targets, config)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    whole = measure(lambda: step(sam.image_encoder(sam.preprocess(images)), frames * per_frame),
+                    seconds=seconds, warmup=1)
+    with torch.no_grad():
+        cached = sam.image_encoder(sam.preprocess(images))
+    decoder = measure(lambda: step(cached, 64), seconds=seconds, warmup=1)
+    return {'whole_step_ms': _ms(whole), 'whole_step_prompts': frames * per_frame,
+            'whole_prompts_per_hour': frames * per_frame * 3600 / whole['median_s'],
+            'decoder_step_ms': _ms(decoder), 'decoder_step_prompts': 64,
+            'decoder_prompts_per_hour': 64 * 3600 / decoder['median_s']}
+
+
 def cuda_speeds(points, seconds):
     """Full-size SAM ViT-B (random weights), fp16: embedding + ``points`` batched prompts."""
     from anomaly_perception.instance.promptable import build_sam
@@ -134,6 +176,8 @@ def main():
     parser.add_argument('--points', type=int, default=50)
     parser.add_argument('--seconds', type=float, default=5.0)
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--train-step', action='store_true',
+                        help='also a training step of the promptable model')
     parser.add_argument('--cuda', action='store_true', help='also SAM ViT-B fp16 on GPU')
     parser.add_argument('--cuda-only', action='store_true', help='only the GPU measurement')
     args = parser.parse_args()
@@ -152,6 +196,13 @@ def main():
               f"{c['part_image_embedding_ms']['median']:.0f} ms, prompts batched "
               f"{c['part_prompts_batched_ms']['median']:.0f} ms / one at a time "
               f"{c['part_prompts_one_at_a_time_ms']['median']:.0f} ms")
+    if args.train_step:
+        results['cpu_train_step'] = t = train_step_speeds(args.promptable, args.seconds)
+        print(f"training step, {t['whole_step_prompts']} prompts on 16 frames, encoder and "
+              f"decoder: {t['whole_step_ms']['median']:.0f} ms "
+              f"({t['whole_prompts_per_hour']:,.0f} prompts/h); decoder alone, 64 prompts: "
+              f"{t['decoder_step_ms']['median']:.0f} ms "
+              f"({t['decoder_prompts_per_hour']:,.0f} prompts/h)")
     if args.cuda:
         results['cuda_sam_vit_b_fp16'] = g = cuda_speeds(args.points, args.seconds)
         print(f"{g['device']}: SAM ViT-B fp16, embedding + {args.points} prompts: batched "

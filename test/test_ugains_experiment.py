@@ -105,3 +105,49 @@ def test_ugains_experiment_prompts_above_the_calibrated_threshold(
                    np.nan_to_num(out.refined))
     assert report['tables']['table2'][FILTER_ROW]['pixel_ap'] == pytest.approx(
         acc.curve().average_precision(), abs=1e-6)
+
+
+def test_decoder_shape_follows_the_spec():
+    from anomaly_perception.evaluation.ugains_experiments import decoder_shape
+    # The shipped small model: longest side 256, 1/8 grid, masks at 4/8 of the input.
+    assert decoder_shape({'image_size': 256, 'encoder': {'patch_size': 8}}, (360, 640)) == \
+        (72, 128)
+    # SAM: 1024 input, 1/16 grid, 256x256 masks for a square input.
+    assert decoder_shape({'image_size': 1024, 'encoder': {'patch_size': 16}}, (512, 512)) == \
+        (256, 256)
+
+
+def test_resolution_ceiling_loses_small_objects_not_large_ones():
+    from anomaly_perception.evaluation.ugains_experiments import resolution_ceiling
+    big = np.zeros((360, 640), bool)
+    big[100:200, 200:400] = True          # 20,000 px, grid-aligned at 1/5
+    assert resolution_ceiling(big, (72, 128)) == pytest.approx(1.0, abs=1e-3)
+    small = np.zeros((360, 640), bool)
+    small[103:106, 303:306] = True        # 9 px straddling four cells of 5x5 px
+    ceiling = resolution_ceiling(small, (72, 128))
+    assert ceiling < 0.5
+    # The same object on a grid at full resolution comes back exactly.
+    assert resolution_ceiling(small, (360, 640)) == pytest.approx(1.0)
+    # A mid-size object: between the two, and a finer grid never does worse.
+    mid = np.zeros((360, 640), bool)
+    cv2.circle(mid.view(np.uint8), (320, 180), 6, 1, -1)
+    coarse, fine = resolution_ceiling(mid, (72, 128)), resolution_ceiling(mid, (144, 256))
+    assert 0.3 < coarse < 1.0 and fine >= coarse
+
+
+def test_mask_sizes_table_bins_instances_by_area(tiny_pixel_data, tiny_pixel_model,
+                                                 tiny_promptable, tmp_path):
+    from anomaly_perception.evaluation.ugains_experiments import format_ugains_report
+    from anomaly_perception.evaluation.ugains_experiments import run_ugains_experiment
+    config = ugains.UGainSConfig(threshold=float('-inf'), fallback_threshold=None)
+    report = run_ugains_experiment(tiny_pixel_model, tiny_promptable, tiny_pixel_data,
+                                   tmp_path / 'x', config=config, points=(5,), every=4,
+                                   show_progress=False)
+    sizes = report['mask_sizes']
+    assert sizes['instances'] > 0
+    assert sum(b['instances'] for b in sizes['bins']) == sizes['instances']
+    assert sum(b['share'] for b in sizes['bins'] if b['instances']) == pytest.approx(1.0)
+    for b in sizes['bins']:
+        if b['instances']:
+            assert 0.0 <= b['mask_iou'] <= 1.0 and 0.0 <= b['ceiling_iou'] <= 1.0
+    assert '**Masks by instance size**' in format_ugains_report(report)

@@ -63,6 +63,78 @@ POINTS = (10, 20, 50, 100, 200)
 FILTER_ROW = 'fps50+scoring+nms+ensemble+instance_filter'
 ALIASES = {'fps50': 'fps50+scoring+nms+ensemble'}     # one row, in Tables 2, 4 and 5
 VOID = 255
+SIZE_BINS = (10, 100, 300, 1000, 3000)   # instance areas in pixels; the last bin is open
+CEILING_THRESHOLDS = np.linspace(0.05, 0.95, 19)
+
+
+def decoder_shape(spec, shape):
+    """``(h, w)`` of a SAM spec's low-resolution masks for an image of ``shape``.
+
+    SAM resizes the longest side to ``image_size`` and its mask decoder
+    returns masks at 4 / ``patch_size`` of that input.
+    """
+    h, w = shape[:2]
+    factor = spec['image_size'] / max(h, w) * 4 / int(spec['encoder'].get('patch_size', 16))
+    return max(1, int(round(h * factor))), max(1, int(round(w * factor)))
+
+
+def resolution_ceiling(region, low_shape):
+    """Return the IoU of the best mask of ``region`` that a ``low_shape`` grid can express.
+
+    The region's coverage of each grid cell (area downsampling), bilinearly
+    upsampled back, thresholded at the best of 19 levels (0.05 .. 0.95):
+    a decoder whose logits rank pixels by coverage. Small objects, which
+    cover no cell well, cannot come back whole.
+    """
+    region = np.asarray(region, bool)
+    h, w = region.shape
+    cover = cv2.resize(region.astype(np.float32), (low_shape[1], low_shape[0]),
+                       interpolation=cv2.INTER_AREA)
+    up = cv2.resize(cover, (w, h), interpolation=cv2.INTER_LINEAR)
+    best = 0.0
+    for t in CEILING_THRESHOLDS:
+        pred = up > t
+        union = (pred | region).sum()
+        best = max(best, float((pred & region).sum() / union) if union else 0.0)
+    return best
+
+
+class _MaskSizes:
+    """Per instance: area, oracle-point mask IoU, and two resolution ceilings."""
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, gt_ids, ids, masks, low_shape, sam_shape):
+        for m, i in zip(masks, ids):
+            region = gt_ids == i
+            union = (m | region).sum()
+            self.rows.append((int(region.sum()), float((m & region).sum() / max(1, union)),
+                              resolution_ceiling(region, low_shape),
+                              resolution_ceiling(region, sam_shape)))
+
+    def result(self):
+        r = np.asarray(self.rows, float).reshape(-1, 4)
+        edges = list(SIZE_BINS) + [np.inf]
+        bins = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            sel = r[(r[:, 0] >= lo) & (r[:, 0] < hi)]
+            bins.append({
+                'area': [int(lo), None if not np.isfinite(hi) else int(hi)],
+                'instances': len(sel),
+                'share': len(sel) / len(r) if len(r) else None,
+                'mask_iou': float(sel[:, 1].mean()) if len(sel) else None,
+                'mask_iou50': float((sel[:, 1] >= 0.5).mean()) if len(sel) else None,
+                'ceiling_iou': float(sel[:, 2].mean()) if len(sel) else None,
+                'ceiling_iou50': float((sel[:, 2] >= 0.5).mean()) if len(sel) else None,
+                'sam_ceiling_iou50': float((sel[:, 3] >= 0.5).mean()) if len(sel) else None})
+        return {'instances': len(r),
+                'median_area': float(np.median(r[:, 0])) if len(r) else None,
+                'mask_iou': float(r[:, 1].mean()) if len(r) else None,
+                'mask_iou50': float((r[:, 1] >= 0.5).mean()) if len(r) else None,
+                'ceiling_iou50': float((r[:, 2] >= 0.5).mean()) if len(r) else None,
+                'sam_ceiling_iou50': float((r[:, 3] >= 0.5).mean()) if len(r) else None,
+                'bins': bins}
 
 
 def _rows(points):
@@ -144,6 +216,8 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
     rows = {name: _Row() for names in groups.values() for name in names
             if ALIASES.get(name, name) == name}
     reference = BinaryScoreAccumulator()
+    sizes = _MaskSizes()
+    spec = prompt_manifest['architecture']['spec']
     most = max(points)
     sheet = []
     started = time.perf_counter()
@@ -173,7 +247,7 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
         fps = cand[ugains.farthest_point_sampling(cand, most)].flip(1).float()
         rnd = cand[ugains.random_sampling(cand, 50, seed=config.seed + i)].flip(1).float()
         km = cand[ugains.kmeans_sampling(cand, 50)].flip(1).float()
-        oracle_xy, _ = ugains.oracle_points(gt_ids)
+        oracle_xy, oracle_ids = ugains.oracle_points(gt_ids)
         oracle = torch.from_numpy(oracle_xy)
         sets = [fps, rnd, km, oracle]
         seg.set_image(rgb)
@@ -193,6 +267,9 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
                            pts.numpy(), anomaly & valid)
             return keep, s
 
+        sizes.add(gt_ids, oracle_ids, or_m.numpy(), decoder_shape(spec, gt_ids.shape),
+                  decoder_shape({'image_size': 1024, 'encoder': {'patch_size': 16}},
+                                gt_ids.shape))
         ones = torch.ones(len(or_m))
         rows['oracle'].add(truth, _instance_map(or_m, ones, -1.0), gt_ids, or_m.numpy(),
                            ones.numpy(), void)
@@ -230,6 +307,7 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
                       'pixel_fpr95': curve.fpr_at_tpr(0.95)},
         'tables': {t: {name: rows[ALIASES.get(name, name)].result() for name in names}
                    for t, names in groups.items()},
+        'mask_sizes': sizes.result(),
         'wall_s': wall, 'seconds_per_frame': wall / len(records),
         'promptable': {'name': prompt_manifest.get('name'),
                        'variant': prompt_manifest['architecture']['spec'].get('variant')},
@@ -288,5 +366,21 @@ def format_ugains_report(report):
             lines.append(f"| {name} | {fmt(m['pixel_ap'])} | {fmt(m['pixel_fpr95'])} | "
                          f"{fmt(m['iap'])} | {fmt(m['iap50'])} | "
                          f"{fmt(m.get('point_precision'))} | {fmt(m.get('point_recall'))} |")
+        lines.append('')
+    sizes = report.get('mask_sizes')
+    if sizes and sizes['instances']:
+        lines += [f"**Masks by instance size** ({sizes['instances']} instances, median area "
+                  f"{sizes['median_area']:.0f} px; percent)", '',
+                  '| area (px) | share | oracle-point mask IoU | IoU >= 0.5 | resolution '
+                  'ceiling IoU | ceiling >= 0.5 | SAM-grid ceiling >= 0.5 |',
+                  '|---|---|---|---|---|---|---|']
+        for b in sizes['bins']:
+            lo, hi = b['area']
+            lines.append(f"| {lo}-{hi if hi else ''} | {fmt(b['share'])} | "
+                         f"{fmt(b['mask_iou'])} | {fmt(b['mask_iou50'])} | "
+                         f"{fmt(b['ceiling_iou'])} | {fmt(b['ceiling_iou50'])} | "
+                         f"{fmt(b['sam_ceiling_iou50'])} |")
+        lines.append(f"| all | 100.00 | {fmt(sizes['mask_iou'])} | {fmt(sizes['mask_iou50'])} "
+                     f"| | {fmt(sizes['ceiling_iou50'])} | {fmt(sizes['sam_ceiling_iou50'])} |")
         lines.append('')
     return '\n'.join(lines)
