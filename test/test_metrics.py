@@ -238,6 +238,14 @@ def test_failure_detection_metrics_follow_their_definitions():
     assert res['auroc'] == pytest.approx(skm.roc_auc_score(err, score), abs=1e-9)
     assert res['fpr95'] == pytest.approx(_sk_fpr95(~err, -score), abs=1e-9)
     assert res['n_errors'] == int(err.sum())
+    # Risk-coverage: the error rate of the k most confident pixels, by sorting.
+    order = np.argsort(score, kind='stable')
+    for coverage, risk in res['risk_coverage']:
+        k = int(round(coverage * len(score)))
+        assert risk == pytest.approx(err[order[:k]].mean(), abs=1e-9)
+    assert [round(c, 1) for c, _ in res['risk_coverage']] == list(acc.COVERAGE)
+    assert res['risk_coverage'][-1] == pytest.approx((1.0, err.mean()))
+    assert res['risk_coverage'][0][1] < err.mean()      # confident pixels err less
 
 
 def _block(shape, y0, y1, x0, x1):

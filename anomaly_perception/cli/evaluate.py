@@ -375,6 +375,25 @@ def add_experiment(sub):
     ug.add_argument('--points', default='10,20,50,100,200',
                     help='FPS point counts of Table 5')
     ug.set_defaults(run=_run_experiment_ugains)
+    fx = xsub.add_parser(
+        'failure', help="paper 004's Tables III and IV (failure detection: FSNet vs baselines)",
+        description='One pass over the test split (local types and normal) at the pixel '
+                    "model's input: MSP, MaxLogit, entropy and MC dropout on the stage-1 pixel "
+                    'model, and every failure model (train failure) given by name; AP-Err, '
+                    'AP-Suc, AUROC, FPR95, risk-coverage and mIoU -> failure.json, failure.md, '
+                    'risk_coverage.png.')
+    fx.add_argument('--pixel-model', required=True, help='the stage-1 pixel model (train pixel)')
+    fx.add_argument('--failure-model', action='append', default=[], metavar='NAME=DIR',
+                    help="a train failure model: full (FSNet), direct, or an ablation's name "
+                         '(-x, -w1 .. -w4, -se, single); repeat for several')
+    fx.add_argument('--data', required=True)
+    fx.add_argument('--out', required=True)
+    fx.add_argument('--split', default='test_set')
+    fx.add_argument('--every', type=positive_int, default=1, help='every n-th frame')
+    fx.add_argument('--limit', type=positive_int, help='at most N frames')
+    fx.add_argument('--mc-samples', type=positive_int, default=8,
+                    help='MC dropout passes (default 8)')
+    fx.set_defaults(run=_run_experiment_failure)
     fl = xsub.add_parser(
         'floor', help='hazards on the floor: projection error against the synthetic world',
         description='Renders pinhole-camera runs (corridor, tunnel), places each instance '
@@ -412,6 +431,25 @@ def _run_experiment_floor(args):
     for band, row in summary['per_distance'].items():
         print(f"  {band}: {row['n']} instances, median {row['median_relative_error']:.1%}")
     print(f'written {args.out}/floor.json, floor.png')
+    return 0
+
+
+def _run_experiment_failure(args):
+    from ..evaluation.failure_experiments import format_failure_report
+    from ..evaluation.failure_experiments import run_failure_experiment
+    models = {}
+    for item in args.failure_model:
+        name, sep, path = item.partition('=')
+        if not sep or not name or not path:
+            raise UsageError(f'--failure-model {item!r}: expected NAME=DIR.')
+        if name in models:
+            raise UsageError(f'--failure-model: {name!r} given twice.')
+        models[name] = path
+    report = run_failure_experiment(args.pixel_model, models, args.data, args.out,
+                                    split=args.split, every=args.every, limit=args.limit,
+                                    mc_samples=args.mc_samples)
+    print(format_failure_report(report))
+    print(f'written {args.out}/failure.json, failure.md, risk_coverage.png')
     return 0
 
 

@@ -197,6 +197,37 @@ def add_train(sub):
                          '(default 0)')
     pr.set_defaults(run=_run_train_promptable)
 
+    fa = tsub.add_parser(
+        'failure', help="FSNet's failure head, trained jointly with a pixel model",
+        description="Paper 004's second stage on a trained ERFNet pixel model: the failure "
+                    'head (two ResNet-18-layout encoders on the image and four maps of the '
+                    "logits, fused with ERFNet's encoder features) and the segmenter trained "
+                    'together (cross-entropy + balanced failure BCE); best epoch by '
+                    'validation AP-Err -> MODEL_DIR (a pixel model with a failure head). '
+                    'Resumable from --work.')
+    fa.add_argument('--pixel-model', required=True, help='ERFNet pixel model (train pixel)')
+    fa.add_argument('--data', required=True, help='dataset written by synth dataset')
+    fa.add_argument('--out', required=True, help='model directory to write')
+    fa.add_argument('--work', help='checkpoints (default out/train/<name>)')
+    fa.add_argument('--epochs', type=int, default=0,
+                    help="joint epochs (default 0: half the pixel model's, the paper's 2:1)")
+    fa.add_argument('--batch-size', type=positive_int, default=8)
+    fa.add_argument('--lr', type=float, default=2e-4, help='Adam, the head (default 2e-4)')
+    fa.add_argument('--segmenter-lr', type=float, default=5e-5,
+                    help='Adam, the segmenter (default 5e-5; 0 freezes it)')
+    fa.add_argument('--every', type=positive_int, default=4,
+                    help='train on every n-th train_set frame (default 4)')
+    fa.add_argument('--ablation', default='full',
+                    help="paper 004's Table IV: full (default), single, or -x, -w1 .. -w4, -se")
+    fa.add_argument('--resnet-width', type=positive_int, default=16,
+                    help="first-stage channels of each ResNet-18 encoder (64: torchvision's)")
+    fa.add_argument('--resnet18-weights', default='',
+                    help='torchvision resnet18 state dict for both encoders (needs '
+                         '--resnet-width 64); none: trained from scratch')
+    fa.add_argument('--seed', type=int, default=0)
+    fa.add_argument('--overwrite', action='store_true')
+    fa.set_defaults(run=_run_train_failure)
+
 
 def _frame_data(args, size=64):
     from ..train.frame_model import load_frame_data
@@ -408,6 +439,35 @@ def _run_train_maskcls(args):
     if 'pixel_auprc' in v:
         line += f", pixel AuPRC {v['pixel_auprc']:.3f}, FPR95 {v['pixel_fpr95']:.3f} (RbA)"
     print(f'written {args.out}: {line}')
+    return 0
+
+
+def _run_train_failure(args):
+    from pathlib import Path
+
+    from ..models.fsnet import FailureHeadSpec
+    from ..train.failure import FailureTrainingConfig
+    from ..train.failure import train_failure_model
+    if args.epochs < 0:
+        raise UsageError(f'--epochs must be >= 0, got {args.epochs}.')
+    try:
+        spec = FailureHeadSpec(resnet_width=args.resnet_width).ablation(args.ablation)
+    except ValueError as err:
+        raise UsageError(f'--ablation: {err}') from None
+    if args.resnet18_weights and not Path(args.resnet18_weights).is_file():
+        raise UsageError(f'--resnet18-weights {args.resnet18_weights!r}: no such file.')
+    config = FailureTrainingConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        segmenter_lr=args.segmenter_lr, train_every=args.every, head=spec.as_dict(),
+        resnet18_weights=args.resnet18_weights, seed=args.seed)
+    work = args.work or str(Path('out') / 'train' / Path(args.out).name)
+    command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    manifest = train_failure_model(args.pixel_model, args.data, args.out, work, config,
+                                   overwrite=args.overwrite, command=command)
+    m = manifest['metrics']
+    print(f"written {args.out}: validation AP-Err {m['best_ap_err']:.3f} (epoch "
+          f"{m['best_epoch']}), mIoU {m['validation']['miou']:.3f} (before "
+          f"{m['miou_before']:.3f})")
     return 0
 
 

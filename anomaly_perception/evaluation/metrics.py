@@ -468,8 +468,12 @@ class FailureDetectionAccumulator:
     * ``auroc``: errors vs correct pixels (the same either way round);
     * ``fpr95``: the fraction of errors accepted as correct at the
       confidence threshold that accepts 95% of the correct pixels (the
-      ConfidNet/FSNet convention: the positives of TPR are correct pixels).
+      ConfidNet/FSNet convention: the positives of TPR are correct pixels);
+    * ``risk_coverage``: at each coverage level (the share of pixels kept,
+      the most confident first), the error rate among the kept pixels.
     """
+
+    COVERAGE = tuple(round(0.1 * k, 1) for k in range(1, 11))
 
     def __init__(self, mantissa_bits=12, ignore_index=VOID):
         self._acc = BinaryScoreAccumulator(mantissa_bits, ignore_index=None)
@@ -494,7 +498,27 @@ class FailureDetectionAccumulator:
             'fpr95': suc.fpr_at_tpr(0.95),
             'n_errors': err.n_pos,
             'n_correct': err.n_neg,
+            'risk_coverage': self.risk_coverage(),
         }
+
+    def risk_coverage(self, levels=None):
+        """``[(coverage, risk)]``: error rate of the most confident ``coverage`` of pixels.
+
+        Pixels are kept in order of increasing failure score, whole groups of
+        equal scores at a time; each level reports the first such prefix that
+        covers at least that share (its actual coverage is returned).
+        """
+        suc = self._acc.curve().flipped()      # positives: correct, most confident first
+        total = suc.n_pos + suc.n_neg
+        if total == 0:
+            return []
+        kept = suc.tps + suc.fps
+        out = []
+        for level in levels or self.COVERAGE:
+            k = min(int(np.searchsorted(kept, level * total - 1e-9, side='left')),
+                    len(kept) - 1)
+            out.append((float(kept[k] / total), float(suc.fps[k] / kept[k])))
+        return out
 
 
 # --- instances ------------------------------------------------------------------------------

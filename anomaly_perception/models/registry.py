@@ -58,6 +58,7 @@ class Architecture:
 BUILTIN = {
     'frame_rnvp_oe': 'anomaly_perception.models.frame',
     'erfnet_pixel': 'anomaly_perception.models.pixel',
+    'erfnet_pixel_fsnet': 'anomaly_perception.models.fsnet',
     'maskcls_rba': 'anomaly_perception.models.maskcls',
 }
 _REGISTERED = {}

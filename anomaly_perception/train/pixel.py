@@ -349,7 +349,7 @@ def evaluate_segmenter(segmenter, data, num_classes, batch=16):
     with torch.no_grad():
         for start in range(0, len(data.images), batch):
             x = torch.from_numpy(data.images[start:start + batch])
-            anomaly, classes = segmenter(x)
+            anomaly, classes = segmenter(x)[:2]
             cm.update(classes.numpy(), data.labels[start:start + batch])
             truth = data.anomaly[start:start + batch].astype(np.uint8)
             acc.update(truth, anomaly.numpy())
@@ -450,7 +450,8 @@ def write_pixel_model_dir(model_dir, segmenter, arch, weights_file, classes, val
         'metrics': {'validation': metrics, 'best_epoch': state['best_epoch'],
                     'history': state['history'],
                     **{k: state[k] for k in ('first_stage', 'outlier_history',
-                                             'outlier_best_epoch') if k in state}},
+                                             'outlier_best_epoch', 'miou_before',
+                                             'best_ap_err') if k in state}},
         'provenance': {**provenance, 'wall_s': time.perf_counter() - started,
                        **training_environment()},
     }
