@@ -169,6 +169,29 @@ def tiny_pixel_model(tiny_pixel_data, tmp_path_factory):
     return root / 'model'
 
 
+TINY_FAILURE_HEAD = {'inputs': ['x', 'w1', 'w2', 'w3', 'w4', 'se'], 'single_branch': False,
+                     'width': 16, 'resnet_width': 4}
+
+
+@pytest.fixture(scope='session')
+def tiny_failure_model(tiny_pixel_data, tiny_pixel_model, tmp_path_factory):
+    """Train a tiny FSNet head (one joint epoch) on the tiny pixel model, export it; its root.
+
+    ``root / 'model'`` is the model directory, ``root / 'work'`` its checkpoints,
+    ``root / 'cache'`` the frame cache.
+    """
+    from anomaly_perception.runtime.export import export_model
+    from anomaly_perception.train.failure import FailureTrainingConfig
+    from anomaly_perception.train.failure import train_failure_model
+    root = tmp_path_factory.mktemp('failure')
+    config = FailureTrainingConfig(epochs=1, batch_size=16, train_every=2,
+                                   head=dict(TINY_FAILURE_HEAD))
+    train_failure_model(tiny_pixel_model, tiny_pixel_data, root / 'model', root / 'work',
+                        config, cache_dir=root / 'cache', show_progress=False)
+    export_model(root / 'model')
+    return root
+
+
 @pytest.fixture(scope='session')
 def tiny_promptable(tiny_pixel_data, tiny_pixel_model, tmp_path_factory):
     """Train a promptable segmenter (SAM kind, 64 px) for one epoch on the tiny data."""

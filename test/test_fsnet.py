@@ -100,6 +100,9 @@ def test_head_shapes_at_640x360_and_the_ablations():
     assert [e.conv1.in_channels for e in single.encoders] == [7]
     no_x = FailureHead(8, spec=spec.ablation('-x'))
     assert [e.conv1.in_channels for e in no_x.encoders] == [1, 4]
+    direct = FailureHead(8, spec=spec.ablation('direct'))
+    assert [e.conv1.in_channels for e in direct.encoders] == [4]
+    assert direct.fuse[0].in_channels == 8 * spec.resnet_width      # no S_E(x)
     no_se = FailureHead(8, spec=spec.ablation('-se'))
     assert no_se.fuse[0].in_channels == 2 * 8 * spec.resnet_width
     assert head.fuse[0].in_channels == 2 * 8 * spec.resnet_width + 128
@@ -123,26 +126,19 @@ def test_resnet18_weights_load_into_torchvisions_layout_only():
         FailureHead(4).load_resnet18(state)
 
 
-@pytest.fixture(scope='module')
-def tiny_failure(tiny_pixel_data, tiny_pixel_model, tmp_path_factory):
-    """Train a tiny failure model (one joint epoch) on the tiny pixel model; its paths."""
+def _tiny_config():
     from anomaly_perception.train.failure import FailureTrainingConfig
-    from anomaly_perception.train.failure import train_failure_model
-    root = tmp_path_factory.mktemp('failure')
-    config = FailureTrainingConfig(epochs=1, batch_size=16, train_every=2,
-                                   head=FailureHeadSpec(resnet_width=4, width=16).as_dict())
-    manifest = train_failure_model(tiny_pixel_model, tiny_pixel_data, root / 'model',
-                                   root / 'work', config, cache_dir=root / 'cache',
-                                   show_progress=False)
-    return root, config, manifest
+    return FailureTrainingConfig(epochs=1, batch_size=16, train_every=2,
+                                 head=FailureHeadSpec(resnet_width=4, width=16).as_dict())
 
 
 def test_train_failure_resumes_writes_a_model_and_exports_with_parity(
-        tiny_pixel_data, tiny_pixel_model, tiny_failure, tmp_path):
-    from anomaly_perception.runtime.export import export_model
+        tiny_pixel_data, tiny_pixel_model, tiny_failure_model, tmp_path):
+    from anomaly_perception.runtime.manifest import load_manifest
     from anomaly_perception.runtime.network import load_network
     from anomaly_perception.train.failure import train_failure_model
-    root, config, manifest = tiny_failure
+    root, config = tiny_failure_model, _tiny_config()
+    manifest = load_manifest(root / 'model')
     assert manifest['architecture']['type'] == 'erfnet_pixel_fsnet'
     m = manifest['metrics']
     assert 0.0 <= m['best_ap_err'] <= 1.0 and m['best_epoch'] == 1
@@ -152,15 +148,13 @@ def test_train_failure_resumes_writes_a_model_and_exports_with_parity(
                                 root / 'work', config, cache_dir=root / 'cache',
                                 show_progress=False)
     assert again['metrics']['history'] == m['history']
-    shutil.copytree(root / 'model', tmp_path / 'model')
-    module, _ = load_network(tmp_path / 'model')
-    export_model(tmp_path / 'model')
+    module, _ = load_network(root / 'model')
     import onnxruntime as ort
     h, w = manifest['preprocessing']['input_shape']
     images = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
     with torch.no_grad():
         expected = [t.numpy() for t in module(torch.from_numpy(images))]
-    sess = ort.InferenceSession(str(tmp_path / 'model' / 'model.onnx'),
+    sess = ort.InferenceSession(str(root / 'model' / 'model.onnx'),
                                 providers=['CPUExecutionProvider'])
     got = sess.run(None, {sess.get_inputs()[0].name: images})
     assert [o.name for o in sess.get_outputs()] == ['anomaly', 'classes', 'failure']
@@ -197,7 +191,8 @@ def test_train_failure_refuses_a_class_count_mismatch(tiny_pixel_data, tiny_pixe
         train_failure_model(tiny_pixel_model, data, tmp_path / 'm', tmp_path / 'w')
 
 
-def test_experiment_failure_tables(tiny_pixel_data, tiny_pixel_model, tiny_failure, tmp_path):
+def test_experiment_failure_tables(tiny_pixel_data, tiny_pixel_model, tiny_failure_model,
+                                   tmp_path):
     from anomaly_perception.data.hazards import HazardsDataset
     from anomaly_perception.data.synthetic.catalog import GLOBAL_TYPES
     from anomaly_perception.evaluation.failure_experiments import format_failure_report
@@ -205,7 +200,7 @@ def test_experiment_failure_tables(tiny_pixel_data, tiny_pixel_model, tiny_failu
     from anomaly_perception.evaluation.metrics import FailureDetectionAccumulator
     from anomaly_perception.runtime.network import load_network
     from anomaly_perception.train.pixel import load_pixel_split
-    root, _, manifest = tiny_failure
+    root = tiny_failure_model
     report = run_failure_experiment(tiny_pixel_model, {'full': root / 'model'}, tiny_pixel_data,
                                     tmp_path / 'x', every=2, mc_samples=2, show_progress=False)
     written = {p.name for p in (tmp_path / 'x').iterdir()}
@@ -238,3 +233,78 @@ def test_experiment_failure_tables(tiny_pixel_data, tiny_pixel_model, tiny_failu
     with pytest.raises(AnomalyPerceptionError, match='already has a failure head'):
         run_failure_experiment(root / 'model', {}, tiny_pixel_data, tmp_path / 'y',
                                show_progress=False)
+
+
+def test_failure_map_from_node_replay_and_score_agree(tiny_failure_model, patrol_bag_5s,
+                                                      ros_context, tmp_path):
+    """The pixel node publishes ~/failure_map; replay writes and scores it; score saves it."""
+    import cv2
+    from anomaly_perception.cli import main
+    from anomaly_perception.evaluation.replay import replay
+    from anomaly_perception.io.bags import BagReader
+    from anomaly_perception.io.images import image_to_numpy
+    from anomaly_perception.io.images import numpy_to_image_fields
+    from anomaly_perception.nodes.pixel_anomaly_node import PixelAnomalyNode
+    from anomaly_perception.nodes.rclpy_messages import RclpyMessageFactory
+    from conftest import spin_until
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    model = tiny_failure_model / 'model'
+    report = replay(patrol_bag_5s, tmp_path / 'r', pipelines=('pixel',),
+                    model_dirs={'pixel': model}, backend='onnxruntime', show_progress=False)
+    pixel = report          # a single pipeline's results are the report's top level
+    fail = pixel['failure']
+    assert fail['label_topic'] == '/robomaster/labels/semantic'
+    assert fail['frames'] == pixel['pixels']['frames'] > 0
+    for key in ('ap_err', 'ap_suc', 'auroc', 'fpr95'):
+        assert 0.0 <= fail[key] <= 1.0, key
+    assert fail['n_errors'] > 0 and fail['n_correct'] > 0
+    topic = pixel['output_topics']['failure_map']
+    with BagReader(tmp_path / 'r' / 'outputs') as out:
+        maps = [m for _, _, m in out.messages([topic])]
+    assert len(maps) == report['frames_scored']
+    with BagReader(patrol_bag_5s) as bag:
+        first = next(iter(bag.read_images()))
+    assert maps[0].header.stamp == first.header.stamp and maps[0].encoding == '32FC1'
+    replayed = image_to_numpy(maps[0])
+    assert replayed.shape == first.image.shape[:2]
+    finite = np.isfinite(replayed)
+    assert finite.any() and ((replayed[finite] >= 0) & (replayed[finite] <= 1)).all()
+
+    node = PixelAnomalyNode(context=ros_context, parameter_overrides=[
+        Parameter('model_dir', value=str(model)), Parameter('backend', value='onnxruntime'),
+        Parameter('qos_reliability', value='reliable')])
+    helper = rclpy.create_node('failure_map_test_helper', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(helper)
+    f = RclpyMessageFactory()
+    got = []
+    try:
+        assert node.autostart()
+        helper.create_subscription(f._cls('sensor_msgs/msg/Image'),
+                                   '/pixel_anomaly/failure_map', got.append, 10)
+        pub = helper.create_publisher(f._cls('sensor_msgs/msg/Image'), '/image', 10)
+        assert spin_until(executor, lambda: pub.get_subscription_count() > 0, 10)
+        image = first.image     # RGB
+        stamp_ns = first.header.stamp.sec * 1_000_000_000 + first.header.stamp.nanosec
+        pub.publish(f.new('sensor_msgs/msg/Image',
+                          header=f.header(stamp_ns, first.header.frame_id),
+                          **numpy_to_image_fields(image, 'rgb8')))
+        assert spin_until(executor, lambda: got, 30)
+    finally:
+        node.close()
+        helper.destroy_node()
+        executor.shutdown()
+    msg = got[0]
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == \
+        (first.header.stamp.sec, first.header.stamp.nanosec)
+    assert msg.header.frame_id == first.header.frame_id and msg.encoding == '32FC1'
+    live = image_to_numpy(msg)
+    # The node (one frame) and replay (batches) run the same pipeline: equal to rounding.
+    np.testing.assert_allclose(live, replayed, rtol=1e-5, atol=1e-6)
+    cv2.imwrite(str(tmp_path / 'same.png'), np.ascontiguousarray(image[..., ::-1]))
+    assert main(['score', '--branch', 'pixel', '--model', str(model), '--backend',
+                 'onnxruntime', str(tmp_path / 'same.png'), '--out', str(tmp_path / 's')]) == 0
+    np.testing.assert_array_equal(live, np.load(tmp_path / 's' / 'same.failure.npy'))

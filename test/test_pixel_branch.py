@@ -402,9 +402,12 @@ def test_pixel_stream_messages_carry_the_header_and_the_maps(tiny_pixel_model):
     header = factory.header(1_700_000_000_123_000_000, 'robomaster/camera_optical_link')
     builder = PixelMessageBuilder.from_config(factory, config)
     plain = builder.outputs(header, frame)
-    assert set(plain) == set(OUTPUT_TYPES) - {'overlay'}
+    # No failure head in this model: no ~/failure_map (test_fsnet covers a model with one).
+    assert frame.pixels.failure is None
+    assert set(plain) == set(OUTPUT_TYPES) - {'overlay', 'failure_map'}
     msgs = builder.outputs(header, frame, overlay=True)
-    assert set(msgs) == set(OUTPUT_TYPES) <= set(output_topics('robomaster'))
+    assert set(msgs) == set(OUTPUT_TYPES) - {'failure_map'}
+    assert set(OUTPUT_TYPES) <= set(output_topics('robomaster'))
     for key, msg in msgs.items():
         assert msg.header.stamp.sec == 1_700_000_000 and msg.header.stamp.nanosec == 123_000_000
         assert msg.header.frame_id == 'robomaster/camera_optical_link', key

@@ -166,13 +166,18 @@ def _score_pixel(detector, files, model, args):
         np.save(buf, r.anomaly.astype(np.float32))
         atomic_write_bytes(out / f'{stem}.anomaly.npy', buf.getvalue())
         atomic_write_bytes(out / f'{stem}.semantic.png', _encode('.png', r.semantic))
+        if r.failure is not None:
+            buf = io.BytesIO()
+            np.save(buf, r.failure.astype(np.float32))
+            atomic_write_bytes(out / f'{stem}.failure.npy', buf.getvalue())
         overlay = overlay_image(bgr[..., ::-1], r)
         atomic_write_bytes(out / f'{stem}.overlay.jpg',
                            _encode('.jpg', cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)))
         print(f'{str(f):<40}  {r.frame_score:11.3f}  {r.frame_probability:6.3f}  '
               f'{100.0 * r.mask.mean():6.2f}')
-    print(f'written {out}/<stem>.anomaly.npy, .semantic.png, .overlay.jpg for {len(files)} '
-          'image(s)')
+    extra = ', .failure.npy' if detector.has_failure else ''
+    print(f'written {out}/<stem>.anomaly.npy, .semantic.png{extra}, .overlay.jpg for '
+          f'{len(files)} image(s)')
     return 0
 
 

@@ -218,7 +218,9 @@ def add_train(sub):
     fa.add_argument('--every', type=positive_int, default=4,
                     help='train on every n-th train_set frame (default 4)')
     fa.add_argument('--ablation', default='full',
-                    help="paper 004's Table IV: full (default), single, or -x, -w1 .. -w4, -se")
+                    help="paper 004's Table IV: full (default), single, or -x, -w1 .. -w4, -se; "
+                         'direct: the Table III baseline on the logits alone (use with '
+                         '--segmenter-lr 0)')
     fa.add_argument('--resnet-width', type=positive_int, default=16,
                     help="first-stage channels of each ResNet-18 encoder (64: torchvision's)")
     fa.add_argument('--resnet18-weights', default='',

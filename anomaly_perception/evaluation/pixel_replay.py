@@ -27,6 +27,11 @@ out):
 * per event (a run of frames with the same anomaly label): ``located``,
   the share of events where, in at least one frame, the mask covers at
   least :data:`LOCATED_COVERAGE` of the anomaly's pixels;
+* with a failure head (a ``train failure`` model) and the bag's semantic
+  labels (``/<ns>/labels/semantic``): ``~/failure_map`` is written and the
+  ``failure`` section has AP-Err, AP-Suc, AUROC and FPR95 of it against
+  the errors of ``~/semantic`` (anomaly pixels are errors; void ignored),
+  over the same frames;
 * per frame: the branch's frame-level score (the map's 0.99 quantile,
   calibrated on normal validation frames) as a detector beside the frame
   branch: AUROC / AP / FPR95, and event recall and false alarms per hour of
@@ -44,6 +49,7 @@ from .events import label_events
 from .metrics import binary_curve
 from .metrics import BinaryScoreAccumulator
 from .metrics import ComponentF1Accumulator
+from .metrics import FailureDetectionAccumulator
 from .metrics import per_type_auroc
 from .replay import infer_namespace
 from .replay import Recorder
@@ -54,6 +60,8 @@ from ..io.pixel_messages import LABEL_INFO_TYPE
 LOCATED_COVERAGE = 0.1
 FRAME_FPR = 0.05
 INSTANCES_SUFFIX = '/labels/instances'
+SEMANTIC_SUFFIX = '/labels/semantic'
+ERROR_LABEL = 254       # an anomaly pixel's target: no class the segmenter predicts
 
 
 def _stamp(msg):
@@ -67,11 +75,14 @@ class PixelRecorder(Recorder):
         super().__init__(*args)
         self.frame_scores, self.frame_probs = [], []
         self.pixel_labels = None        # stamp -> bool anomaly mask, until matched
-        self.waiting = {}               # stamp -> (anomaly map, mask), until its label
+        self.waiting = {}               # stamp -> (map, mask, classes, failure), until labelled
         self.acc = BinaryScoreAccumulator()
         self.components = ComponentF1Accumulator()
         self.coverage = {}              # stamp -> share of anomaly pixels under the mask
         self.labelled_frames = 0
+        self.semantic_labels = None     # stamp -> class ids, when the failure map is judged
+        self.failure = FailureDetectionAccumulator()
+        self.failure_frames = 0
 
     def side_topics(self, bag, image_topic):
         ns = infer_namespace(image_topic)
@@ -83,7 +94,16 @@ class PixelRecorder(Recorder):
 
         def keep(msg):
             self.pixel_labels[_stamp(msg)] = image_to_numpy(msg, copy=True)
-        return {topic: keep}
+        topics = {topic: keep}
+        semantic = f'/{ns}{SEMANTIC_SUFFIX}' if ns else SEMANTIC_SUFFIX
+        if getattr(self.detector, 'has_failure', False) and semantic in bag.topics:
+            self.semantic_labels = {}
+            self.semantic_topic = semantic
+
+            def keep_semantic(msg):
+                self.semantic_labels[_stamp(msg)] = image_to_numpy(msg, copy=True)
+            topics[semantic] = keep_semantic
+        return topics
 
     def start(self, out, frame_labels):
         super().start(out, frame_labels)
@@ -92,6 +112,10 @@ class PixelRecorder(Recorder):
 
     def output_options(self):
         return {'overlay': True}
+
+    def output_keys(self):
+        keys = super().output_keys()
+        return keys if getattr(self.detector, 'has_failure', False) else keys - {'failure_map'}
 
     def record(self, frame, result):
         if not self.label_info_written:     # once, as the node's transient-local publisher
@@ -103,13 +127,18 @@ class PixelRecorder(Recorder):
         self.frame_scores.append(r.frame_score)
         self.frame_probs.append(r.frame_probability)
         if self.pixel_labels is not None:
-            self.waiting[frame.stamp_ns] = (r.anomaly, r.mask)
+            self.waiting[frame.stamp_ns] = (r.anomaly, r.mask, r.semantic, r.failure)
             self._match()
 
-    def _match(self):
+    def _match(self, final=False):
         for stamp in [s for s in self.waiting if s in self.pixel_labels]:
-            anomaly, mask = self.waiting.pop(stamp)
+            if self.semantic_labels is not None and stamp not in self.semantic_labels \
+                    and not final:
+                continue            # its semantic label may still come
+            anomaly, mask, semantic, failure = self.waiting.pop(stamp)
             instances = self.pixel_labels.pop(stamp)
+            classes = self.semantic_labels.pop(stamp, None) if self.semantic_labels is not None \
+                else None
             kind = (self.frame_labels or {}).get(stamp, 'normal')
             if kind in GLOBAL_TYPES or instances.shape != anomaly.shape:
                 continue
@@ -122,10 +151,15 @@ class PixelRecorder(Recorder):
             positives = truth == 1
             if positives.any():
                 self.coverage[stamp] = float(mask[positives].mean())
+            if failure is not None and classes is not None and classes.shape == semantic.shape:
+                target = np.where(instances > 0, ERROR_LABEL, classes)
+                target[~valid] = 255
+                self.failure.update(np.nan_to_num(failure, nan=0.0), semantic, target)
+                self.failure_frames += 1
 
     def finish(self):
         if self.pixel_labels is not None:
-            self._match()
+            self._match(final=True)
 
     def report(self):
         return {**super().report(), 'threshold': {'pixel_raw': self.detector.threshold,
@@ -161,4 +195,9 @@ class PixelRecorder(Recorder):
                 'mean_siou': components['mean_siou'], 'mean_ppv': components['mean_ppv'],
                 'events_located': int(sum(located)), 'n_local_events': len(events),
                 'located_coverage': LOCATED_COVERAGE}
+        if self.failure_frames:
+            res = self.failure.results()
+            out['failure'] = {'label_topic': self.semantic_topic, 'frames': self.failure_frames,
+                              **{k: res[k] for k in ('ap_err', 'ap_suc', 'auroc', 'fpr95',
+                                                     'n_errors', 'n_correct')}}
         return out

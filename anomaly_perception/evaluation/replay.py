@@ -282,13 +282,18 @@ class Recorder:
         self.frame_labels = frame_labels
         self.builder = self.branch.builder_class.from_config(out.factory, self.config)
         for key, msgtype in self.messages.OUTPUT_TYPES.items():
-            out.add_topic(self.topics[key], msgtype)
+            if key in self.output_keys():
+                out.add_topic(self.topics[key], msgtype)
         if not out.has_topic(self.topics['diagnostics']):      # shared by every node
             out.add_topic(self.topics['diagnostics'], self.messages.DIAGNOSTICS_TYPE)
 
     def output_options(self):
         """Keyword options of the builder's ``outputs`` (default: none)."""
         return {}
+
+    def output_keys(self):
+        """The outputs this pipeline writes to the bag (default: all the node's)."""
+        return set(self.messages.OUTPUT_TYPES)
 
     def process(self, frames):
         start = time.perf_counter()

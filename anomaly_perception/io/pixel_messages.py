@@ -22,6 +22,9 @@ the input image's header, maps at the input image's resolution:
 * ``~/anomaly_mask`` (mono8): 255 where the score is above the threshold
   (a target pixel false-positive rate on normal pixels), else 0;
 * ``~/semantic`` (mono8): class ids (see ``~/label_info``), 255 void;
+* ``~/failure_map`` (32FC1), only from a model with a failure head (``train
+  failure``, FSNet): the probability that ``~/semantic`` is wrong at each
+  pixel, NaN where the model did not look;
 * ``~/overlay`` (rgb8): the image with the mask tinted red and the map's
   calibrated probability as intensity; built only when asked for (the node
   builds it only while someone subscribes);
@@ -46,6 +49,7 @@ OUTPUT_TYPES = {
     'anomaly_map': 'sensor_msgs/msg/Image',
     'anomaly_mask': 'sensor_msgs/msg/Image',
     'semantic': 'sensor_msgs/msg/Image',
+    'failure_map': 'sensor_msgs/msg/Image',
     'overlay': 'sensor_msgs/msg/Image',
     'score': 'vision_msgs/msg/Classification',
 }
@@ -119,6 +123,9 @@ class PixelMessageBuilder:
             'semantic': numpy_to_image(r.semantic, 'mono8', header, self.f),
             'score': self.score(header, r.frame_probability, r.frame_score),
         }
+        if r.failure is not None:
+            out['failure_map'] = numpy_to_image(r.failure.astype(np.float32), '32FC1', header,
+                                                self.f)
         if overlay:
             out['overlay'] = numpy_to_image(overlay_image(result.image, r, self.overlay_alpha),
                                             'rgb8', header, self.f)

@@ -123,9 +123,13 @@ class FailureHeadSpec:
     def ablation(self, name):
         """Return this spec changed as a Table IV row.
 
-        ``name``: ``full``, ``single`` (one branch), or ``-x``, ``-w1`` ..
-        ``-w4``, ``-se`` (that input dropped).
+        ``name``: ``full``, ``single`` (one branch), ``-x``, ``-w1`` ..
+        ``-w4``, ``-se`` (that input dropped), or ``direct`` (the baseline of
+        a head on the logits alone: one branch on ``w1`` .. ``w4``, no image,
+        no segmenter features; train it with the segmenter frozen).
         """
+        if name == 'direct':
+            return dataclasses.replace(self, inputs=BRANCH2, single_branch=True)
         if name == 'full':
             return dataclasses.replace(self)
         if name == 'single':
@@ -133,7 +137,8 @@ class FailureHeadSpec:
         if name.startswith('-') and name[1:] in INPUTS:
             return dataclasses.replace(self, inputs=tuple(i for i in self.inputs
                                                           if i != name[1:]))
-        raise ValueError(f'unknown ablation {name!r}: full, single, or -x, -w1 .. -w4, -se')
+        raise ValueError(f'unknown ablation {name!r}: full, single, direct, or -x, -w1 .. -w4, '
+                         '-se')
 
 
 def logit_maps(logits, w1_conv, keep=None):
@@ -323,13 +328,21 @@ class PixelFailureModel(nn.Module):
         self.segmenter = segmenter
         self.head = head
 
+    def half_precision(self):
+        """Put ERFNet and the head in fp16 (in place); scores run on float32 logits."""
+        self.segmenter.network.half()
+        self.head.half()
+        return self
+
     def forward(self, images):
         from ..scoring.pixel import pixel_score
         seg = self.segmenter
-        x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        dtype = next(seg.network.parameters()).dtype
+        x = (images.permute(0, 3, 1, 2).to(torch.float32) / 255.0).to(dtype)
         features = seg.network.encoder(x)
         logits = seg.network.decoder(features)
-        failure = torch.sigmoid(self.head(x, logits, features))[:, 0]
+        failure = torch.sigmoid(self.head(x, logits, features).to(torch.float32))[:, 0]
+        logits = logits.to(torch.float32)
         anomaly = pixel_score(seg.score, logits, seg.void_index)
         classes = logits
         if seg.void_index is not None:
@@ -351,6 +364,11 @@ def _build_from_manifest(arch):
     return PixelFailureModel(segmenter, head)
 
 
+def _to_fp16(module):
+    import copy
+    return copy.deepcopy(module).half_precision()
+
+
 def _architecture():
     from .registry import Architecture
     from .registry import Tensor
@@ -359,7 +377,8 @@ def _architecture():
         name='erfnet_pixel_fsnet', build=_build_from_manifest, weights_file=MODEL_FILE,
         inputs=(Tensor('images', 'uint8', ('H', 'W', 3)),),
         outputs=(Tensor('anomaly', 'float32', ('H', 'W')), Tensor('classes', 'uint8', ('H', 'W')),
-                 Tensor('failure', 'float32', ('H', 'W'))))
+                 Tensor('failure', 'float32', ('H', 'W'))),
+        to_fp16=_to_fp16)
 
 
 ARCHITECTURE = _architecture()

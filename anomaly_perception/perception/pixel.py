@@ -26,6 +26,9 @@ maps back at the input resolution:
 * ``mask``: ``anomaly > threshold``, the threshold set for a target pixel
   false-positive rate on normal pixels;
 * ``semantic``: uint8 class ids, 255 (void) outside the crop;
+* ``failure`` (models with a failure head, ``train failure``): float32
+  probability that the semantic class is wrong (FSNet), NaN outside the
+  crop; None for models without a head;
 * ``frame_score``: a frame-level score, the ``frame_quantile`` (0.99) of the
   anomaly map, and ``frame_probability``, calibrated on normal validation
   frames, so a replay can compare the pixel branch with the frame branch.
@@ -62,6 +65,7 @@ class PixelResult:
     frame_score: float
     frame_probability: float
     threshold: float
+    failure: np.ndarray = None  # float32 [H, W] in [0, 1], NaN outside the crop; or None
 
 
 def crop_box(height, width, aspect):
@@ -101,6 +105,8 @@ class PixelAnomalySegmenter(Detector):
                                 else manifest['threshold']['target_fpr'])
         self.threshold = self.calibration.threshold_for_fpr(self.target_fpr)
         self.classes = list(manifest.get('classes', []))
+        self.has_failure = (manifest.get('architecture') or {}).get('type') == \
+            'erfnet_pixel_fsnet'
 
     @classmethod
     def from_model_dir(cls, model_dir, backend='torch', *, target_fpr=None, **backend_options):
@@ -130,11 +136,18 @@ class PixelAnomalySegmenter(Detector):
         return np.stack([fit_resize(image, self.input_shape) for image in items])
 
     def infer(self, batch):
-        """Run the model on a preprocessed batch: ``(anomaly [N, h, w], classes [N, h, w])``."""
+        """Run the model on a preprocessed batch.
+
+        Returns ``(anomaly [N, h, w], classes [N, h, w], failure [N, h, w] or
+        None)``; the failure map comes from models with a failure head.
+        """
         out = self.backend.infer(batch)
-        if not isinstance(out, tuple) or len(out) != 2:
-            raise ModelError(f'{self.name!r}: the pixel graph must return (anomaly, classes).')
-        return np.asarray(out[0], np.float32), np.asarray(out[1], np.uint8)
+        expected = 3 if self.has_failure else 2
+        if not isinstance(out, tuple) or len(out) != expected:
+            raise ModelError(f'{self.name!r}: the pixel graph must return (anomaly, classes'
+                             f'{", failure" if self.has_failure else ""}).')
+        failure = np.asarray(out[2], np.float32) if self.has_failure else None
+        return np.asarray(out[0], np.float32), np.asarray(out[1], np.uint8), failure
 
     def segment(self, images, channel_order='rgb'):
         """Segment one image ``uint8 [H, W, 3]``, a batch or a list; one :class:`PixelResult` each.
@@ -146,10 +159,11 @@ class PixelAnomalySegmenter(Detector):
         if channel_order not in ('rgb', 'bgr'):
             raise ImageInputError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}.")
         items = as_batch(images, channel_order)
-        anomaly, classes = self.infer(np.stack([fit_resize(i, self.input_shape)
-                                                for i in items]))
-        return [self._result(image.shape[:2], a, c)
-                for image, a, c in zip(items, anomaly, classes)]
+        anomaly, classes, failure = self.infer(np.stack([fit_resize(i, self.input_shape)
+                                                         for i in items]))
+        failure = failure if failure is not None else [None] * len(items)
+        return [self._result(image.shape[:2], a, c, f)
+                for image, a, c, f in zip(items, anomaly, classes, failure)]
 
     def score(self, images, channel_order='rgb'):
         """Segment, as :meth:`segment` (the :class:`~.pipeline.Detector` interface)."""
@@ -169,7 +183,7 @@ class PixelAnomalySegmenter(Detector):
             if self.frame_calibration is not None and np.isfinite(score) else float('nan')
         return score, prob
 
-    def _result(self, size, anomaly, classes):
+    def _result(self, size, anomaly, classes, failure=None):
         height, width = size
         h, w = self.input_shape
         y0, x0, ch, cw = crop_box(height, width, w / h)
@@ -183,4 +197,9 @@ class PixelAnomalySegmenter(Detector):
         prob = self.calibration.probability(full.astype(np.float64)).astype(np.float32)
         prob[~np.isfinite(full)] = np.nan
         mask = np.where(np.isfinite(full), full, -np.inf) > self.threshold
-        return PixelResult(full, prob, mask, sem, frame_score, frame_prob, self.threshold)
+        fail = None
+        if failure is not None:
+            fail = np.full((height, width), np.nan, np.float32)
+            fail[y0:y0 + ch, x0:x0 + cw] = cv2.resize(failure, (cw, ch),
+                                                      interpolation=cv2.INTER_LINEAR)
+        return PixelResult(full, prob, mask, sem, frame_score, frame_prob, self.threshold, fail)
