@@ -292,7 +292,7 @@ class Recorder:
         return {}
 
     def output_keys(self):
-        """The outputs this pipeline writes to the bag (default: all the node's)."""
+        """Return the outputs this pipeline writes to the bag (default: all the node's)."""
         return set(self.messages.OUTPUT_TYPES)
 
     def process(self, frames):
