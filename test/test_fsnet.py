@@ -148,6 +148,13 @@ def test_train_failure_resumes_writes_a_model_and_exports_with_parity(
                                 root / 'work', config, cache_dir=root / 'cache',
                                 show_progress=False)
     assert again['metrics']['history'] == m['history']
+    # Other options on the same checkpoints: refused, naming the file.
+    from anomaly_perception.train.common import TrainingError
+    import dataclasses
+    with pytest.raises(TrainingError, match='checkpoint.pt.*other options'):
+        train_failure_model(tiny_pixel_model, tiny_pixel_data, tmp_path / 'model3',
+                            root / 'work', dataclasses.replace(config, lr=1e-3),
+                            cache_dir=root / 'cache', show_progress=False)
     module, _ = load_network(root / 'model')
     import onnxruntime as ort
     h, w = manifest['preprocessing']['input_shape']

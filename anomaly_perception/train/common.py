@@ -23,6 +23,7 @@ the same weights as an uninterrupted run.
 """
 
 import io
+from pathlib import Path
 import random
 
 import numpy as np
@@ -69,6 +70,27 @@ def load_checkpoint(path):
     except Exception as err:  # noqa: B902 - pickle, zip and torch errors alike
         raise TrainingError(f'Checkpoint {str(path)!r} cannot be loaded ({err}); delete it '
                             'to start this training from scratch.') from None
+
+
+def load_resumable(path, config):
+    """Return the checkpoint at ``path`` to resume from, or None when there is none.
+
+    ``config``: the options of this run as a dict; a checkpoint written with
+    other options is refused, so a run never continues on another recipe.
+
+    Raises:
+        TrainingError: unreadable, or written with other options (names the file).
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    saved = load_checkpoint(path)
+    if saved.get('config') != config:
+        raise TrainingError(f'{str(path)!r} was written with other options '
+                            f'({saved.get("config")}); use another work directory or '
+                            'delete it to start over.')
+    return saved
 
 
 def rng_state(gen):

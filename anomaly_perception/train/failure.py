@@ -57,6 +57,7 @@ import torch
 
 from .common import CHECKPOINT
 from .common import load_checkpoint
+from .common import load_resumable
 from .common import restore_rng
 from .common import rng_state
 from .common import save_checkpoint
@@ -176,12 +177,8 @@ def train_failure_network(segmenter, train, val, work_dir, config, epochs,
     state = {'epoch': 0, 'history': [], 'best_ap_err': -1.0, 'best_epoch': -1,
              'miou_before': miou_before}
     ckpt = work / CHECKPOINT
-    if ckpt.is_file():
-        saved = load_checkpoint(ckpt)
-        if saved.get('config') != dataclasses.asdict(config):
-            raise TrainingError(f'{str(ckpt)!r} was written with other options '
-                                f'({saved.get("config")}); use another work directory or '
-                                'delete it to start over.')
+    saved = load_resumable(ckpt, dataclasses.asdict(config))
+    if saved is not None:
         model.load_state_dict(saved['model'])
         opt.load_state_dict(saved['optimizer'])
         restore_rng(rng, saved['rng'])

@@ -50,6 +50,7 @@ import torch
 
 from .common import CHECKPOINT
 from .common import load_checkpoint
+from .common import load_resumable
 from .common import restore_rng
 from .common import rng_state
 from .common import save_checkpoint
@@ -241,13 +242,8 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
     state = {'stage': 0, 'epoch': 0, 'history': [], 'best_miou': -1.0, 'best_epoch': -1}
     opt = None
     ckpt = work / CHECKPOINT
-    saved = None
-    if ckpt.is_file():
-        saved = load_checkpoint(ckpt)
-        if saved.get('config') != dataclasses.asdict(config):
-            raise TrainingError(f'{str(ckpt)!r} was written with other options '
-                                f'({saved.get("config")}); use another work directory or '
-                                'delete it to start over.')
+    saved = load_resumable(ckpt, dataclasses.asdict(config))
+    if saved is not None:
         model.load_state_dict(saved['model'])
         restore_rng(rng, saved['rng'])
         state = saved['state']

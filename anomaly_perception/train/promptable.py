@@ -69,6 +69,7 @@ import torch.nn.functional as F
 
 from .common import CHECKPOINT
 from .common import load_checkpoint
+from .common import load_resumable
 from .common import restore_rng
 from .common import rng_state
 from .common import save_checkpoint
@@ -329,12 +330,8 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True, d
     opt = torch.optim.AdamW(sam.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = {'epoch': 0, 'history': [], 'best_iou': -1.0, 'best_epoch': -1}
     ckpt = work / CHECKPOINT
-    if ckpt.is_file():
-        saved = load_checkpoint(ckpt)
-        if saved.get('config') != dataclasses.asdict(config):
-            raise TrainingError(f'{str(ckpt)!r} was written with other options '
-                                f'({saved.get("config")}); use another work directory or '
-                                'delete it to start over.')
+    saved = load_resumable(ckpt, dataclasses.asdict(config))
+    if saved is not None:
         sam.load_state_dict(saved['model'])
         sam.to(device)
         opt = torch.optim.AdamW(sam.parameters(), lr=config.lr,
