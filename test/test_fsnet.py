@@ -315,3 +315,20 @@ def test_failure_map_from_node_replay_and_score_agree(tiny_failure_model, patrol
     assert main(['score', '--branch', 'pixel', '--model', str(model), '--backend',
                  'onnxruntime', str(tmp_path / 'same.png'), '--out', str(tmp_path / 's')]) == 0
     np.testing.assert_array_equal(live, np.load(tmp_path / 's' / 'same.failure.npy'))
+
+
+def test_cli_refuses_bad_failure_options(tmp_path, capsys):
+    from anomaly_perception.cli import main
+    assert main(['experiment', 'failure', '--pixel-model', 'm', '--failure-model', 'full',
+                 '--data', 'd', '--out', str(tmp_path)]) == 1
+    assert "--failure-model 'full': expected NAME=DIR" in capsys.readouterr().err
+    assert main(['train', 'failure', '--pixel-model', 'm', '--data', 'd', '--out',
+                 str(tmp_path / 'o'), '--ablation', 'w7']) == 1
+    assert 'unknown ablation' in capsys.readouterr().err
+    assert main(['train', 'failure', '--pixel-model', 'm', '--data', 'd', '--out',
+                 str(tmp_path / 'o'), '--resnet18-weights', str(tmp_path / 'none.pth')]) == 1
+    assert 'none.pth' in capsys.readouterr().err
+    (tmp_path / 'r18.pth').write_bytes(b'')
+    assert main(['train', 'failure', '--pixel-model', 'm', '--data', 'd', '--out',
+                 str(tmp_path / 'o'), '--resnet18-weights', str(tmp_path / 'r18.pth')]) == 1
+    assert '--resnet-width 64' in capsys.readouterr().err

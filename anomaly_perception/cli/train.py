@@ -458,6 +458,9 @@ def _run_train_failure(args):
         raise UsageError(f'--ablation: {err}') from None
     if args.resnet18_weights and not Path(args.resnet18_weights).is_file():
         raise UsageError(f'--resnet18-weights {args.resnet18_weights!r}: no such file.')
+    if args.resnet18_weights and args.resnet_width != 64:
+        raise UsageError('--resnet18-weights loads torchvision\'s resnet18, whose layout needs '
+                         f'--resnet-width 64 (got {args.resnet_width}).')
     config = FailureTrainingConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         segmenter_lr=args.segmenter_lr, train_every=args.every, head=spec.as_dict(),
