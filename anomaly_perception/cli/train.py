@@ -459,7 +459,7 @@ def _run_train_failure(args):
     if args.resnet18_weights and not Path(args.resnet18_weights).is_file():
         raise UsageError(f'--resnet18-weights {args.resnet18_weights!r}: no such file.')
     if args.resnet18_weights and args.resnet_width != 64:
-        raise UsageError('--resnet18-weights loads torchvision\'s resnet18, whose layout needs '
+        raise UsageError('--resnet18-weights loads a torchvision resnet18, whose layout needs '
                          f'--resnet-width 64 (got {args.resnet_width}).')
     config = FailureTrainingConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
