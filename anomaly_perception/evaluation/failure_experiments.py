@@ -208,7 +208,7 @@ def format_failure_report(report):
     methods = report['methods']
     names = [n for n in ('msp', 'maxlogit', 'entropy', 'mc_dropout', 'direct', 'full')
              if n in methods]
-    names += [n for n in methods if n.startswith('msp on ')]
+    names += [n for n in ('msp on full', 'msp on direct') if n in methods]
     lines = [f"{report['frames']} frames of {report['split']} (local types and normal) at "
              f"{report['input_shape'][0]}x{report['input_shape'][1]}; mIoU of the stage-1 "
              f"segmenter {pct(report['miou']['stage-1'])}"
