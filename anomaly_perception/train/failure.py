@@ -34,7 +34,8 @@ Paper 004's schedule, on this package's models:
   epochs (encoder + decoder stages): the paper's 2:1.
   ``segmenter_lr`` 0 freezes the segmenter (the head alone).
 * **Failure target**: the segmenter's current arg-max over the normal
-  classes differs from the label, on labelled pixels; anomaly pixels are
+  classes (of the same training-mode pass, dropout on, as the joint
+  training sees it) differs from the label, on labelled pixels; anomaly pixels are
   failures (the segmenter gives them a normal class); void outside the
   image is ignored (:func:`~anomaly_perception.models.fsnet.failure_targets`).
 * Data: ``train_set`` (every ``train_every``-th frame) and ``outliers_set``
@@ -132,7 +133,7 @@ def _labels_with_anomaly(data):
 
 
 def failure_scores(model, data, keep, batch=16):
-    """Return ``(AP-Err accumulator, mIoU)`` of an :class:`FSNet` on ``data`` (eval mode)."""
+    """Return the failure accumulator (errors positive) of an :class:`FSNet` on ``data``."""
     model.eval()
     acc = BinaryScoreAccumulator()
     with torch.no_grad():
@@ -303,7 +304,6 @@ def train_failure_model(pixel_model, data_dir, model_dir, work_dir, config=None,
     recipe = _Recipe(shape, manifest['score']['name'],
                      float((manifest.get('threshold') or {}).get('target_fpr', 0.05)),
                      config.seed, {**dataclasses.asdict(config), 'epochs': epochs}, training)
-    state = {**state, 'best_epoch': state['best_epoch']}
     out = write_pixel_model_dir(model_dir, deployed, arch, MODEL_FILE, classes, val, recipe,
                                 state, provenance={
                                     'data': str(data_dir), 'command': command,
