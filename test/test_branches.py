@@ -139,7 +139,8 @@ def test_unknown_architecture_is_a_clear_model_error(tmp_path):
     manifest['architecture']['type'] = 'resnet_9000'
     (copy / 'manifest.yaml').write_text(yaml.safe_dump(manifest))
     with pytest.raises(ModelError, match=r"unknown architecture 'resnet_9000' \(known: "
-                                         r'erfnet_pixel, frame_rnvp_oe, maskcls_rba\)'):
+                                         r'erfnet_pixel, erfnet_pixel_fsnet, frame_rnvp_oe, '
+                                         r'maskcls_rba\)'):
         load_network(copy)
     with pytest.raises(ModelError, match="holds a 'frame' model, expected a 'pixel' model"):
         load_network(shipped_model_dir('frame_rnvp_oe'), branch='pixel')
