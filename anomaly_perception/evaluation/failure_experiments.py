@@ -50,6 +50,7 @@ from ..data.synthetic.catalog import GLOBAL_TYPES
 from ..errors import AnomalyPerceptionError
 from ..io.files import atomic_write_json
 from ..io.files import atomic_write_text
+from ..models.fsnet import FSNet
 from ..models.fsnet import normal_channels
 
 ERROR_LABEL = 254       # an anomaly pixel's target: no class the segmenter can predict
@@ -129,7 +130,7 @@ def run_failure_experiment(pixel_model, failure_models, data_dir, out_dir, *, sp
             raise AnomalyPerceptionError(f'{str(path)!r} ({name}) takes '
                                          f"{fman['preprocessing']['input_shape']}, the pixel "
                                          f'model {list(shape)}.')
-        models[name] = (seg, fhead)
+        models[name] = FSNet(seg.network, fhead).eval()
     data = HazardsDataset(data_dir)
     part = load_pixel_split(data, split, shape, show_progress=show_progress, every=every,
                             exclude_types=GLOBAL_TYPES)
@@ -157,11 +158,10 @@ def run_failure_experiment(pixel_model, failure_models, data_dir, out_dir, *, sp
                                                     seed=start)
             for name in BASELINES:
                 methods[name].acc.update(scores[name].numpy(), pred, target)
-            for name, (seg, fhead) in models.items():
-                features = seg.network.encoder(x)
-                flogits = seg.network.decoder(features)
+            for name, fsnet in models.items():
+                flogits, fail = fsnet(x)
                 fpred = flogits[:, keep].argmax(1).numpy()
-                fail = torch.sigmoid(fhead(x, flogits, features))[:, 0]
+                fail = torch.sigmoid(fail)[:, 0]
                 methods[name].acc.update(fail.numpy(), fpred, target)
                 on_fsnet[f'msp on {name}'].acc.update(
                     baseline_scores(flogits, keep)['msp'].numpy(), fpred, target)

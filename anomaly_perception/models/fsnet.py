@@ -264,6 +264,13 @@ class FailureHead(nn.Module):
         return loaded
 
 
+def segment_with_failure(network, head, x):
+    """Return ``(logits, failure logits)`` of ERFNet ``network`` and ``head`` on ``x``."""
+    features = network.encoder(x)
+    logits = network.decoder(features)
+    return logits, head(x, logits, features)
+
+
 class FSNet(nn.Module):
     """ERFNet and its failure head: ``x`` -> ``(logits, failure logits)``, at the input size."""
 
@@ -273,9 +280,7 @@ class FSNet(nn.Module):
         self.head = head
 
     def forward(self, x):
-        features = self.network.encoder(x)
-        logits = self.network.decoder(features)
-        return logits, self.head(x, logits, features)
+        return segment_with_failure(self.network, self.head, x)
 
 
 def balanced_bce(failure_logits, failures, valid=None):
@@ -335,19 +340,12 @@ class PixelFailureModel(nn.Module):
         return self
 
     def forward(self, images):
-        from ..scoring.pixel import pixel_score
         seg = self.segmenter
         dtype = next(seg.network.parameters()).dtype
         x = (images.permute(0, 3, 1, 2).to(torch.float32) / 255.0).to(dtype)
-        features = seg.network.encoder(x)
-        logits = seg.network.decoder(features)
-        failure = torch.sigmoid(self.head(x, logits, features).to(torch.float32))[:, 0]
-        logits = logits.to(torch.float32)
-        anomaly = pixel_score(seg.score, logits, seg.void_index)
-        classes = logits
-        if seg.void_index is not None:
-            classes = logits[:, [c for c in range(logits.shape[1]) if c != seg.void_index]]
-        return anomaly.to(torch.float32), classes.argmax(dim=1).to(torch.uint8), failure
+        logits, failure = segment_with_failure(seg.network, self.head, x)
+        failure = torch.sigmoid(failure.to(torch.float32))[:, 0]
+        return (*seg.outputs(logits.to(torch.float32)), failure)
 
 
 def normal_channels(num_outputs, void_index):

@@ -63,14 +63,17 @@ class PixelSegmenterModel(nn.Module):
         self.network.half()
         return self
 
-    def forward(self, images):
-        logits = self.logits(images)
+    def outputs(self, logits):
+        """Return the graph's ``(anomaly, classes)`` from float32 logits ``[N, C, H, W]``."""
         anomaly = pixel_score(self.score, logits, self.void_index)
         classes = logits
         if self.void_index is not None:
             keep = [c for c in range(logits.shape[1]) if c != self.void_index]
             classes = logits[:, keep]
         return anomaly.to(torch.float32), classes.argmax(dim=1).to(torch.uint8)
+
+    def forward(self, images):
+        return self.outputs(self.logits(images))
 
 
 def _build_from_manifest(arch):
