@@ -236,10 +236,34 @@ def test_experiment_failure_tables(tiny_pixel_data, tiny_pixel_model, tiny_failu
     assert methods['msp']['n_errors'] >= int(part.anomaly.sum())
     text = format_failure_report(report)
     assert '**Table III**' in text and '**Table IV**' in text and '| full |' in text
-    from anomaly_perception.errors import AnomalyPerceptionError
-    with pytest.raises(AnomalyPerceptionError, match='already has a failure head'):
-        run_failure_experiment(root / 'model', {}, tiny_pixel_data, tmp_path / 'y',
-                               show_progress=False)
+    # A model with a head as --pixel-model: the baselines judge its own (joint) segmenter,
+    # and its head is the row 'full' with the same numbers as above.
+    joint = run_failure_experiment(root / 'model', {}, tiny_pixel_data, tmp_path / 'y',
+                                   every=2, mc_samples=2, show_progress=False)
+    assert set(joint['methods']) == {'msp', 'maxlogit', 'entropy', 'mc_dropout', 'full'}
+    assert joint['segmenter'] == 'joint (full)'
+    assert joint['methods']['full']['ap_err'] == pytest.approx(methods['full']['ap_err'])
+    assert joint['methods']['msp']['ap_err'] == pytest.approx(
+        methods['msp on full']['ap_err'])
+    assert joint['miou']['stage-1'] == pytest.approx(report['miou']['full'])
+
+
+def test_pixel_models_with_and_without_a_head_initialise_other_branches(
+        tiny_pixel_model, tiny_failure_model):
+    from anomaly_perception.runtime.network import load_network
+    from anomaly_perception.train.common import load_erfnet_encoder
+    from anomaly_perception.train.common import TrainingError
+    joint = load_network(tiny_failure_model / 'model')[0].segmenter.network.encoder
+    for model, expected in ((tiny_failure_model / 'model', joint),
+                            (tiny_pixel_model, load_network(tiny_pixel_model)[0].network.encoder)):
+        got = load_erfnet_encoder(model).state_dict()
+        assert got.keys() == expected.state_dict().keys()
+        for k, v in expected.state_dict().items():
+            assert torch.equal(got[k], v), k
+    from pathlib import Path
+    frame = Path(__file__).resolve().parents[1] / 'models' / 'frame_rnvp_oe'
+    with pytest.raises(TrainingError, match=r'frame_rnvp_oe.*not an ERFNet'):
+        load_erfnet_encoder(frame)
 
 
 def test_failure_map_from_node_replay_and_score_agree(tiny_failure_model, patrol_bag_5s,

@@ -387,7 +387,10 @@ def add_experiment(sub):
                     'model, and every failure model (train failure) given by name; AP-Err, '
                     'AP-Suc, AUROC, FPR95, risk-coverage and mIoU -> failure.json, failure.md, '
                     'risk_coverage.png.')
-    fx.add_argument('--pixel-model', required=True, help='the stage-1 pixel model (train pixel)')
+    fx.add_argument('--pixel-model', required=True,
+                    help='the segmenter the baselines judge: the stage-1 pixel model (train '
+                         'pixel), or a model with a head (the shipped default), whose head '
+                         "is then the row 'full'")
     fx.add_argument('--failure-model', action='append', default=[], metavar='NAME=DIR',
                     help="a train failure model: full (FSNet), direct, or an ablation's name "
                          '(-x, -w1 .. -w4, -se, single); repeat for several')

@@ -102,6 +102,24 @@ def restore_rng(gen, state):
     torch.set_rng_state(state['torch'])
 
 
+def load_erfnet_encoder(pixel_model_dir):
+    """Return the ERFNet encoder of a pixel model, with or without a failure head.
+
+    Both ``erfnet_pixel`` (train pixel) and ``erfnet_pixel_fsnet`` (train
+    failure, whose segmenter was trained on with the head) carry one; other
+    models raise :class:`TrainingError` naming the directory.
+    """
+    from ..runtime.network import load_network
+    module, manifest = load_network(pixel_model_dir)
+    kind = (manifest.get('architecture') or {}).get('type')
+    if kind == 'erfnet_pixel':
+        return module.network.encoder
+    if kind == 'erfnet_pixel_fsnet':
+        return module.segmenter.network.encoder
+    raise TrainingError(f'{str(pixel_model_dir)!r} is a {kind!r} model, not an ERFNet pixel '
+                        'model (erfnet_pixel or erfnet_pixel_fsnet).')
+
+
 def progress(total, desc, enabled=True):
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit='epoch', disable=not enabled, dynamic_ncols=True)

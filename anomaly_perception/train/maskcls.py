@@ -63,6 +63,7 @@ import torch.nn.functional as F
 
 from .common import CHECKPOINT
 from .common import load_checkpoint
+from .common import load_erfnet_encoder
 from .common import restore_rng
 from .common import rng_state
 from .common import save_checkpoint
@@ -192,11 +193,7 @@ def set_loss(all_class_logits, all_mask_logits, labels, config):
 
 def _init_encoder(network, pixel_model_dir):
     """Copy a pixel model's ERFNet encoder into ``network`` (shapes must match)."""
-    from ..runtime.network import load_network
-    module, manifest = load_network(pixel_model_dir)
-    if manifest.get('architecture', {}).get('type') != 'erfnet_pixel':
-        raise TrainingError(f'{str(pixel_model_dir)!r} is not an ERFNet pixel model.')
-    source = module.network.encoder.state_dict()
+    source = load_erfnet_encoder(pixel_model_dir).state_dict()
     own = network.encoder.state_dict()
     network.encoder.load_state_dict({k: v for k, v in source.items()
                                      if k in own and own[k].shape == v.shape}, strict=False)

@@ -69,6 +69,7 @@ import torch.nn.functional as F
 
 from .common import CHECKPOINT
 from .common import load_checkpoint
+from .common import load_erfnet_encoder
 from .common import load_resumable
 from .common import restore_rng
 from .common import rng_state
@@ -318,13 +319,9 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True, d
                                 f'({spec}).')
         sam.load_state_dict(start.sam.state_dict())
     elif config.init_from:
-        from ..runtime.network import load_network
-        module, manifest = load_network(config.init_from)
-        if manifest.get('architecture', {}).get('type') != 'erfnet_pixel':
-            raise TrainingError(f'{config.init_from!r} is not an ERFNet pixel model.')
         own = sam.image_encoder.encoder.state_dict()
         sam.image_encoder.encoder.load_state_dict(
-            {k: v for k, v in module.network.encoder.state_dict().items()
+            {k: v for k, v in load_erfnet_encoder(config.init_from).state_dict().items()
              if k in own and own[k].shape == v.shape}, strict=False)
     sam.to(device)
     opt = torch.optim.AdamW(sam.parameters(), lr=config.lr, weight_decay=config.weight_decay)
