@@ -229,6 +229,36 @@ def add_train(sub):
     fa.add_argument('--seed', type=int, default=0)
     fa.add_argument('--overwrite', action='store_true')
     fa.set_defaults(run=_run_train_failure)
+    df = tsub.add_parser(
+        'diffusion', help="the synthesis branch's DDPM of normal frames (paper 001)",
+        description='An unconditional DDPM (diffusers UNet2DModel, epsilon prediction) of '
+                    "normal frames: a dataset's normal train_set frames (--data) or every "
+                    'frame of bags of a normal patrol (--bag). EMA weights, progress with '
+                    'rate and ETA, a sample grid every --sample-every steps, resumable from '
+                    '--work -> MODEL_DIR (branch synthesis).')
+    source = df.add_mutually_exclusive_group(required=True)
+    source.add_argument('--data', help='dataset written by synth dataset')
+    source.add_argument('--bag', action='append', default=[],
+                        help='a bag of normal frames; repeat for several')
+    df.add_argument('--topic', help='image topic of the bags (default: their only one)')
+    df.add_argument('--out', required=True, help='model directory to write')
+    df.add_argument('--work', help='checkpoints and sample grids (default out/train/<name>)')
+    df.add_argument('--input-shape', type=shape8, default=(64, 112),
+                    help='HxW, sides multiples of 8 (default 64x112)')
+    df.add_argument('--steps', type=positive_int, default=6000,
+                    help='optimiser steps (default 6000)')
+    df.add_argument('--batch-size', type=positive_int, default=16)
+    df.add_argument('--lr', type=float, default=2e-4, help='AdamW (default 2e-4)')
+    df.add_argument('--ema-decay', type=float, default=0.995)
+    df.add_argument('--every', type=positive_int, default=1, help='every n-th frame')
+    df.add_argument('--checkpoint-every', type=positive_int, default=250)
+    df.add_argument('--sample-every', type=positive_int, default=1000)
+    df.add_argument('--fp32-weights', action='store_true',
+                    help='ship fp32 weights (default fp16: half the size)')
+    df.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    df.add_argument('--seed', type=int, default=0)
+    df.add_argument('--overwrite', action='store_true')
+    df.set_defaults(run=_run_train_diffusion)
 
 
 def _frame_data(args, size=64):
@@ -473,6 +503,37 @@ def _run_train_failure(args):
     print(f"written {args.out}: validation AP-Err {m['best_ap_err']:.3f} (epoch "
           f"{m['best_epoch']}), mIoU {m['validation']['miou']:.3f} (before "
           f"{m['miou_before']:.3f})")
+    return 0
+
+
+def _run_train_diffusion(args):
+    from pathlib import Path
+
+    from ..train.diffusion import DiffusionTrainingConfig
+    from ..train.diffusion import train_diffusion_model
+    if args.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            raise UsageError('--device cuda: PyTorch sees no CUDA GPU here.')
+    for bag in args.bag:
+        if not Path(bag).exists():
+            raise UsageError(f'--bag {bag!r}: no such file or directory.')
+    config = DiffusionTrainingConfig(
+        input_shape=tuple(args.input_shape), steps=args.steps, batch_size=args.batch_size,
+        lr=args.lr, ema_decay=args.ema_decay, every=args.every,
+        checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+        fp16_weights=not args.fp32_weights, seed=args.seed)
+    work = args.work or str(Path('out') / 'train' / Path(args.out).name)
+    command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    manifest = train_diffusion_model(args.out, work, config, data=args.data, bags=args.bag,
+                                     topic=args.topic, overwrite=args.overwrite,
+                                     command=command, device=args.device)
+    history = manifest['metrics']['history']
+    last = history[-1] if history else {}
+    print(f"written {args.out}: {manifest['metrics']['parameters'] / 1e6:.1f} M parameters, "
+          f"loss {last.get('loss', float('nan')):.4f}, held-out loss "
+          f"{last.get('val_loss') or float('nan'):.4f}, {manifest['metrics']['train_s']:.0f} s "
+          f'of training; samples in {work}/samples')
     return 0
 
 

@@ -60,6 +60,7 @@ BUILTIN = {
     'erfnet_pixel': 'anomaly_perception.models.pixel',
     'erfnet_pixel_fsnet': 'anomaly_perception.models.fsnet',
     'maskcls_rba': 'anomaly_perception.models.maskcls',
+    'ddpm_unet': 'anomaly_perception.models.ddpm',
 }
 _REGISTERED = {}
 

@@ -1,0 +1,227 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The synthesis branch's guided editing (paper 001, Algorithm 1) on toy epsilon-models."""
+
+from anomaly_perception.perception import synthesis as syn
+import numpy as np
+import pytest
+import torch
+
+diffusers = pytest.importorskip('diffusers')
+
+T = 40
+SHAPE = (2, 3, 4, 5)
+
+
+def _scheduler(clip=True):
+    return diffusers.DDPMScheduler(num_train_timesteps=T, beta_schedule='linear',
+                                   beta_start=1e-3, beta_end=0.2, clip_sample=clip,
+                                   variance_type='fixed_small', prediction_type='epsilon')
+
+
+def _toy(x, t):
+    """Return a non-linear epsilon-model with a timestep dependence."""
+    return 0.5 * torch.tanh(x) + 0.01 * t * torch.sin(x)
+
+
+def _linear(coef):
+    """Return ``eps(x, t) = coef[t] x``: its reverse guidance has a closed form."""
+    return lambda x, t: coef[t] * x
+
+
+def _gaussian_ideal(scheduler):
+    """Return the exact epsilon-model of N(0, I) data: ``E[eps | x_t] = sqrt(1 - abar_t) x_t``."""
+    abar = scheduler.alphas_cumprod.double()
+    return lambda x, t: (1 - abar[t]).sqrt().to(x) * x
+
+
+@pytest.mark.parametrize('steps', [0, 8])
+def test_without_guidance_the_step_is_the_schedulers_ancestral_step(steps):
+    scheduler = _scheduler()
+    timesteps = syn.schedule_timesteps(scheduler, steps)
+    assert len(timesteps) == (T if steps == 0 else steps) and timesteps[-1] == 0
+    x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1)) * 1.5
+    target = torch.rand(SHAPE) * 2 - 1
+    for t in timesteps:
+        expected = scheduler.step(_toy(x, t), t, x,
+                                  generator=torch.Generator().manual_seed(t)).prev_sample
+        noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(t))
+        for guidance, strength in (('none', 5.0), ('reverse', 0.0)):
+            got = syn.guided_step(_toy, scheduler, x, t, target, guidance, strength, noise)
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+        x = expected
+
+
+def test_one_reverse_guided_step_equals_the_hand_computed_update():
+    scheduler = _scheduler(clip=False)
+    syn.schedule_timesteps(scheduler, 0)
+    coef = torch.linspace(0.1, 0.9, T, dtype=torch.float64)
+    model = _linear(coef)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=SHAPE)
+    x_in = rng.uniform(-1, 1, size=SHAPE)
+    z = rng.normal(size=SHAPE)
+    lam, t = 3.0, 17
+    got = syn.guided_step(model, scheduler, torch.from_numpy(x), t, torch.from_numpy(x_in),
+                          'reverse', lam, torch.from_numpy(z)).numpy()
+    # By hand, DDPM's cumulative-alpha posterior, guidance evaluated at x_bar, level s = t - 1.
+    abar = scheduler.alphas_cumprod.double().numpy()
+    a_t, a_s, c_t, c_s = abar[t], abar[t - 1], float(coef[t]), float(coef[t - 1])
+    x0 = (x - np.sqrt(1 - a_t) * c_t * x) / np.sqrt(a_t)
+    beta = 1 - a_t / a_s
+    x_bar = np.sqrt(a_s) * beta / (1 - a_t) * x0 + np.sqrt(a_t / a_s) * (1 - a_s) / (1 - a_t) * x
+    var = (1 - a_s) / (1 - a_t) * beta
+    d = (1 - np.sqrt(1 - a_s) * c_s) / np.sqrt(a_s)         # d mu0 / d x
+    g = -2 * lam * (d * x_bar - x_in) * d
+    np.testing.assert_allclose(got, x_bar + var * g + np.sqrt(var) * z, rtol=1e-10, atol=1e-12)
+
+
+def test_the_three_guidances_differ_only_in_what_the_input_is_compared_with():
+    scheduler = _scheduler(clip=False)
+    syn.schedule_timesteps(scheduler, 0)
+    ideal = _gaussian_ideal(scheduler)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(SHAPE, generator=g, dtype=torch.float64)
+    x_in = torch.rand(SHAPE, generator=g, dtype=torch.float64) * 2 - 1
+    z = torch.randn(SHAPE, generator=g, dtype=torch.float64)
+    lam = 2.0
+    abar = scheduler.alphas_cumprod.double()
+    for t in (T - 1, 20, 1):
+        eps = ideal(x, t)
+        x_bar, var = syn.posterior_mean_variance(scheduler, eps, t, x)
+        plain = syn.guided_step(ideal, scheduler, x, t, x_in, 'none', lam, z)
+        step = {k: syn.guided_step(ideal, scheduler, x, t, x_in, k, lam, z)
+                for k in ('reverse', 'forward', 'mismatched')}
+        a_s = abar[t - 1]
+        # Same x_bar and noise; only the guidance term differs.
+        torch.testing.assert_close(step['mismatched'] - plain, var * -2 * lam * (x_bar - x_in))
+        torch.testing.assert_close(step['forward'] - plain,
+                                   var * -2 * lam * (x_bar - a_s.sqrt() * x_in))
+        # Reverse matching through the exact model of N(0, I) data: mu0(x) = sqrt(abar_s) x,
+        # so g = -2 lambda sqrt(abar_s) (sqrt(abar_s) x_bar - x_in): ~0 at high noise (g_T ~ 0,
+        # the paper's argument), where the baselines pull hardest.
+        torch.testing.assert_close(step['reverse'] - plain,
+                                   var * -2 * lam * a_s.sqrt() * (a_s.sqrt() * x_bar - x_in))
+        if t == T - 1:
+            assert ((step['reverse'] - plain).abs().max()
+                    < 0.1 * (step['forward'] - plain).abs().max())
+    assert abar[T - 2].sqrt() < 0.2
+    # The last step (t = 0 -> x_0) adds neither noise nor guidance: all four coincide.
+    last = [syn.guided_step(ideal, scheduler, x, 0, x_in, k, lam, z) for k in syn.GUIDANCES]
+    for other in last[1:]:
+        torch.testing.assert_close(other, last[0])
+
+
+def test_guided_edit_pulls_towards_the_input_and_respacing_runs_fewer_passes():
+    scheduler = _scheduler()
+    ideal = _gaussian_ideal(scheduler)
+    calls = []
+
+    def counted(x, t):
+        calls.append(t)
+        return ideal(x.double(), t).to(x.dtype)
+
+    target = torch.rand(SHAPE, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    free = syn.guided_edit(counted, scheduler, target, syn.GuidanceConfig('none', 0.0))
+    assert len(calls) == T
+    calls.clear()
+    ticks = []
+    edit = syn.guided_edit(counted, scheduler, target, syn.GuidanceConfig('reverse', 20.0),
+                           progress=lambda i, n: ticks.append((i, n)))
+    assert len(calls) == 2 * T - 1 and ticks[-1] == (T, T)     # no guidance on the last step
+    assert (edit - target).pow(2).mean() < 0.5 * (free - target).pow(2).mean()
+    calls.clear()
+    short = syn.guided_edit(counted, scheduler, target, syn.GuidanceConfig('reverse', 20.0,
+                                                                           steps=10))
+    assert len(calls) == 2 * 10 - 1 and torch.isfinite(short).all()
+    again = syn.guided_edit(counted, scheduler, target, syn.GuidanceConfig('reverse', 20.0,
+                                                                           steps=10))
+    torch.testing.assert_close(again, short)
+
+
+def test_bad_guidance_options_are_refused():
+    with pytest.raises(syn.SynthesisError, match='one of reverse'):
+        syn.GuidanceConfig('backward')
+    with pytest.raises(syn.SynthesisError, match='>= 0'):
+        syn.GuidanceConfig('reverse', -1.0)
+    with pytest.raises(syn.SynthesisError, match='trained with 40'):
+        syn.schedule_timesteps(_scheduler(), 41)
+
+
+TINY_UNET = {'block_out_channels': [8, 16], 'down_block_types': ['DownBlock2D', 'DownBlock2D'],
+             'up_block_types': ['UpBlock2D', 'UpBlock2D'], 'layers_per_block': 1,
+             'norm_num_groups': 4}
+TINY_SCHEDULER = {'num_train_timesteps': 20, 'beta_schedule': 'linear', 'beta_start': 1e-3,
+                  'beta_end': 0.2, 'clip_sample': True}
+
+
+def _tiny_config(**kw):
+    from anomaly_perception.train.diffusion import DiffusionTrainingConfig
+    options = {'input_shape': (16, 24), 'steps': 6, 'batch_size': 4, 'warmup_steps': 2,
+               'checkpoint_every': 3, 'sample_every': 3, 'sample_steps': 5, 'samples': 4,
+               'val_frames': 4, 'unet': dict(TINY_UNET), 'scheduler': dict(TINY_SCHEDULER)}
+    options.update(kw)
+    return DiffusionTrainingConfig(**options)
+
+
+def test_train_diffusion_resumes_to_the_same_weights_and_writes_a_model(tiny_pixel_data,
+                                                                        tmp_path, monkeypatch):
+    from anomaly_perception.runtime.network import load_network
+    from anomaly_perception.train import diffusion
+    config = _tiny_config()
+    whole = diffusion.train_diffusion_model(tmp_path / 'a', tmp_path / 'wa', config,
+                                            data=tiny_pixel_data, show_progress=False)
+    assert [row['step'] for row in whole['metrics']['history']] == [3, 6]
+    assert all(np.isfinite(row['loss']) and np.isfinite(row['val_loss'])
+               for row in whole['metrics']['history'])
+    assert sorted(p.name for p in (tmp_path / 'wa' / 'samples').iterdir()) == [
+        'step_000003.png', 'step_000006.png']
+    assert whole['branch'] == 'synthesis' and set(whole['files']) == {'ddpm.pt', 'samples.png'}
+    # Interrupted after its first checkpoint, then run again: the same weights.
+    real_save = diffusion.save_checkpoint
+
+    def save_then_stop(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(diffusion, 'save_checkpoint', save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        diffusion.train_diffusion_model(tmp_path / 'b', tmp_path / 'wb', config,
+                                        data=tiny_pixel_data, show_progress=False)
+    assert not (tmp_path / 'b').exists()
+    monkeypatch.setattr(diffusion, 'save_checkpoint', real_save)
+    resumed = diffusion.train_diffusion_model(tmp_path / 'b', tmp_path / 'wb', config,
+                                              data=tiny_pixel_data, show_progress=False)
+    assert resumed['metrics']['history'] == whole['metrics']['history']
+    a, manifest = load_network(tmp_path / 'a', branch='synthesis')
+    b, _ = load_network(tmp_path / 'b', branch='synthesis')
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert manifest['architecture']['type'] == 'ddpm_unet'
+    # Other options on the same work directory are refused, naming the checkpoint.
+    from anomaly_perception.train.common import TrainingError
+    with pytest.raises(TrainingError, match='checkpoint.pt.*other options'):
+        diffusion.train_diffusion_model(tmp_path / 'c', tmp_path / 'wb', _tiny_config(lr=1e-3),
+                                        data=tiny_pixel_data, show_progress=False)
+
+
+def test_train_diffusion_refuses_bad_options(tiny_pixel_data, tmp_path):
+    from anomaly_perception.train.common import TrainingError
+    from anomaly_perception.train.diffusion import train_diffusion_model
+    with pytest.raises(TrainingError, match='divisible by 2'):
+        train_diffusion_model(tmp_path / 'm', tmp_path / 'w', _tiny_config(input_shape=(15, 24)),
+                              data=tiny_pixel_data, show_progress=False)
+    with pytest.raises(TrainingError, match='one of the two'):
+        train_diffusion_model(tmp_path / 'm', tmp_path / 'w', _tiny_config(),
+                              show_progress=False)
