@@ -225,3 +225,84 @@ def test_train_diffusion_refuses_bad_options(tiny_pixel_data, tmp_path):
     with pytest.raises(TrainingError, match='one of the two'):
         train_diffusion_model(tmp_path / 'm', tmp_path / 'w', _tiny_config(),
                               show_progress=False)
+
+
+def test_rgb_ssim_and_feature_distances_by_hand():
+    from anomaly_perception.perception import synthesis_analysis as an
+    a = torch.zeros(1, 3, 16, 20)
+    b = torch.ones(1, 3, 16, 20)
+    torch.testing.assert_close(an.rgb_distance(a, b), torch.ones(1, 16, 20))
+    torch.testing.assert_close(an.rgb_distance(a, a), torch.zeros(1, 16, 20))
+    # Flat images: SSIM = (2 m1 m2 + C1) / (m1^2 + m2^2 + C1) (no variance, no covariance).
+    m1, m2 = 0.2, 0.7
+    c1 = 0.01 ** 2
+    expected = (2 * m1 * m2 + c1) / (m1 ** 2 + m2 ** 2 + c1)
+    got = an.ssim_map(torch.full((1, 3, 16, 20), m1, dtype=torch.float64),
+                      torch.full((1, 3, 16, 20), m2, dtype=torch.float64))
+    torch.testing.assert_close(got, torch.full((1, 16, 20), expected, dtype=torch.float64))
+    noisy = torch.rand(1, 3, 16, 20, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(an.ssim_distance(noisy, noisy), torch.zeros(1, 16, 20),
+                               rtol=0, atol=1e-5)
+    # The image as its own feature space: cosine of RGB vectors, two scales averaged.
+    x = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    y = torch.tensor([1.0, 1.0, 0.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    cos = 1 / np.sqrt(2)
+    both = an.feature_distance(lambda v: [v, _halved(v)], x, y)
+    torch.testing.assert_close(both, torch.full((1, 8, 8), (1 - cos) / 2))
+
+
+def _halved(v):
+    return torch.nn.functional.avg_pool2d(v, 2)
+
+
+def test_erfnet_features_at_four_scales_for_any_size():
+    from anomaly_perception.models.erfnet import ERFNet
+    from anomaly_perception.perception.synthesis_analysis import ErfnetFeatures
+    from anomaly_perception.perception.synthesis_analysis import feature_distance
+    torch.manual_seed(0)
+    features = ErfnetFeatures(ERFNet(5))
+    x = torch.rand(2, 3, 36, 60)
+    maps = features(x)
+    assert [tuple(m.shape[1:]) for m in maps] == [(16, 18, 30), (64, 9, 15), (128, 5, 8),
+                                                  (16, 18, 30)]
+    d = feature_distance(features, x, x.flip(-1))
+    assert d.shape == (2, 36, 60) and (d >= 0).all() and (d <= 1).all() and d.mean() > 0
+    assert feature_distance(features, x, x).abs().max() < 1e-5
+
+
+def test_slic_follows_colour_edges_and_refinement_averages_segments():
+    from anomaly_perception.perception.synthesis_analysis import refine_by_segments
+    from anomaly_perception.perception.synthesis_analysis import slic_superpixels
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, :23] = (200, 30, 30)
+    image[:, 23:] = (30, 30, 200)
+    labels = slic_superpixels(image, segments=12)
+    assert labels.shape == (40, 60) and 6 <= labels.max() + 1 <= 12
+    assert not set(np.unique(labels[:, :23])) & set(np.unique(labels[:, 23:]))
+    distance = np.arange(6, dtype=np.float32).reshape(2, 3)
+    segments = np.array([[0, 0, -1], [1, 1, 1]])
+    np.testing.assert_allclose(refine_by_segments(distance, segments),
+                               [[0.5, 0.5, 2.0], [4.0, 4.0, 4.0]])
+    distance[1, 0] = np.nan
+    np.testing.assert_allclose(refine_by_segments(distance, segments),
+                               [[0.5, 0.5, 2.0], [4.5, 4.5, 4.5]])
+
+
+def test_a_users_exported_feature_extractor_loads_and_a_bad_file_is_named(tmp_path):
+    from anomaly_perception.perception.synthesis_analysis import feature_distance
+    from anomaly_perception.perception.synthesis_analysis import load_feature_extractor
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    x = torch.rand(1, 3, 8, 10)
+    torch.export.save(torch.export.export(conv, (x,)), str(tmp_path / 'features.pt2'))
+    extractor = load_feature_extractor(tmp_path / 'features.pt2')
+    with torch.no_grad():
+        expected = (1 - torch.nn.functional.cosine_similarity(conv(x), conv(1 - x), dim=1,
+                                                              eps=1e-6)) / 2
+    torch.testing.assert_close(feature_distance(extractor, x, 1 - x), expected)
+    (tmp_path / 'broken.pt').write_bytes(b'not a model')
+    with pytest.raises(syn.SynthesisError, match='broken.pt.*TorchScript'):
+        load_feature_extractor(tmp_path / 'broken.pt')
+    (tmp_path / 'broken.pt2').write_bytes(b'not a model')
+    with pytest.raises(syn.SynthesisError, match='broken.pt2.*torch.export'):
+        load_feature_extractor(tmp_path / 'broken.pt2')
