@@ -204,3 +204,28 @@ def tiny_promptable(tiny_pixel_data, tiny_pixel_model, tmp_path_factory):
     train_promptable_model(tiny_pixel_data, root / 'model', root / 'work', config,
                            cache_dir=root / 'cache', show_progress=False)
     return root / 'model'
+
+
+TINY_DDPM = {'input_shape': (16, 24), 'steps': 4, 'batch_size': 4, 'warmup_steps': 1,
+             'checkpoint_every': 4, 'sample_every': 4, 'sample_steps': 4, 'samples': 2,
+             'val_frames': 4,
+             'unet': {'block_out_channels': [8, 16], 'down_block_types': ['DownBlock2D'] * 2,
+                      'up_block_types': ['UpBlock2D'] * 2, 'layers_per_block': 1,
+                      'norm_num_groups': 4},
+             'scheduler': {'num_train_timesteps': 10, 'beta_schedule': 'linear',
+                           'beta_start': 1e-3, 'beta_end': 0.2, 'clip_sample': True},
+             'guidance': {'guidance': 'reverse', 'strength': 5.0, 'steps': 0}}
+
+
+@pytest.fixture(scope='session')
+def tiny_ddpm(tiny_pixel_data, tmp_path_factory):
+    """Train a tiny DDPM (4 steps, 10 timesteps, 16x24) on the tiny data; its model directory."""
+    pytest.importorskip('diffusers')
+    from anomaly_perception.train.diffusion import DiffusionTrainingConfig
+    from anomaly_perception.train.diffusion import train_diffusion_model
+    root = tmp_path_factory.mktemp('ddpm')
+    config = DiffusionTrainingConfig(**{k: (dict(v) if isinstance(v, dict) else v)
+                                        for k, v in TINY_DDPM.items()})
+    train_diffusion_model(root / 'model', root / 'work', config, data=tiny_pixel_data,
+                          show_progress=False)
+    return root / 'model'

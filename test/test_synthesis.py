@@ -306,3 +306,63 @@ def test_a_users_exported_feature_extractor_loads_and_a_bad_file_is_named(tmp_pa
     (tmp_path / 'broken.pt2').write_bytes(b'not a model')
     with pytest.raises(syn.SynthesisError, match='broken.pt2.*torch.export'):
         load_feature_extractor(tmp_path / 'broken.pt2')
+
+
+@pytest.mark.parametrize('features,refine', [('rgb', 'none'), ('ssim', 'slic'),
+                                             ('erfnet', 'slic'), ('erfnet', 'promptable')])
+def test_the_synthesizer_maps_any_image_at_its_resolution(tiny_ddpm, tiny_pixel_model,
+                                                          tiny_promptable, features, refine):
+    from anomaly_perception.perception.synthesis import AnomalySynthesizer
+    from anomaly_perception.perception.synthesis import SynthesisOptions
+    options = SynthesisOptions(features=features, refine=refine, segments=20,
+                               pixel_model=str(tiny_pixel_model), promptable=str(tiny_promptable),
+                               grid=4, analysis_shape=(32, 48))
+    synth = AnomalySynthesizer.from_model_dir(tiny_ddpm, options)
+    assert synth.guidance.guidance == 'reverse' and synth.guidance.strength == 5.0
+    image = np.random.default_rng(0).integers(0, 255, (90, 200, 3), dtype=np.uint8)
+    result = synth.process(image)
+    assert result.edit.shape == (16, 24, 3) and result.edit.dtype == np.uint8
+    for m in (result.distance, result.anomaly):
+        assert m.shape == (90, 200) and m.dtype == np.float32
+    # The model's 3:2 crop of a 90x200 image: 135 px wide, x from 32 to 167; NaN outside it.
+    inside = np.isfinite(result.anomaly)
+    assert inside[:, 32:167].all() and not inside[:, :32].any() and not inside[:, 167:].any()
+    assert (result.anomaly[inside] >= 0).all() and (result.distance[inside] <= 1).all()
+    if refine == 'none':
+        np.testing.assert_array_equal(result.anomaly, result.distance)
+    elif refine == 'slic':
+        assert not np.array_equal(result.anomaly[inside], result.distance[inside])
+    else:
+        from anomaly_perception.perception.synthesis_analysis import promptable_segments
+        rgb = image[:32, :48]
+        seg = promptable_segments(synth._segmenter, rgb, grid=4, min_iou=-1.0)
+        assert seg.shape == (32, 48) and seg.dtype == np.int32
+        assert seg.max() >= 0 and set(np.unique(seg)) <= set(range(-1, 16))
+    again = AnomalySynthesizer.from_model_dir(tiny_ddpm, options).process(image)
+    np.testing.assert_array_equal(again.anomaly, result.anomaly)
+
+
+def test_synthesize_command_writes_maps_and_panels_and_refuses_other_models(
+        tiny_ddpm, tiny_pixel_model, tiny_pixel_data, tmp_path, capsys):
+    from anomaly_perception.cli import main
+    images = sorted((tiny_pixel_data / 'test_set').iterdir())[:2]
+    code = main(['synthesize', *map(str, images), '--model', str(tiny_ddpm), '--out',
+                 str(tmp_path / 'o'), '--pixel-model', str(tiny_pixel_model), '--steps', '5',
+                 '--guidance', 'forward', '--segments', '16'])
+    assert code == 0
+    written = sorted(p.name for p in (tmp_path / 'o').iterdir())
+    stems = [p.stem for p in images]
+    assert written == sorted([f'{s}.{k}' for s in stems for k in ('edit.png', 'anomaly.npy',
+                                                                  'panel.png')]
+                             + ['synthesis.json'])
+    anomaly = np.load(tmp_path / 'o' / f'{stems[0]}.anomaly.npy')
+    assert anomaly.shape == (64, 64) and anomaly.dtype == np.float32
+    import json
+    report = json.loads((tmp_path / 'o' / 'synthesis.json').read_text())
+    assert report['guidance'] == {'guidance': 'forward', 'strength': 5.0, 'steps': 5}
+    assert 'smaller than the model input' not in capsys.readouterr().out
+    capsys.readouterr()
+    code = main(['synthesize', str(images[0]), '--model', str(tiny_pixel_model), '--out',
+                 str(tmp_path / 'p')])
+    assert code == 1
+    assert "holds a 'pixel' model, expected a 'synthesis' model" in capsys.readouterr().err

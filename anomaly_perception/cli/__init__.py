@@ -15,7 +15,7 @@
 """The ``anomaly-perception`` command line.
 
 One module per command group (``bags``: inspect, replay, tag; ``synth``;
-``train``; ``evaluate``: score, evaluate, experiment; ``runtime``: export,
+``train``; ``evaluate``: score, evaluate, experiment; ``synthesize``; ``runtime``: export,
 bench; ``demo``), each a thin layer over the library: ``add_<command>``
 declares a command's arguments, its ``_run_*`` functions call the
 package's code. Errors the user can fix (bad file, bad argument) end the
@@ -38,6 +38,7 @@ from .evaluate import add_score
 from .runtime import add_bench
 from .runtime import add_export
 from .synth import add_synth
+from .synthesize import add_synthesize
 from .train import add_train
 from .. import __version__
 from ..errors import AnomalyPerceptionError
@@ -45,7 +46,7 @@ from ..errors import AnomalyPerceptionError
 __all__ = ['build_parser', 'main', 'PROG', 'UsageError']
 
 COMMANDS = [add_inspect, add_synth, add_train, add_score, add_evaluate, add_experiment,
-            add_replay, add_tag, add_export, add_bench, add_demo]
+            add_synthesize, add_replay, add_tag, add_export, add_bench, add_demo]
 
 
 def build_parser():

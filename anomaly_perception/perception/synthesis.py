@@ -47,11 +47,19 @@ respaced schedule):
 (DDPMScheduler's ``set_timesteps``: every ``T / steps``-th timestep, with the
 posterior of the respaced chain): a speed option, fewer model passes per
 image for a coarser chain.
+
+:class:`AnomalySynthesizer` is the branch's one pipeline (``synthesize``,
+``replay --pipelines synthesis`` and ``experiment synthesis`` call it): an
+image -> the model's input (centre crop, resize) -> the guided edit -> the
+distance between input and edit in a feature space
+(:mod:`.synthesis_analysis`) -> refined by segments -> maps at the input's
+resolution.
 """
 
 import dataclasses
 import math
 
+import numpy as np
 import torch
 
 from ..errors import AnomalyPerceptionError
@@ -182,3 +190,183 @@ def guided_edit(eps_model, scheduler, image, config, *, progress=None):
         if progress is not None:
             progress(i + 1, len(timesteps))
     return x
+
+
+FEATURE_SPACES = ('erfnet', 'rgb', 'ssim')
+REFINEMENTS = ('slic', 'promptable', 'none')
+SHIPPED_MODEL = 'synthesis_ddpm'
+
+
+@dataclasses.dataclass
+class SynthesisOptions:
+    """How :class:`AnomalySynthesizer` edits and analyses (``None``/``''``: the defaults).
+
+    Attributes:
+        guidance, strength, steps: Algorithm 1's (:class:`GuidanceConfig`);
+            None takes the model manifest's ``guidance``.
+        features: ``erfnet`` (default), ``rgb``, ``ssim``, or the path of a
+            user's feature extractor (``.pt2`` torch.export, or TorchScript).
+        pixel_model: the ERFNet pixel model of ``erfnet`` ('' = shipped).
+        refine: ``slic`` (superpixels, default), ``promptable`` (the
+            instance branch's promptable segmenter on a grid) or ``none``.
+        segments: SLIC's number of superpixels.
+        promptable: the promptable model of ``promptable`` ('' = shipped).
+        grid: points per side of the promptable grid.
+        analysis_shape: ``(h, w)`` the distance is computed at (None: the
+            pixel model's input, 144x256 as shipped).
+        seed: the sampler's noise.
+
+    """
+
+    guidance: str = None
+    strength: float = None
+    steps: int = None
+    features: str = 'erfnet'
+    pixel_model: str = ''
+    refine: str = 'slic'
+    segments: int = 200
+    promptable: str = ''
+    grid: int = 16
+    analysis_shape: tuple = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.refine not in REFINEMENTS:
+            raise SynthesisError(f'refine {self.refine!r}: one of {", ".join(REFINEMENTS)}.')
+
+
+@dataclasses.dataclass
+class SynthesisResult:
+    """One image's edit and analysis (maps at the input's resolution, NaN outside the crop)."""
+
+    edit: object            # uint8 [h, w, 3] RGB at the model's resolution
+    distance: object        # float32 [H, W]: input vs edit in the feature space
+    anomaly: object         # float32 [H, W]: the distance refined by segments (or the distance)
+    seconds: float          # wall time of the edit and the analysis
+
+
+class AnomalySynthesizer:
+    """Anomalies by synthesis for uint8 RGB images of any size (module docs).
+
+    The image is centre-cropped to the model's aspect and resized to its
+    input (as every branch does); the edit is compared with that resized
+    input, both brought to ``analysis_shape``; the maps are resized back
+    to the crop and are NaN outside it.
+    """
+
+    def __init__(self, model, scheduler, manifest, options=None, *, device='cpu'):
+        self.model = model.to(device).eval()
+        self.scheduler = scheduler
+        self.manifest = manifest
+        self.device = device
+        self.options = options or SynthesisOptions()
+        o = self.options
+        base = dict(manifest.get('guidance') or {})
+        self.guidance = GuidanceConfig(
+            guidance=o.guidance or base.get('guidance', 'reverse'),
+            strength=float(o.strength if o.strength is not None else base.get('strength', 10.0)),
+            steps=int(o.steps if o.steps is not None else base.get('steps', 0)), seed=o.seed)
+        schedule_timesteps(scheduler, self.guidance.steps)      # checks steps now
+        self.input_shape = tuple(manifest['preprocessing']['input_shape'])
+        self._extractor = None
+        self._segmenter = None
+        self.analysis_shape = tuple(o.analysis_shape) if o.analysis_shape else None
+        if o.features == 'erfnet':
+            from .synthesis_analysis import erfnet_features
+            from ..runtime.manifest import load_manifest
+            from ..runtime.manifest import shipped_model_dir
+            pixel = o.pixel_model or shipped_model_dir('pixel_erfnet')
+            self._extractor = erfnet_features(pixel)
+            if self.analysis_shape is None:
+                self.analysis_shape = tuple(
+                    load_manifest(pixel, verify=False)['preprocessing']['input_shape'])
+        elif o.features not in FEATURE_SPACES:
+            from .synthesis_analysis import load_feature_extractor
+            self._extractor = load_feature_extractor(o.features)
+        if self.analysis_shape is None:
+            self.analysis_shape = (144, 256)
+        if o.refine == 'promptable':
+            from ..instance.promptable import load_promptable
+            from ..runtime.manifest import shipped_model_dir
+            self._segmenter, _ = load_promptable(o.promptable
+                                                 or shipped_model_dir('instance_sam_small'))
+
+    @classmethod
+    def from_model_dir(cls, model_dir=None, options=None, *, device='cpu'):
+        """Load a synthesis model directory (None: the shipped ``models/synthesis_ddpm``).
+
+        Raises:
+            ModelError: not a model directory, another branch's (named), or
+                corrupt files (named).
+
+        """
+        from ..models.ddpm import build_scheduler
+        from ..runtime.manifest import shipped_model_dir
+        from ..runtime.network import load_network
+        model_dir = model_dir or shipped_model_dir(SHIPPED_MODEL)
+        model, manifest = load_network(model_dir, branch='synthesis')
+        return cls(model, build_scheduler(manifest['architecture']), manifest, options,
+                   device=device)
+
+    def edit(self, images, progress=None):
+        """Edit uint8 ``[N, h, w, 3]`` images at the model's input; return uint8 edits."""
+        from ..train.diffusion import to_model_range
+        from ..train.diffusion import to_uint8
+        x = to_model_range(images).to(self.device)
+        return to_uint8(guided_edit(self.model, self.scheduler, x, self.guidance,
+                                    progress=progress))
+
+    def distance(self, small, edited):
+        """Return ``(distance float32 [h, w], input uint8 [h, w, 3])`` at ``analysis_shape``."""
+        from . import synthesis_analysis as an
+        h, w = self.analysis_shape
+        pair = np.stack([small, edited])
+        x = torch.from_numpy(pair).permute(0, 3, 1, 2).float() / 255.0
+        x = torch.nn.functional.interpolate(x, size=(h, w), mode='bilinear',
+                                            align_corners=False).clamp(0, 1)
+        a, b = x[:1], x[1:]
+        kind = self.options.features
+        if kind == 'rgb':
+            d = an.rgb_distance(a, b)
+        elif kind == 'ssim':
+            d = an.ssim_distance(a, b)
+        else:
+            d = an.feature_distance(self._extractor, a, b)
+        return d[0].numpy().astype(np.float32), (a[0].permute(1, 2, 0).numpy() * 255).round(
+            ).astype(np.uint8)
+
+    def segments(self, rgb):
+        """Return segments ``int32 [h, w]`` of an analysis-resolution image (None: no refining)."""
+        from . import synthesis_analysis as an
+        if self.options.refine == 'slic':
+            return an.slic_superpixels(rgb, self.options.segments)
+        if self.options.refine == 'promptable':
+            return an.promptable_segments(self._segmenter, rgb, self.options.grid)
+        return None
+
+    def process(self, image, progress=None):
+        """Edit and analyse one uint8 RGB image ``[H, W, 3]``: a :class:`SynthesisResult`."""
+        import time
+
+        import cv2
+
+        from .pixel import crop_box
+        from .preprocess import check_rgb_image
+        from .preprocess import fit_resize
+        from .synthesis_analysis import refine_by_segments
+        check_rgb_image(image)
+        started = time.perf_counter()
+        small = fit_resize(image, self.input_shape)
+        edited = self.edit(small[None], progress)[0]
+        distance, analysed = self.distance(small, edited)
+        segments = self.segments(analysed)
+        refined = distance if segments is None else refine_by_segments(distance, segments)
+        height, width = image.shape[:2]
+        y0, x0, ch, cw = crop_box(height, width, self.input_shape[1] / self.input_shape[0])
+        maps = []
+        for m in (distance, refined):
+            full = np.full((height, width), np.nan, np.float32)
+            full[y0:y0 + ch, x0:x0 + cw] = cv2.resize(m, (cw, ch),
+                                                      interpolation=cv2.INTER_LINEAR)
+            maps.append(full)
+        return SynthesisResult(edited, maps[0], maps[1], time.perf_counter() - started)

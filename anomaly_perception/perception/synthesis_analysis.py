@@ -230,3 +230,30 @@ def refine_by_segments(distance, segments):
     refined = means[segments[covered]]
     out[covered] = np.where(np.isfinite(refined), refined, out[covered])
     return out
+
+
+def promptable_segments(segmenter, rgb, grid=16, min_iou=0.5):
+    """Return segments ``int32 [H, W]`` (-1: none) from a promptable segmenter on a point grid.
+
+    ``grid x grid`` single-point prompts at cell centres; masks whose
+    predicted IoU is below ``min_iou`` are dropped; overlaps go to the
+    *smallest* mask covering a pixel (the public code gives them to the
+    largest, which lets a big floor segment swallow a small anomaly;
+    METHODS.md 1.5).
+    """
+    h, w = rgb.shape[:2]
+    segmenter.set_image(rgb)
+    ys = (np.arange(grid) + 0.5) * h / grid
+    xs = (np.arange(grid) + 0.5) * w / grid
+    points = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype(np.float32)
+    masks, iou = segmenter.masks_for_points(points)
+    masks = masks[iou >= min_iou].cpu().numpy()
+    labels = np.full((h, w), -1, np.int64)
+    if not len(masks):
+        return labels.astype(np.int32)
+    areas = masks.reshape(len(masks), -1).sum(1)
+    for k, i in enumerate(np.argsort(-areas, kind='stable')):
+        labels[masks[i]] = k
+    ids, inverse = np.unique(labels, return_inverse=True)
+    inverse = inverse.reshape(h, w)
+    return np.where(labels < 0, -1, inverse - int(ids[0] < 0)).astype(np.int32)
