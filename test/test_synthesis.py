@@ -366,3 +366,47 @@ def test_synthesize_command_writes_maps_and_panels_and_refuses_other_models(
                  str(tmp_path / 'p')])
     assert code == 1
     assert "holds a 'pixel' model, expected a 'synthesis' model" in capsys.readouterr().err
+
+
+def test_experiment_synthesis_rows_and_the_rgb_row_by_hand(tiny_ddpm, tiny_pixel_model,
+                                                           tiny_promptable, tiny_pixel_data,
+                                                           tmp_path):
+    from anomaly_perception.evaluation.metrics import binary_curve
+    from anomaly_perception.evaluation.synthesis_experiments import experiment_frames
+    from anomaly_perception.evaluation.synthesis_experiments import format_synthesis_report
+    from anomaly_perception.evaluation.synthesis_experiments import run_synthesis_experiment
+    from anomaly_perception.perception.preprocess import fit_resize
+    from anomaly_perception.perception.synthesis import AnomalySynthesizer
+    from anomaly_perception.perception.synthesis import SynthesisOptions
+    options = SynthesisOptions(pixel_model=str(tiny_pixel_model), promptable=str(tiny_promptable),
+                               segments=16, grid=4, analysis_shape=(32, 48), steps=4)
+    report = run_synthesis_experiment(tiny_ddpm, tiny_pixel_data, tmp_path / 'x',
+                                      options=options, every=8, limit=5, calib_frames=2,
+                                      show_progress=False)
+    assert set(report['rows']) == {'ssim', 'rgb', 'features', 'features + slic',
+                                   'features + promptable', 'forward matching', 'mismatched',
+                                   'pixel branch', 'instance branch'}
+    for name, row in report['rows'].items():
+        assert 0 <= row['auprc'] <= 1 and 0 <= row['auroc'] <= 1, name
+    written = {p.name for p in (tmp_path / 'x').iterdir()}
+    assert {'synthesis.json', 'synthesis.md', 'synthesis_pr.png'} <= written
+    assert '| features + slic |' in format_synthesis_report(report)
+    # The rgb row by hand: the reverse edit of each frame, RGB distance inside the crop.
+    import cv2
+    data, records = experiment_frames(tiny_pixel_data, every=8, limit=5)
+    assert sum(r.is_anomaly for r in records) >= 2
+    synth = AnomalySynthesizer.from_model_dir(tiny_ddpm, options)
+    labels, scores = [], []
+    for rec in records:
+        rgb = cv2.cvtColor(cv2.imread(str(rec.path)), cv2.COLOR_BGR2RGB)
+        small = fit_resize(rgb, synth.input_shape)
+        edit = synth.edit(small[None])[0]
+        m = synth.to_input(synth.distance(small, edit, 'rgb')[0], rgb.shape[:2])
+        mask = data.root / 'masks' / f'{rec.path.stem}.png'
+        label = (cv2.imread(str(mask), cv2.IMREAD_UNCHANGED) > 0 if mask.is_file()
+                 else np.zeros(rgb.shape[:2], bool))
+        keep = np.isfinite(m)
+        labels.append(label[keep])
+        scores.append(m[keep])
+    expected = binary_curve(np.concatenate(labels), np.concatenate(scores)).average_precision()
+    assert report['rows']['rgb']['auprc'] == pytest.approx(expected, abs=0.01)

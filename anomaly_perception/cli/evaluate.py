@@ -402,6 +402,28 @@ def add_experiment(sub):
     fx.add_argument('--mc-samples', type=positive_int, default=8,
                     help='MC dropout passes (default 8)')
     fx.set_defaults(run=_run_experiment_failure)
+    sx = xsub.add_parser(
+        'synthesis', help="paper 001's Table I (anomalies by synthesis) on a fixed subset",
+        description='A fixed subset of the split (every --every-th normal or local-anomaly '
+                    'frame, at most --limit), each edited with the three guidances; rows: '
+                    'SSIM, RGB, the feature space without and with segment refinement, the '
+                    'forward-matching and mismatched baselines, and the pixel and instance '
+                    'branches on the same frames; AUC-PR, AUROC, FPR95, F1* -> '
+                    'synthesis.json, synthesis.md, synthesis_pr.png, contact_sheet.jpg.')
+    sx.add_argument('--model', default=None, help='synthesis model (default '
+                                                  'models/synthesis_ddpm)')
+    sx.add_argument('--data', required=True)
+    sx.add_argument('--out', required=True)
+    sx.add_argument('--split', default='test_set')
+    sx.add_argument('--every', type=positive_int, default=8)
+    sx.add_argument('--limit', type=positive_int, default=24)
+    sx.add_argument('--calib-frames', type=positive_int, default=8,
+                    help='normal validation frames that set each row threshold (F1*)')
+    sx.add_argument('--no-branches', action='store_true',
+                    help='leave out the pixel and instance branch rows')
+    from .synthesize import add_synthesis_options
+    add_synthesis_options(sx)
+    sx.set_defaults(run=_run_experiment_synthesis)
     fl = xsub.add_parser(
         'floor', help='hazards on the floor: projection error against the synthetic world',
         description='Renders pinhole-camera runs (corridor, tunnel), places each instance '
@@ -439,6 +461,22 @@ def _run_experiment_floor(args):
     for band, row in summary['per_distance'].items():
         print(f"  {band}: {row['n']} instances, median {row['median_relative_error']:.1%}")
     print(f'written {args.out}/floor.json, floor.png')
+    return 0
+
+
+def _run_experiment_synthesis(args):
+    from .synthesize import synthesis_options
+    from ..evaluation.synthesis_experiments import format_synthesis_report
+    from ..evaluation.synthesis_experiments import run_synthesis_experiment
+    options = synthesis_options(args)
+    refinements = (options.refine, *[r for r in ('slic', 'promptable') if r != options.refine])
+    refinements = tuple(r for r in refinements if r != 'none') or ('slic',)
+    report = run_synthesis_experiment(args.model, args.data, args.out, options=options,
+                                      split=args.split, every=args.every, limit=args.limit,
+                                      calib_frames=args.calib_frames,
+                                      branches=not args.no_branches, refinements=refinements)
+    print(format_synthesis_report(report))
+    print(f'written {args.out}/synthesis.json, synthesis.md, synthesis_pr.png')
     return 0
 
 

@@ -268,28 +268,40 @@ class AnomalySynthesizer:
             steps=int(o.steps if o.steps is not None else base.get('steps', 0)), seed=o.seed)
         schedule_timesteps(scheduler, self.guidance.steps)      # checks steps now
         self.input_shape = tuple(manifest['preprocessing']['input_shape'])
-        self._extractor = None
+        self._extractors = {}
         self._segmenter = None
-        self.analysis_shape = tuple(o.analysis_shape) if o.analysis_shape else None
-        if o.features == 'erfnet':
-            from .synthesis_analysis import erfnet_features
+        self.analysis_shape = tuple(o.analysis_shape) if o.analysis_shape else (144, 256)
+        if not o.analysis_shape and (o.features == 'erfnet' or not o.pixel_model):
             from ..runtime.manifest import load_manifest
-            from ..runtime.manifest import shipped_model_dir
-            pixel = o.pixel_model or shipped_model_dir('pixel_erfnet')
-            self._extractor = erfnet_features(pixel)
-            if self.analysis_shape is None:
-                self.analysis_shape = tuple(
-                    load_manifest(pixel, verify=False)['preprocessing']['input_shape'])
-        elif o.features not in FEATURE_SPACES:
-            from .synthesis_analysis import load_feature_extractor
-            self._extractor = load_feature_extractor(o.features)
-        if self.analysis_shape is None:
-            self.analysis_shape = (144, 256)
+            self.analysis_shape = tuple(
+                load_manifest(self._pixel_model(), verify=False)['preprocessing']['input_shape'])
+        self.extractor(o.features)                      # load (and check) it now
         if o.refine == 'promptable':
+            self.promptable_segmenter()
+
+    def _pixel_model(self):
+        from ..runtime.manifest import shipped_model_dir
+        return self.options.pixel_model or shipped_model_dir('pixel_erfnet')
+
+    def extractor(self, features):
+        """Return the feature extractor of ``features`` (None for rgb and ssim), loaded once."""
+        if features in ('rgb', 'ssim'):
+            return None
+        if features not in self._extractors:
+            from . import synthesis_analysis as an
+            self._extractors[features] = (an.erfnet_features(self._pixel_model())
+                                          if features == 'erfnet'
+                                          else an.load_feature_extractor(features))
+        return self._extractors[features]
+
+    def promptable_segmenter(self):
+        """Return the promptable segmenter of ``refine='promptable'``, loaded once."""
+        if self._segmenter is None:
             from ..instance.promptable import load_promptable
             from ..runtime.manifest import shipped_model_dir
-            self._segmenter, _ = load_promptable(o.promptable
+            self._segmenter, _ = load_promptable(self.options.promptable
                                                  or shipped_model_dir('instance_sam_small'))
+        return self._segmenter
 
     @classmethod
     def from_model_dir(cls, model_dir=None, options=None, *, device='cpu'):
@@ -308,49 +320,63 @@ class AnomalySynthesizer:
         return cls(model, build_scheduler(manifest['architecture']), manifest, options,
                    device=device)
 
-    def edit(self, images, progress=None):
-        """Edit uint8 ``[N, h, w, 3]`` images at the model's input; return uint8 edits."""
+    def edit(self, images, progress=None, guidance=None):
+        """Edit uint8 ``[N, h, w, 3]`` images at the model's input; return uint8 edits.
+
+        ``guidance`` overrides the configured guidance's kind (experiments).
+        """
         from ..train.diffusion import to_model_range
         from ..train.diffusion import to_uint8
+        config = self.guidance if guidance is None else dataclasses.replace(
+            self.guidance, guidance=guidance)
         x = to_model_range(images).to(self.device)
-        return to_uint8(guided_edit(self.model, self.scheduler, x, self.guidance,
-                                    progress=progress))
+        return to_uint8(guided_edit(self.model, self.scheduler, x, config, progress=progress))
 
-    def distance(self, small, edited):
+    def distance(self, small, edited, features=None):
         """Return ``(distance float32 [h, w], input uint8 [h, w, 3])`` at ``analysis_shape``."""
         from . import synthesis_analysis as an
+        features = features or self.options.features
         h, w = self.analysis_shape
         pair = np.stack([small, edited])
         x = torch.from_numpy(pair).permute(0, 3, 1, 2).float() / 255.0
         x = torch.nn.functional.interpolate(x, size=(h, w), mode='bilinear',
                                             align_corners=False).clamp(0, 1)
         a, b = x[:1], x[1:]
-        kind = self.options.features
-        if kind == 'rgb':
+        if features == 'rgb':
             d = an.rgb_distance(a, b)
-        elif kind == 'ssim':
+        elif features == 'ssim':
             d = an.ssim_distance(a, b)
         else:
-            d = an.feature_distance(self._extractor, a, b)
-        return d[0].numpy().astype(np.float32), (a[0].permute(1, 2, 0).numpy() * 255).round(
-            ).astype(np.uint8)
+            d = an.feature_distance(self.extractor(features), a, b)
+        analysed = (a[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        return d[0].numpy().astype(np.float32), analysed
 
-    def segments(self, rgb):
+    def segments(self, rgb, refine=None):
         """Return segments ``int32 [h, w]`` of an analysis-resolution image (None: no refining)."""
         from . import synthesis_analysis as an
-        if self.options.refine == 'slic':
+        refine = refine or self.options.refine
+        if refine == 'slic':
             return an.slic_superpixels(rgb, self.options.segments)
-        if self.options.refine == 'promptable':
-            return an.promptable_segments(self._segmenter, rgb, self.options.grid)
+        if refine == 'promptable':
+            return an.promptable_segments(self.promptable_segmenter(), rgb, self.options.grid)
         return None
+
+    def to_input(self, analysis_map, size):
+        """Resize an analysis-resolution map to the crop of an image of ``size``; NaN outside."""
+        import cv2
+
+        from .pixel import crop_box
+        height, width = size
+        y0, x0, ch, cw = crop_box(height, width, self.input_shape[1] / self.input_shape[0])
+        full = np.full((height, width), np.nan, np.float32)
+        full[y0:y0 + ch, x0:x0 + cw] = cv2.resize(analysis_map, (cw, ch),
+                                                  interpolation=cv2.INTER_LINEAR)
+        return full
 
     def process(self, image, progress=None):
         """Edit and analyse one uint8 RGB image ``[H, W, 3]``: a :class:`SynthesisResult`."""
         import time
 
-        import cv2
-
-        from .pixel import crop_box
         from .preprocess import check_rgb_image
         from .preprocess import fit_resize
         from .synthesis_analysis import refine_by_segments
@@ -361,12 +387,6 @@ class AnomalySynthesizer:
         distance, analysed = self.distance(small, edited)
         segments = self.segments(analysed)
         refined = distance if segments is None else refine_by_segments(distance, segments)
-        height, width = image.shape[:2]
-        y0, x0, ch, cw = crop_box(height, width, self.input_shape[1] / self.input_shape[0])
-        maps = []
-        for m in (distance, refined):
-            full = np.full((height, width), np.nan, np.float32)
-            full[y0:y0 + ch, x0:x0 + cw] = cv2.resize(m, (cw, ch),
-                                                      interpolation=cv2.INTER_LINEAR)
-            maps.append(full)
-        return SynthesisResult(edited, maps[0], maps[1], time.perf_counter() - started)
+        size = image.shape[:2]
+        return SynthesisResult(edited, self.to_input(distance, size),
+                               self.to_input(refined, size), time.perf_counter() - started)
