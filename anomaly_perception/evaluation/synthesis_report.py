@@ -49,7 +49,7 @@ def heat(values, lo, hi):
 
 
 def panel(rgb, result, label=None, width=320):
-    """Return the panel (BGR uint8): the input, the edit, the distance and the refined map."""
+    """Return the four tiles side by side, BGR uint8: input, edit, distance, refined map."""
     height, full_w = rgb.shape[:2]
     size = (width, max(1, int(round(height * width / full_w))))
     edit = np.full_like(rgb, 40)
