@@ -21,8 +21,9 @@ reference; the same segmenter with the failure head (the
 to it, PyTorch eager and ONNX Runtime (both exported here), batch 1, at
 the shipped pixel model's input (144x256) and at 640x360. The ratio with /
 without is the figure. ``--failure-model`` times a trained model; by
-default the head is built on ``models/pixel_erfnet`` with random weights
-(the timing does not depend on them). With ``--cuda``: PyTorch eager on the
+default ``models/pixel_erfnet``'s own head when it has one (as shipped),
+else a head with random weights built on it (the timing does not depend
+on them). With ``--cuda``: PyTorch eager on the
 GPU, fp32 and fp16.
 
 Run: ``python benchmarks/bench_failure.py``.
@@ -51,6 +52,10 @@ def models(pixel_dir, failure_dir):
     from anomaly_perception.models.fsnet import _build_from_manifest
     from anomaly_perception.runtime.network import architecture_of
     from anomaly_perception.runtime.network import load_network
+    if not failure_dir:
+        from anomaly_perception.runtime.manifest import load_manifest
+        kind = load_manifest(pixel_dir, verify=False)['architecture']['type']
+        failure_dir = pixel_dir if kind == 'erfnet_pixel_fsnet' else ''   # shipped with a head
     if failure_dir:
         both, manifest = load_network(failure_dir, branch='pixel')
         plain = both.segmenter

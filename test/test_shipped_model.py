@@ -55,3 +55,33 @@ def test_shipped_model_scores_a_person_above_an_empty_corridor():
     assert a.scorable.all() and b.scorable.all()
     assert np.median(b.raw) > np.median(a.raw)
     assert np.median(b.probability) > np.median(a.probability)
+
+
+def test_shipped_pixel_model_carries_its_failure_head_and_it_marks_anomalies_as_errors():
+    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    model_dir = shipped_model_dir('pixel_erfnet')
+    manifest = load_manifest(model_dir, branch='pixel')
+    assert manifest['architecture']['type'] == 'erfnet_pixel_fsnet'
+    metrics = manifest['metrics']
+    # Joint training kept the segmenter (the acceptance: within 1 point of mIoU).
+    assert metrics['validation']['miou'] >= metrics['miou_before'] - 0.01
+    assert 0.5 < metrics['best_ap_err'] <= 1.0
+    seg = PixelAnomalySegmenter.from_model_dir(model_dir)
+    assert seg.has_failure
+    boxes = Sequence(SequenceSpec(seed=21, environment='corridor', scene_seed=101,
+                                  anomaly='boxes'))
+    rng = np.random.default_rng(0)
+    frames = [f for f in (boxes.frame(float(t), 640, 360)
+                          for t in boxes.candidate_times(rng, 6, near=True))
+              if f.mask.sum() > 500]
+    assert len(frames) >= 2
+    inside, outside = [], []
+    for frame, result in zip(frames, seg.segment([f.image for f in frames])):
+        fail = result.failure
+        assert fail.shape == (360, 640)
+        valid = np.isfinite(fail)
+        assert ((fail[valid] >= 0) & (fail[valid] <= 1)).all()
+        inside.append(fail[valid & (frame.mask > 0)])
+        outside.append(fail[valid & (frame.mask == 0)])
+    # Anomaly pixels are errors of the segmenter (no class fits them): the head says so.
+    assert np.mean(np.concatenate(inside)) > 2 * np.mean(np.concatenate(outside))

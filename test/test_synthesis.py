@@ -366,6 +366,10 @@ def test_synthesize_command_writes_maps_and_panels_and_refuses_other_models(
                  str(tmp_path / 'p')])
     assert code == 1
     assert "holds a 'pixel' model, expected a 'synthesis' model" in capsys.readouterr().err
+    from anomaly_perception.runtime.export import export_model
+    from anomaly_perception.runtime.manifest import ModelError
+    with pytest.raises(ModelError, match='runs offline in PyTorch'):
+        export_model(tiny_ddpm)
 
 
 def test_experiment_synthesis_rows_and_the_rgb_row_by_hand(tiny_ddpm, tiny_pixel_model,

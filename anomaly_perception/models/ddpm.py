@@ -32,6 +32,7 @@ exported to ONNX: the branch runs offline, in PyTorch.
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -105,4 +106,16 @@ ARCHITECTURE = Architecture(
     name='ddpm_unet', build=_build_from_manifest, weights_file=MODEL_FILE,
     inputs=(Tensor('sample', 'float32', (3, 'H', 'W')), Tensor('timestep', 'int64')),
     outputs=(Tensor('epsilon', 'float32', (3, 'H', 'W')),),
-    to_fp16=lambda module: copy.deepcopy(module).half_precision())
+    to_fp16=lambda module: copy.deepcopy(module).half_precision(), exportable=False)
+
+
+def to_model_range(images):
+    """uint8 ``[N, H, W, 3]`` -> float ``[N, 3, H, W]`` in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+def to_uint8(x):
+    """Float ``[N, 3, H, W]`` in [-1, 1] -> uint8 ``[N, H, W, 3]``."""
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round()
+    return x.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()

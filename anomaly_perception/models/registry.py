@@ -52,6 +52,7 @@ class Architecture:
     inputs: tuple               # Tensor s; the first is uint8 [N, H, W, 3] images
     outputs: tuple              # Tensor s
     to_fp16: object = None      # module -> copy with its heavy part in fp16 (None: all of it)
+    exportable: bool = True     # False: runs offline in PyTorch only (no ONNX graph, no backend)
 
 
 # architecture name -> module that defines ``ARCHITECTURE`` (imported on first use)

@@ -256,6 +256,8 @@ class AnomalySynthesizer:
 
     def __init__(self, model, scheduler, manifest, options=None, *, device='cpu'):
         self.model = model.to(device).eval()
+        for p in self.model.parameters():       # guidance differentiates w.r.t. images only
+            p.requires_grad_(False)
         self.scheduler = scheduler
         self.manifest = manifest
         self.device = device
@@ -325,8 +327,8 @@ class AnomalySynthesizer:
 
         ``guidance`` overrides the configured guidance's kind (experiments).
         """
-        from ..train.diffusion import to_model_range
-        from ..train.diffusion import to_uint8
+        from ..models.ddpm import to_model_range
+        from ..models.ddpm import to_uint8
         config = self.guidance if guidance is None else dataclasses.replace(
             self.guidance, guidance=guidance)
         x = to_model_range(images).to(self.device)

@@ -87,6 +87,9 @@ def export_model(model_dir, opset=DEFAULT_OPSET, fp16=False):
     import torch
     module, manifest = load_network(model_dir)
     arch = architecture_of(model_dir, manifest)
+    if not arch.exportable:
+        raise ModelError(f'{str(model_dir)!r}: a {arch.name!r} model runs offline in PyTorch; '
+                         'it has no ONNX graph to export.')
     height, width = model_input_shape(manifest['preprocessing'])
     image = arch.inputs[0]
     example = torch.zeros(2, *_dims(image.dims, height, width), dtype=getattr(torch, image.dtype))

@@ -55,6 +55,8 @@ from ..models.ddpm import DEFAULT_UNET
 from ..models.ddpm import downsampling
 from ..models.ddpm import EpsilonModel
 from ..models.ddpm import MODEL_FILE
+from ..models.ddpm import to_model_range
+from ..models.ddpm import to_uint8
 from ..perception.preprocess import as_shape
 from ..runtime.manifest import write_model_dir
 
@@ -102,18 +104,6 @@ class DiffusionTrainingConfig:
                 raise TrainingError(f'{name} must be at least 1, got {getattr(self, name)}.')
         if not 0.0 <= self.ema_decay < 1.0:
             raise TrainingError(f'ema_decay {self.ema_decay}: in [0, 1).')
-
-
-def to_model_range(images):
-    """uint8 ``[N, H, W, 3]`` -> float ``[N, 3, H, W]`` in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-    return x / 127.5 - 1.0
-
-
-def to_uint8(x):
-    """Float ``[N, 3, H, W]`` in [-1, 1] -> uint8 ``[N, H, W, 3]``."""
-    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round()
-    return x.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
 
 
 def image_grid(images, columns=4):
