@@ -68,7 +68,7 @@ class DiffusionTrainingConfig:
     """Options of ``train diffusion`` (module docs)."""
 
     input_shape: tuple = (64, 112)
-    steps: int = 6000
+    steps: int = 5000
     batch_size: int = 16
     lr: float = 2e-4
     warmup_steps: int = 200
