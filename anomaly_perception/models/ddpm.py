@@ -42,8 +42,8 @@ from .registry import Tensor
 MODEL_FILE = 'ddpm.pt'
 
 # The default: 3.0 M parameters (6 MB in fp16) at 64x112 (16:9 within the /8 grid); a
-# training step of 16 frames takes 1.25 s on 2 CPU cores (the [32, 64, 128, 128] variant, 4.3 M,
-# 1.97 s; docs/PERFORMANCE.md).
+# training step of 16 frames takes 1.3 s on 2 CPU cores, 1.35x less than the [32, 64, 128, 128]
+# variant (benchmarks/bench_diffusion.py, docs/PERFORMANCE.md).
 DEFAULT_UNET = {
     'block_out_channels': [32, 64, 64, 128],
     'down_block_types': ['DownBlock2D', 'DownBlock2D', 'AttnDownBlock2D', 'DownBlock2D'],
