@@ -64,12 +64,10 @@ def experiment_frames(data_dir, split='test_set', every=8, limit=24):
     return data, (records[:limit] if limit else records)
 
 
-def _label(data, record, shape):
-    mask = data.root / 'masks' / f'{Path(record.filename).stem}.png'
-    if not mask.is_file():
-        return np.zeros(shape, np.uint8)
-    m = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
-    return (m > 0).astype(np.uint8)
+def _label(record, shape):
+    from .synthesis_report import label_mask_for
+    mask = label_mask_for(record.path)          # <root>/masks/<stem>.png; none: normal
+    return np.zeros(shape, np.uint8) if mask is None else mask.astype(np.uint8)
 
 
 def _read(record):
@@ -172,7 +170,7 @@ def run_synthesis_experiment(model_dir, data_dir, out_dir, *, options=None, spli
     sheet = []
     for rec in records:
         rgb = _read(rec)
-        label = _label(data, rec, rgb.shape[:2])
+        label = _label(rec, rgb.shape[:2])
         maps, edit = maps_of(rgb)
         for r in rows:
             valid = np.isfinite(maps[r])
