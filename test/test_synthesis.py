@@ -317,7 +317,7 @@ def test_the_synthesizer_maps_any_image_at_its_resolution(tiny_ddpm, tiny_pixel_
     options = SynthesisOptions(features=features, refine=refine, segments=20,
                                pixel_model=str(tiny_pixel_model), promptable=str(tiny_promptable),
                                grid=4, analysis_shape=(32, 48))
-    synth = AnomalySynthesizer.from_model_dir(tiny_ddpm, options)
+    synth = AnomalySynthesizer.from_model_dir(tiny_ddpm, options=options)
     assert synth.guidance.guidance == 'reverse' and synth.guidance.strength == 5.0
     image = np.random.default_rng(0).integers(0, 255, (90, 200, 3), dtype=np.uint8)
     result = synth.process(image)
@@ -338,7 +338,7 @@ def test_the_synthesizer_maps_any_image_at_its_resolution(tiny_ddpm, tiny_pixel_
         seg = promptable_segments(synth._segmenter, rgb, grid=4, min_iou=-1.0)
         assert seg.shape == (32, 48) and seg.dtype == np.int32
         assert seg.max() >= 0 and set(np.unique(seg)) <= set(range(-1, 16))
-    again = AnomalySynthesizer.from_model_dir(tiny_ddpm, options).process(image)
+    again = AnomalySynthesizer.from_model_dir(tiny_ddpm, options=options).process(image)
     np.testing.assert_array_equal(again.anomaly, result.anomaly)
 
 
@@ -399,7 +399,7 @@ def test_experiment_synthesis_rows_and_the_rgb_row_by_hand(tiny_ddpm, tiny_pixel
     import cv2
     data, records = experiment_frames(tiny_pixel_data, every=8, limit=5)
     assert sum(r.is_anomaly for r in records) >= 2
-    synth = AnomalySynthesizer.from_model_dir(tiny_ddpm, options)
+    synth = AnomalySynthesizer.from_model_dir(tiny_ddpm, options=options)
     labels, scores = [], []
     for rec in records:
         rgb = cv2.cvtColor(cv2.imread(str(rec.path)), cv2.COLOR_BGR2RGB)
@@ -414,3 +414,44 @@ def test_experiment_synthesis_rows_and_the_rgb_row_by_hand(tiny_ddpm, tiny_pixel
         scores.append(m[keep])
     expected = binary_curve(np.concatenate(labels), np.concatenate(scores)).average_precision()
     assert report['rows']['rgb']['auprc'] == pytest.approx(expected, abs=0.01)
+
+
+def test_strength_sweep_chooses_the_best_lambda_on_validation(tiny_ddpm, tiny_pixel_model,
+                                                              tiny_pixel_data, tmp_path, capsys):
+    from anomaly_perception.cli import main
+    from anomaly_perception.evaluation.metrics import binary_curve
+    from anomaly_perception.evaluation.synthesis_experiments import experiment_frames
+    from anomaly_perception.evaluation.synthesis_report import label_mask_for
+    from anomaly_perception.perception.synthesis import AnomalySynthesizer
+    from anomaly_perception.perception.synthesis import SynthesisOptions
+    import cv2
+    import json
+    code = main(['experiment', 'synthesis-strength', '--model', str(tiny_ddpm), '--data',
+                 str(tiny_pixel_data), '--out', str(tmp_path / 's'), '--every', '2',
+                 '--limit', '6', '--strengths', '0,50', '--pixel-model', str(tiny_pixel_model),
+                 '--segments', '16'])
+    assert code == 0
+    assert 'chosen lambda' in capsys.readouterr().out
+    report = json.loads((tmp_path / 's' / 'strength.json').read_text())
+    assert report['split'] == 'validation_set' and report['frames'] == 6
+    assert [r['strength'] for r in report['rows']] == [0.0, 50.0]
+    best = max(report['rows'], key=lambda r: r['auprc'])
+    assert report['chosen'] == best['strength']
+    assert (tmp_path / 's' / 'strength.png').stat().st_size > 0
+    # The lambda-50 row by hand: the branch's map of each validation frame at that strength.
+    synth = AnomalySynthesizer.from_model_dir(tiny_ddpm, options=SynthesisOptions(
+        strength=50.0, pixel_model=str(tiny_pixel_model), segments=16))
+    _, records = experiment_frames(tiny_pixel_data, 'validation_set', every=2, limit=6)
+    labels, scores = [], []
+    for rec in records:
+        rgb = cv2.cvtColor(cv2.imread(str(rec.path)), cv2.COLOR_BGR2RGB)
+        m = synth.process(rgb).anomaly
+        mask = label_mask_for(rec.path)
+        label = np.zeros(rgb.shape[:2], bool) if mask is None else mask
+        keep = np.isfinite(m)
+        labels.append(label[keep])
+        scores.append(m[keep])
+    expected = binary_curve(np.concatenate(labels), np.concatenate(scores)).average_precision()
+    assert report['rows'][1]['auprc'] == pytest.approx(expected, abs=0.01)
+    assert main(['experiment', 'synthesis-strength', '--data', str(tiny_pixel_data), '--out',
+                 str(tmp_path / 't'), '--strengths', 'ten']) == 1

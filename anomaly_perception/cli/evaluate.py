@@ -76,6 +76,9 @@ def _run_score(args):
         return _score_instance(files, args)
     branch, model = resolve_branch(args.branch, args.model)
     writer = SCORE_WRITERS.get(branch.name)
+    if branch.name == 'synthesis':
+        raise UsageError('score --branch synthesis: use anomaly-perception synthesize IMAGES '
+                         '--out DIR (the edit, the map and a panel per image).')
     if writer is None:
         raise UsageError(f'score has no output for the {branch.name!r} branch yet.')
     detector = branch.detector_class.from_model_dir(model, args.backend,
@@ -424,6 +427,23 @@ def add_experiment(sub):
     from .synthesize import add_synthesis_options
     add_synthesis_options(sx)
     sx.set_defaults(run=_run_experiment_synthesis)
+    sl = xsub.add_parser(
+        'synthesis-strength', help='choose the guidance strength lambda on validation frames',
+        description='Edit a fixed subset of the validation split (every --every-th normal or '
+                    'local-anomaly frame, at most --limit) at each --strengths value, analysed '
+                    'as the branch does; the lambda with the highest pixel AUC-PR is chosen '
+                    '-> strength.json, strength.png.')
+    sl.add_argument('--model', default=None, help='synthesis model (default '
+                                                  'models/synthesis_ddpm)')
+    sl.add_argument('--data', required=True)
+    sl.add_argument('--out', required=True)
+    sl.add_argument('--split', default='validation_set')
+    sl.add_argument('--every', type=positive_int, default=8)
+    sl.add_argument('--limit', type=positive_int, default=16)
+    sl.add_argument('--strengths', default='1,3,10,30',
+                    help='comma-separated lambdas (default 1,3,10,30)')
+    add_synthesis_options(sl)
+    sl.set_defaults(run=_run_experiment_synthesis_strength)
     fl = xsub.add_parser(
         'floor', help='hazards on the floor: projection error against the synthetic world',
         description='Renders pinhole-camera runs (corridor, tunnel), places each instance '
@@ -477,6 +497,28 @@ def _run_experiment_synthesis(args):
                                       branches=not args.no_branches, refinements=refinements)
     print(format_synthesis_report(report))
     print(f'written {args.out}/synthesis.json, synthesis.md, synthesis_pr.png')
+    return 0
+
+
+def _run_experiment_synthesis_strength(args):
+    from .synthesize import synthesis_options
+    from ..evaluation.synthesis_experiments import run_strength_sweep
+    try:
+        strengths = [float(v) for v in args.strengths.split(',') if v.strip()]
+    except ValueError:
+        raise UsageError(f'--strengths {args.strengths!r}: comma-separated numbers.') from None
+    if args.strength is not None:
+        raise UsageError('experiment synthesis-strength sweeps --strengths; leave out '
+                         '--strength.')
+    report = run_strength_sweep(args.model, args.data, args.out, strengths,
+                                options=synthesis_options(args), split=args.split,
+                                every=args.every, limit=args.limit)
+    print(f"{report['frames']} frames of {report['split']} ({report['anomalous_frames']} with "
+          f"local anomalies), {report['guidance']} guidance, {report['steps']} steps:")
+    for row in report['rows']:
+        print(f"  lambda {row['strength']:g}: AUC-PR {100 * row['auprc']:.2f}  AUROC "
+              f"{100 * row['auroc']:.2f}  FPR95 {100 * row['fpr95']:.2f}")
+    print(f"chosen lambda {report['chosen']:g}; written {args.out}/strength.json, strength.png")
     return 0
 
 
