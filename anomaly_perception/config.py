@@ -79,12 +79,19 @@ PARAMETER_FILE_HEADER = """\
 # change only while the node is unconfigured; the others change live.
 # (Generated from {cls} by parameter_file(); a test keeps the two equal.)
 """
+OFFLINE_PARAMETER_FILE_HEADER = """\
+# Parameters of the {node} pipeline (anomaly_perception), with their defaults.
+# It runs offline, with no ROS node of its own:
+# anomaly-perception replay BAG --pipelines {node} --params <this file>
+# Unknown keys, wrong types and out-of-range values are errors that name the key.
+# (Generated from {cls} by parameter_file(); a test keeps the two equal.)
+"""
 
 
-def parameter_file_of(cls, node):
+def parameter_file_of(cls, node, header=PARAMETER_FILE_HEADER):
     """Return a node's parameter YAML (config/*.yaml): every parameter, its default and help."""
     import textwrap
-    lines = [PARAMETER_FILE_HEADER.format(node=node, cls=cls.__name__).rstrip('\n'), '/**:',
+    lines = [header.format(node=node, cls=cls.__name__).rstrip('\n'), '/**:',
              '  ros__parameters:']
     for name, default, description, rng, choices, configure_time in parameter_specs_of(cls):
         notes = []

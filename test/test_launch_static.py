@@ -26,6 +26,7 @@ from anomaly_perception.io.pixel_messages import output_topics as pixel_output_t
 from anomaly_perception.perception.frame_config import FrameNodeConfig
 from anomaly_perception.perception.instance_config import InstanceNodeConfig
 from anomaly_perception.perception.pixel_config import PixelNodeConfig
+from anomaly_perception.perception.synthesis_config import SynthesisConfig
 import pytest
 import yaml
 
@@ -146,7 +147,8 @@ def test_rviz_config_shows_only_topics_that_exist():
 
 @pytest.mark.parametrize('module, yaml_name', [('frame_config', 'frame_anomaly.yaml'),
                                                ('pixel_config', 'pixel_anomaly.yaml'),
-                                               ('instance_config', 'instance_anomaly.yaml')])
+                                               ('instance_config', 'instance_anomaly.yaml'),
+                                               ('synthesis_config', 'synthesis.yaml')])
 def test_parameter_file_lists_every_parameter_with_its_default(module, yaml_name):
     import importlib
     config_module = importlib.import_module(f'anomaly_perception.perception.{module}')
@@ -156,7 +158,7 @@ def test_parameter_file_lists_every_parameter_with_its_default(module, yaml_name
         f'anomaly_perception.perception.{module} import parameter_file; '
         f"open('config/{yaml_name}', 'w').write(parameter_file())\"")
     cls = {'frame_config': FrameNodeConfig, 'pixel_config': PixelNodeConfig,
-           'instance_config': InstanceNodeConfig}[module]
+           'instance_config': InstanceNodeConfig, 'synthesis_config': SynthesisConfig}[module]
     assert load_config(cls, ROOT / 'config' / yaml_name) == cls()
 
 

@@ -455,3 +455,36 @@ def test_strength_sweep_chooses_the_best_lambda_on_validation(tiny_ddpm, tiny_pi
     assert report['rows'][1]['auprc'] == pytest.approx(expected, abs=0.01)
     assert main(['experiment', 'synthesis-strength', '--data', str(tiny_pixel_data), '--out',
                  str(tmp_path / 't'), '--strengths', 'ten']) == 1
+    # --save-to-model: the chosen lambda and the steps become the model's defaults.
+    import shutil
+    model = tmp_path / 'ddpm'
+    shutil.copytree(tiny_ddpm, model)
+    assert main(['experiment', 'synthesis-strength', '--model', str(model), '--data',
+                 str(tiny_pixel_data), '--out', str(tmp_path / 'u'), '--every', '4', '--limit',
+                 '3', '--strengths', '0,50', '--steps', '3', '--pixel-model',
+                 str(tiny_pixel_model), '--segments', '16', '--save-to-model']) == 0
+    chosen = json.loads((tmp_path / 'u' / 'strength.json').read_text())['chosen']
+    synth = AnomalySynthesizer.from_model_dir(model, options=SynthesisOptions(
+        pixel_model=str(tiny_pixel_model)))
+    assert (synth.guidance.strength, synth.guidance.steps) == (chosen, 3)
+
+
+def test_the_shipped_ddpm_loads_and_synthesize_runs_out_of_the_box(tmp_path, capsys):
+    from anomaly_perception.cli import main
+    from anomaly_perception.runtime.manifest import load_manifest
+    from anomaly_perception.runtime.manifest import shipped_model_dir
+    model = shipped_model_dir('synthesis_ddpm')
+    manifest = load_manifest(model)         # verifies every file's sha256
+    assert manifest['branch'] == 'synthesis'
+    assert manifest['architecture']['type'] == 'ddpm_unet'
+    assert sum(p.stat().st_size for p in model.iterdir()) <= 20 * 2 ** 20
+    import cv2
+    image = tmp_path / 'frame.png'
+    rgb = np.random.default_rng(0).integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    cv2.imwrite(str(image), rgb)
+    # No --model: the shipped DDPM; 3 respaced steps keep the test short.
+    assert main(['synthesize', str(image), '--out', str(tmp_path / 'o'), '--steps', '3']) == 0
+    anomaly = np.load(tmp_path / 'o' / 'frame.anomaly.npy')
+    assert anomaly.shape == (360, 640) and np.isfinite(anomaly).mean() > 0.9
+    edit = cv2.imread(str(tmp_path / 'o' / 'frame.edit.png'))
+    assert edit.shape == (*manifest['preprocessing']['input_shape'], 3)

@@ -94,7 +94,8 @@ def add_replay(sub):
     p.add_argument('--topic', help='image topic (default: the only camera image topic)')
     p.add_argument('--pipelines', default='frame',
                    help='comma-separated branches to run on the same frames (default frame; '
-                        'frame,pixel,instance runs all three: instances on keyframes)')
+                        'frame,pixel,instance runs all three: instances on keyframes; '
+                        'pixel,synthesis adds the DDPM edits on keyframes, offline)')
     p.add_argument('--model', action='append', default=[], metavar='[BRANCH=]DIR',
                    help="model directory (default: the branch's shipped one); with several "
                         'pipelines BRANCH=DIR, repeatable')
@@ -204,6 +205,24 @@ def format_replay(report, out):
                          'keyframe')
         if 'contact_sheet' in inst:
             lines.append(f"instance contact sheet: {out}/{inst['contact_sheet']}")
+    syn = report if pipelines[0] == 'synthesis' else report.get('synthesis')
+    if syn is not None:
+        sec = syn['keyframe_seconds']
+        lines.append(f"synthesis branch: {syn['keyframes']} keyframes (one per "
+                     f"{syn['keyframe_period_s']:g} s), {sec['median']:.1f} s per keyframe "
+                     f"(median; {syn['sampler']}; {syn['features']} features, "
+                     f"{syn['refine']} segments)")
+        if 'pixels' in syn:
+            m = syn['pixels']
+            text = (f"synthesis pixels ({m['keyframes']} labelled keyframes): AuPRC "
+                    f"{m['auprc']:.3f}  FPR95 {m['fpr95']:.3f}")
+            if 'pixel_branch' in m:
+                text += ('; the pixel branch on the same pixels: AuPRC '
+                         f"{m['pixel_branch']['auprc']:.3f}  FPR95 "
+                         f"{m['pixel_branch']['fpr95']:.3f}")
+            lines.append(text)
+        if 'contact_sheet' in syn:
+            lines.append(f"synthesis contact sheet: {out}/{syn['contact_sheet']}")
     topics = list(report['output_topics'].values())
     for name in pipelines[1:]:
         topics += [t for t in report[name]['output_topics'].values() if t not in topics]

@@ -442,6 +442,9 @@ def add_experiment(sub):
     sl.add_argument('--limit', type=positive_int, default=16)
     sl.add_argument('--strengths', default='1,3,10,30',
                     help='comma-separated lambdas (default 1,3,10,30)')
+    sl.add_argument('--save-to-model', action='store_true',
+                    help="write the chosen lambda and the steps into the model's manifest "
+                         '(its guidance defaults, with where they came from)')
     add_synthesis_options(sl)
     sl.set_defaults(run=_run_experiment_synthesis_strength)
     fl = xsub.add_parser(
@@ -519,6 +522,19 @@ def _run_experiment_synthesis_strength(args):
         print(f"  lambda {row['strength']:g}: AUC-PR {100 * row['auprc']:.2f}  AUROC "
               f"{100 * row['auroc']:.2f}  FPR95 {100 * row['fpr95']:.2f}")
     print(f"chosen lambda {report['chosen']:g}; written {args.out}/strength.json, strength.png")
+    if args.save_to_model:
+        from ..runtime.manifest import add_files
+        from ..runtime.manifest import shipped_model_dir
+        model = args.model or shipped_model_dir('synthesis_ddpm')
+        add_files(model, {}, updates={
+            'guidance': {'guidance': report['guidance'], 'strength': report['chosen'],
+                         'steps': report['steps']},
+            'guidance_chosen_by': {
+                'command': 'experiment synthesis-strength', 'split': report['split'],
+                'frames': report['frames'], 'every': report['every'],
+                'auprc': {f"{r['strength']:g}": round(r['auprc'], 4) for r in report['rows']}}})
+        print(f"{model}: guidance defaults set to {report['guidance']}, lambda "
+              f"{report['chosen']:g}, {report['steps']} steps")
     return 0
 
 

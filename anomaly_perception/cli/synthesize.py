@@ -113,7 +113,7 @@ def _run_synthesize(args):
     from ..evaluation.synthesis_report import write_outputs
     from ..io.files import atomic_write_text
     from ..perception.synthesis import AnomalySynthesizer
-    synth = AnomalySynthesizer.from_model_dir(args.model, synthesis_options(args))
+    synth = AnomalySynthesizer.from_model_dir(args.model, options=synthesis_options(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -73,6 +73,11 @@ def run_bench(model_dir, backends, batches, seconds=3.0, device='cpu', precision
             'bench --branch instance: a keyframe is the pixel model plus a promptable '
             'segmenter on PyTorch, not one graph per backend; time it with python '
             'benchmarks/bench_instance.py (keyframe latency, batched vs one prompt at a time).')
+    if spec.name == 'synthesis':
+        raise AnomalyPerceptionError(
+            'bench --branch synthesis: a guided edit is many DDPM passes with gradients, on '
+            'PyTorch only; time it with python benchmarks/bench_diffusion.py (seconds per '
+            'image at the default and respaced schedules).')
     model_dir = model_dir or spec.shipped_model_dir()
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (max(batches), *FRAME_SHAPE), dtype=np.uint8)

@@ -88,6 +88,7 @@ RECORDERS = {
     'frame': 'anomaly_perception.evaluation.replay:FrameRecorder',
     'pixel': 'anomaly_perception.evaluation.pixel_replay:PixelRecorder',
     'instance': 'anomaly_perception.evaluation.instance_replay:InstanceRecorder',
+    'synthesis': 'anomaly_perception.evaluation.synthesis_replay:SynthesisRecorder',
 }
 EVALUATED_BRANCHES = tuple(RECORDERS)
 

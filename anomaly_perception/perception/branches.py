@@ -112,6 +112,14 @@ BRANCHES = {
         messages='anomaly_perception.io.instance_messages',
         builder='anomaly_perception.io.instance_messages:InstanceMessageBuilder',
         shipped_model='instance_sam_small'),
+    'synthesis': Branch(
+        name='synthesis', description='anomalies by synthesis on keyframes, offline: a DDPM '
+        'of the normal world edits the frame, the input-edit distance is the map',
+        pipeline='anomaly_perception.perception.synthesis_stream:SynthesisStream',
+        config='anomaly_perception.perception.synthesis_config:SynthesisConfig',
+        messages='anomaly_perception.io.synthesis_messages',
+        builder='anomaly_perception.io.synthesis_messages:SynthesisMessageBuilder',
+        shipped_model='synthesis_ddpm'),
 }
 
 

@@ -62,6 +62,7 @@ import math
 import numpy as np
 import torch
 
+from .pipeline import Detector
 from ..errors import AnomalyPerceptionError
 
 GUIDANCES = ('reverse', 'forward', 'mismatched', 'none')
@@ -245,7 +246,29 @@ class SynthesisResult:
     seconds: float          # wall time of the edit and the analysis
 
 
-class AnomalySynthesizer:
+class DiffusionBackend:
+    """What the synthesis branch runs on: PyTorch, always (``describe`` for reports).
+
+    The guidance differentiates through the UNet, which an ONNX or TensorRT
+    graph cannot do; the branch runs offline, off-board.
+    """
+
+    name = 'torch'
+    precision = 'fp32'
+
+    def __init__(self, device, guidance):
+        self.device = str(device)
+        self.guidance = guidance
+
+    def describe(self):
+        g = self.guidance
+        return {'backend': self.name, 'device': self.device, 'precision': self.precision,
+                'torch': torch.__version__,
+                'sampler': f'{g.guidance} guidance, strength {g.strength:g}, '
+                           f'{g.steps or "all"} steps'}
+
+
+class AnomalySynthesizer(Detector):
     """Anomalies by synthesis for uint8 RGB images of any size (module docs).
 
     The image is centre-cropped to the model's aspect and resized to its
@@ -253,6 +276,9 @@ class AnomalySynthesizer:
     input, both brought to ``analysis_shape``; the maps are resized back
     to the crop and are NaN outside it.
     """
+
+    BACKENDS = ('torch', 'auto')
+    model_dir = None
 
     def __init__(self, model, scheduler, manifest, options=None, *, device='cpu'):
         self.model = model.to(device).eval()
@@ -269,6 +295,7 @@ class AnomalySynthesizer:
             strength=float(o.strength if o.strength is not None else base.get('strength', 10.0)),
             steps=int(o.steps if o.steps is not None else base.get('steps', 0)), seed=o.seed)
         schedule_timesteps(scheduler, self.guidance.steps)      # checks steps now
+        self.backend = DiffusionBackend(device, self.guidance)
         self.input_shape = tuple(manifest['preprocessing']['input_shape'])
         self._extractors = {}
         self._segmenter = None
@@ -306,21 +333,29 @@ class AnomalySynthesizer:
         return self._segmenter
 
     @classmethod
-    def from_model_dir(cls, model_dir=None, options=None, *, device='cpu'):
+    def from_model_dir(cls, model_dir=None, backend='torch', options=None, *, device='cpu'):
         """Load a synthesis model directory (None: the shipped ``models/synthesis_ddpm``).
 
         Raises:
             ModelError: not a model directory, another branch's (named), or
                 corrupt files (named).
+            BackendError: a backend other than PyTorch (see :class:`DiffusionBackend`).
 
         """
         from ..models.ddpm import build_scheduler
+        from ..runtime.backends import BackendError
         from ..runtime.manifest import shipped_model_dir
         from ..runtime.network import load_network
+        if backend not in cls.BACKENDS:
+            raise BackendError(f'the synthesis branch runs on PyTorch only (its guidance '
+                               f'differentiates through the DDPM); backend {backend!r} cannot '
+                               'run it.')
         model_dir = model_dir or shipped_model_dir(SHIPPED_MODEL)
         model, manifest = load_network(model_dir, branch='synthesis')
-        return cls(model, build_scheduler(manifest['architecture']), manifest, options,
-                   device=device)
+        synth = cls(model, build_scheduler(manifest['architecture']), manifest, options,
+                    device=device)
+        synth.model_dir = str(model_dir)
+        return synth
 
     def edit(self, images, progress=None, guidance=None):
         """Edit uint8 ``[N, h, w, 3]`` images at the model's input; return uint8 edits.
@@ -374,6 +409,18 @@ class AnomalySynthesizer:
         full[y0:y0 + ch, x0:x0 + cw] = cv2.resize(analysis_map, (cw, ch),
                                                   interpolation=cv2.INTER_LINEAR)
         return full
+
+    def preprocess(self, images, channel_order='rgb'):
+        """Images as :meth:`score` takes them -> uint8 ``[N, h, w, 3]`` RGB at the model input."""
+        from .preprocess import as_batch
+        from .preprocess import fit_resize
+        return np.stack([fit_resize(i, self.input_shape)
+                         for i in as_batch(images, channel_order)])
+
+    def score(self, images, channel_order='rgb'):
+        """Edit and analyse one image, a batch or a list: a :class:`SynthesisResult` each."""
+        from .preprocess import as_batch
+        return [self.process(i) for i in as_batch(images, channel_order)]
 
     def process(self, image, progress=None):
         """Edit and analyse one uint8 RGB image ``[H, W, 3]``: a :class:`SynthesisResult`."""
