@@ -408,10 +408,11 @@ def add_experiment(sub):
     sx = xsub.add_parser(
         'synthesis', help="paper 001's Table I (anomalies by synthesis) on a fixed subset",
         description='A fixed subset of the split (every --every-th normal or local-anomaly '
-                    'frame, at most --limit), each edited with the three guidances; rows: '
-                    'SSIM, RGB, the feature space without and with segment refinement, the '
-                    'forward-matching and mismatched baselines, and the pixel and instance '
-                    'branches on the same frames; AUC-PR, AUROC, FPR95, F1* -> '
+                    'frame, at most --limit spread over the split), each edited with the '
+                    'three guidances; rows: SSIM, RGB, the feature space without and with '
+                    'segment refinement, the forward-matching and mismatched baselines, '
+                    'and the pixel and instance branches on the same frames; AUC-PR, '
+                    'AUROC, FPR95, F1* -> '
                     'synthesis.json, synthesis.md, synthesis_pr.png, contact_sheet.jpg.')
     sx.add_argument('--model', default=None, help='synthesis model (default '
                                                   'models/synthesis_ddpm)')
@@ -430,9 +431,9 @@ def add_experiment(sub):
     sl = xsub.add_parser(
         'synthesis-strength', help='choose the guidance strength lambda on validation frames',
         description='Edit a fixed subset of the validation split (every --every-th normal or '
-                    'local-anomaly frame, at most --limit) at each --strengths value, analysed '
-                    'as the branch does; the lambda with the highest pixel AUC-PR is chosen '
-                    '-> strength.json, strength.png.')
+                    'local-anomaly frame, at most --limit spread over the split) at each '
+                    '--strengths value, analysed as the branch does; the lambda with the '
+                    'highest pixel AUC-PR is chosen -> strength.json, strength.png.')
     sl.add_argument('--model', default=None, help='synthesis model (default '
                                                   'models/synthesis_ddpm)')
     sl.add_argument('--data', required=True)

@@ -57,11 +57,19 @@ MASK_FPR = 0.05
 
 
 def experiment_frames(data_dir, split='test_set', every=8, limit=24):
-    """Return the fixed subset: records of ``split`` (normal and local types), every n-th."""
+    """Return the fixed subset: records of ``split`` (normal and local types), every n-th.
+
+    Of the every-n-th frames (by file name), ``limit`` spread evenly over
+    the whole split: a dataset's sequences are grouped (normal ones first in
+    ours), so the first ``limit`` would all be normal.
+    """
     data = HazardsDataset(data_dir)
     records = [r for r in data.records(split) if r.label_name not in GLOBAL_TYPES]
     records = sorted(records, key=lambda r: r.filename)[::every]
-    return data, (records[:limit] if limit else records)
+    if limit and len(records) > limit:
+        picks = np.linspace(0, len(records) - 1, limit).round().astype(int)
+        records = [records[i] for i in picks]
+    return data, records
 
 
 def _label(record, shape):
