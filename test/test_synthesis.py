@@ -488,3 +488,21 @@ def test_the_shipped_ddpm_loads_and_synthesize_runs_out_of_the_box(tmp_path, cap
     assert anomaly.shape == (360, 640) and np.isfinite(anomaly).mean() > 0.9
     edit = cv2.imread(str(tmp_path / 'o' / 'frame.edit.png'))
     assert edit.shape == (*manifest['preprocessing']['input_shape'], 3)
+
+
+def test_a_diverging_edit_is_named_with_the_strength(tiny_ddpm, tiny_pixel_model, caplog):
+    from anomaly_perception.perception.synthesis import AnomalySynthesizer
+    from anomaly_perception.perception.synthesis import SynthesisOptions
+    image = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    calm = AnomalySynthesizer.from_model_dir(tiny_ddpm, options=SynthesisOptions(
+        strength=0.0, pixel_model=str(tiny_pixel_model), refine='none'))
+    with caplog.at_level('WARNING'):
+        calm.process(image)
+    assert 'saturated' not in caplog.text
+    wild = AnomalySynthesizer.from_model_dir(tiny_ddpm, options=SynthesisOptions(
+        strength=1e6, pixel_model=str(tiny_pixel_model), refine='none'))
+    with caplog.at_level('WARNING'):
+        result = wild.process(image)
+        wild.process(image)
+    assert np.mean((result.edit == 0) | (result.edit == 255)) > 0.5
+    assert caplog.text.count('guidance strength 1e+06 is too strong') == 1

@@ -441,8 +441,9 @@ def add_experiment(sub):
     sl.add_argument('--split', default='validation_set')
     sl.add_argument('--every', type=positive_int, default=8)
     sl.add_argument('--limit', type=positive_int, default=16)
-    sl.add_argument('--strengths', default='1,3,10,30',
-                    help='comma-separated lambdas (default 1,3,10,30)')
+    sl.add_argument('--strengths', default='0.0001,0.0003,0.001,0.002',
+                    help='comma-separated lambdas (default 0.0001,0.0003,0.001,0.002; larger '
+                         'ones make the shipped model diverge at 100 steps)')
     sl.add_argument('--save-to-model', action='store_true',
                     help="write the chosen lambda and the steps into the model's manifest "
                          '(its guidance defaults, with where they came from)')

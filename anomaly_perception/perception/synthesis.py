@@ -57,6 +57,7 @@ resolution.
 """
 
 import dataclasses
+import logging
 import math
 
 import numpy as np
@@ -65,7 +66,9 @@ import torch
 from .pipeline import Detector
 from ..errors import AnomalyPerceptionError
 
+LOG = logging.getLogger(__name__)
 GUIDANCES = ('reverse', 'forward', 'mismatched', 'none')
+SATURATED = 0.5     # share of an edit's values at 0 or 255 that says the sampler diverged
 
 
 class SynthesisError(AnomalyPerceptionError):
@@ -422,6 +425,18 @@ class AnomalySynthesizer(Detector):
         from .preprocess import as_batch
         return [self.process(i) for i in as_batch(images, channel_order)]
 
+    def _check_saturation(self, edited):
+        """Warn (once) when an edit is mostly 0 or 255: the guidance made the sampler diverge."""
+        share = float(np.mean((edited == 0) | (edited == 255)))
+        if share > SATURATED and not getattr(self, '_warned', False):
+            self._warned = True
+            g = self.guidance
+            LOG.warning('The edit saturated (%.0f %% of its values at 0 or 255): guidance '
+                        'strength %g is too strong for %s steps of this model; choose it with '
+                        'anomaly-perception experiment synthesis-strength.', 100 * share,
+                        g.strength, g.steps or 'all')
+        return share
+
     def process(self, image, progress=None):
         """Edit and analyse one uint8 RGB image ``[H, W, 3]``: a :class:`SynthesisResult`."""
         import time
@@ -433,6 +448,7 @@ class AnomalySynthesizer(Detector):
         started = time.perf_counter()
         small = fit_resize(image, self.input_shape)
         edited = self.edit(small[None], progress)[0]
+        self._check_saturation(edited)
         distance, analysed = self.distance(small, edited)
         segments = self.segments(analysed)
         refined = distance if segments is None else refine_by_segments(distance, segments)

@@ -83,8 +83,10 @@ class DiffusionTrainingConfig:
     fp16_weights: bool = True
     unet: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_UNET))
     scheduler: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_SCHEDULER))
+    # The manifest's guidance defaults: lambda chosen for the shipped model by ``experiment
+    # synthesis-strength`` (docs/RESULTS.md); run it (--save-to-model) for a new model.
     guidance: dict = dataclasses.field(
-        default_factory=lambda: {'guidance': 'reverse', 'strength': 10.0, 'steps': 0})
+        default_factory=lambda: {'guidance': 'reverse', 'strength': 0.001, 'steps': 100})
     seed: int = 0
 
     def architecture(self):
