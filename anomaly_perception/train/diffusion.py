@@ -86,7 +86,7 @@ class DiffusionTrainingConfig:
     # The manifest's guidance defaults: lambda chosen for the shipped model by ``experiment
     # synthesis-strength`` (docs/RESULTS.md); run it (--save-to-model) for a new model.
     guidance: dict = dataclasses.field(
-        default_factory=lambda: {'guidance': 'reverse', 'strength': 0.001, 'steps': 100})
+        default_factory=lambda: {'guidance': 'reverse', 'strength': 0.0001, 'steps': 100})
     seed: int = 0
 
     def architecture(self):
