@@ -44,10 +44,12 @@ import numpy as np
 
 from .metrics import BinaryScoreAccumulator
 from .metrics import InstanceAPAccumulator
+from .replay import header_stamp_ns
 from .replay import infer_namespace
+from .replay import prune_labels
 from .replay import Recorder
+from .replay import write_contact_sheet
 from ..data.synthetic.catalog import GLOBAL_TYPES
-from ..io.files import atomic_write_bytes
 from ..io.images import image_to_numpy
 from ..io.instance_messages import instance_overlay
 
@@ -55,10 +57,6 @@ INSTANCES_SUFFIX = '/labels/instances'
 CAMERA_INFO_SUFFIX = '/camera/camera_info'
 SHEET_FRAMES = 8
 SHEET_WIDTH = 320
-
-
-def _stamp(msg):
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def _heat(values):
@@ -108,7 +106,7 @@ class InstanceRecorder(Recorder):
             self.label_topic = labels
 
             def keep(msg):
-                self.pixel_labels[_stamp(msg)] = image_to_numpy(msg, copy=True)
+                self.pixel_labels[header_stamp_ns(msg)] = image_to_numpy(msg, copy=True)
             topics[labels] = keep
         return topics
 
@@ -194,10 +192,7 @@ class InstanceRecorder(Recorder):
             if kind == 'normal':
                 self.normal_keyframes.append(len(scores))
         if last_stamp is not None:
-            # Labels of frames already replayed that were no keyframe can never match.
-            oldest = min(self.waiting, default=last_stamp + 1)
-            for stamp in [s for s in self.pixel_labels if s <= last_stamp and s < oldest]:
-                del self.pixel_labels[stamp]
+            prune_labels(self.pixel_labels, self.waiting, last_stamp)
 
     def finish(self):
         self._match()
@@ -241,9 +236,5 @@ class InstanceRecorder(Recorder):
     def artifacts(self, out, report):
         if not self.sheet:
             return
-        rows = [thumb for _, _, thumb in sorted(self.sheet, key=lambda t: (-t[0], t[1]))]
-        width = max(r.shape[1] for r in rows)
-        rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
-        atomic_write_bytes(out / 'instance_contact_sheet.jpg',
-                           cv2.imencode('.jpg', np.vstack(rows))[1].tobytes())
+        write_contact_sheet(out / 'instance_contact_sheet.jpg', self.sheet)
         report['contact_sheet'] = 'instance_contact_sheet.jpg'

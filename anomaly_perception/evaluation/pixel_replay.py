@@ -51,6 +51,7 @@ from .metrics import BinaryScoreAccumulator
 from .metrics import ComponentF1Accumulator
 from .metrics import FailureDetectionAccumulator
 from .metrics import per_type_auroc
+from .replay import header_stamp_ns
 from .replay import infer_namespace
 from .replay import Recorder
 from ..data.synthetic.catalog import GLOBAL_TYPES
@@ -62,10 +63,6 @@ FRAME_FPR = 0.05
 INSTANCES_SUFFIX = '/labels/instances'
 SEMANTIC_SUFFIX = '/labels/semantic'
 ERROR_LABEL = 254       # an anomaly pixel's target: no class the segmenter predicts
-
-
-def _stamp(msg):
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 class PixelRecorder(Recorder):
@@ -93,7 +90,7 @@ class PixelRecorder(Recorder):
         self.label_topic = topic
 
         def keep(msg):
-            self.pixel_labels[_stamp(msg)] = image_to_numpy(msg, copy=True)
+            self.pixel_labels[header_stamp_ns(msg)] = image_to_numpy(msg, copy=True)
         topics = {topic: keep}
         semantic = f'/{ns}{SEMANTIC_SUFFIX}' if ns else SEMANTIC_SUFFIX
         if getattr(self.detector, 'has_failure', False) and semantic in bag.topics:
@@ -101,7 +98,7 @@ class PixelRecorder(Recorder):
             self.semantic_topic = semantic
 
             def keep_semantic(msg):
-                self.semantic_labels[_stamp(msg)] = image_to_numpy(msg, copy=True)
+                self.semantic_labels[header_stamp_ns(msg)] = image_to_numpy(msg, copy=True)
             topics[semantic] = keep_semantic
         return topics
 

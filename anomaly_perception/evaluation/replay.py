@@ -78,9 +78,32 @@ def _label_topic(bag, image_topic):
     return preferred if preferred in candidates else (candidates[0] if candidates else None)
 
 
+def header_stamp_ns(msg):
+    """Return a message's header stamp in ns (labels are matched to frames by it)."""
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
 def _collect_label(labels, msg):
-    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-    labels[stamp] = msg.results[0].class_id if msg.results else 'normal'
+    labels[header_stamp_ns(msg)] = msg.results[0].class_id if msg.results else 'normal'
+
+
+def prune_labels(labels, waiting, last_stamp):
+    """Drop labels of frames up to ``last_stamp`` older than every keyframe still ``waiting``.
+
+    Frames already replayed that were no keyframe can never match a label.
+    """
+    oldest = min(waiting, default=last_stamp + 1)
+    for stamp in [s for s in labels if s <= last_stamp and s < oldest]:
+        del labels[stamp]
+
+
+def write_contact_sheet(path, scored_tiles):
+    """Stack ``(score, stamp, tile)`` rows, highest score first, into a JPEG at ``path``."""
+    from ..io.files import atomic_write_bytes
+    rows = [tile for _, _, tile in sorted(scored_tiles, key=lambda t: (-t[0], t[1]))]
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    atomic_write_bytes(path, cv2.imencode('.jpg', np.vstack(rows))[1].tobytes())
 
 
 # Branch -> its recorder (``module:class``): what replay keeps of its results and reports.

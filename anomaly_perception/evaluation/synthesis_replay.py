@@ -38,20 +38,18 @@ import cv2
 import numpy as np
 
 from .metrics import BinaryScoreAccumulator
+from .replay import header_stamp_ns
 from .replay import infer_namespace
+from .replay import prune_labels
 from .replay import Recorder
+from .replay import write_contact_sheet
 from .synthesis_report import panel
 from ..data.synthetic.catalog import GLOBAL_TYPES
-from ..io.files import atomic_write_bytes
 from ..io.images import image_to_numpy
 
 INSTANCES_SUFFIX = '/labels/instances'
 SHEET_FRAMES = 6
 SHEET_TILE_WIDTH = 200
-
-
-def _stamp(msg):
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def _peak(values):
@@ -84,7 +82,7 @@ class SynthesisRecorder(Recorder):
         self.label_topic = labels
 
         def keep(msg):
-            self.pixel_labels[_stamp(msg)] = image_to_numpy(msg, copy=True)
+            self.pixel_labels[header_stamp_ns(msg)] = image_to_numpy(msg, copy=True)
         return {labels: keep}
 
     def _pixel_map(self, stamp):
@@ -152,10 +150,7 @@ class SynthesisRecorder(Recorder):
                 self.pixel_acc.update(truth, np.nan_to_num(pixel_map, nan=0.0))
                 self.labelled['with_pixel_map'] += 1
         if last_stamp is not None:
-            # Labels of frames already replayed that were no keyframe can never match.
-            oldest = min(self.waiting, default=last_stamp + 1)
-            for stamp in [s for s in self.pixel_labels if s <= last_stamp and s < oldest]:
-                del self.pixel_labels[stamp]
+            prune_labels(self.pixel_labels, self.waiting, last_stamp)
 
     def finish(self):
         self._match()
@@ -188,9 +183,5 @@ class SynthesisRecorder(Recorder):
     def artifacts(self, out, report):
         if not self.sheet:
             return
-        rows = [tile for _, _, tile in sorted(self.sheet, key=lambda t: (-t[0], t[1]))]
-        width = max(r.shape[1] for r in rows)
-        rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
-        atomic_write_bytes(out / 'synthesis_contact_sheet.jpg',
-                           cv2.imencode('.jpg', np.vstack(rows))[1].tobytes())
+        write_contact_sheet(out / 'synthesis_contact_sheet.jpg', self.sheet)
         report['contact_sheet'] = 'synthesis_contact_sheet.jpg'
