@@ -125,25 +125,15 @@ class InstanceRecorder(Recorder):
         maps = self._maps(frames)
         if maps is None:        # the pixel model on the whole batch, in one call
             maps = [r.anomaly for r in self.detector.pixel.segment([f.image for f in frames])]
-        results = []
+        results, seconds = [], []
         for frame, anomaly_map in zip(frames, maps):
             one = time.perf_counter()
             result = self.stream.process([frame.stamp_ns], [frame.image], [anomaly_map])[0]
             if result.keyframe:
-                self.keyframe_s.append(time.perf_counter() - one)
+                seconds.append(time.perf_counter() - one)
             results.append(result)
-        self.last_results = {f.stamp_ns: r for f, r in zip(frames, results)}
-        for frame, result in zip(frames, results):
-            self.bag_clock[0] = frame.stamp_ns / 1e9
-            self.stats.frame_received()
-            self.stamps.append(frame.stamp_ns)
-            if result.keyframe:
-                for key, msg in self.builder.outputs(frame.header, result,
-                                                     **self.output_options()).items():
-                    self.out.write(self.topics[key], msg, log_time_ns=frame.stamp_ns)
-                self.stats.frame_processed(self.keyframe_s[-1])
-                self.record(frame, result)
-            self._diagnostics(frame.stamp_ns)
+        self.keyframe_s.extend(seconds)
+        self.write_keyframes(frames, results, seconds)
         self.infer_s += time.perf_counter() - start
         self._match(frames[-1].stamp_ns)
 

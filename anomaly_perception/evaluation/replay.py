@@ -336,6 +336,26 @@ class Recorder:
             self.record(frame, result)
         self.infer_s += time.perf_counter() - start
 
+    def write_keyframes(self, frames, results, seconds):
+        """Write the outputs of a batch's keyframes only (branches that run on keyframes).
+
+        ``seconds`` holds each keyframe's processing time, in order; every
+        frame counts as received, and only keyframes as processed.
+        """
+        self.last_results = {f.stamp_ns: r for f, r in zip(frames, results)}
+        seconds = iter(seconds)
+        for frame, result in zip(frames, results):
+            self.bag_clock[0] = frame.stamp_ns / 1e9
+            self.stats.frame_received()
+            self.stamps.append(frame.stamp_ns)
+            if result.keyframe:
+                for key, msg in self.builder.outputs(frame.header, result,
+                                                     **self.output_options()).items():
+                    self.out.write(self.topics[key], msg, log_time_ns=frame.stamp_ns)
+                self.stats.frame_processed(next(seconds))
+                self.record(frame, result)
+            self._diagnostics(frame.stamp_ns)
+
     def record(self, frame, result):
         """Keep what the report needs of one frame's result."""
 

@@ -94,17 +94,8 @@ class SynthesisRecorder(Recorder):
         import time
         start = time.perf_counter()
         results = self.stream.process([f.stamp_ns for f in frames], [f.image for f in frames])
-        self.last_results = {f.stamp_ns: r for f, r in zip(frames, results)}
-        for frame, result in zip(frames, results):
-            self.bag_clock[0] = frame.stamp_ns / 1e9
-            self.stats.frame_received()
-            self.stamps.append(frame.stamp_ns)
-            if result.keyframe:
-                for key, msg in self.builder.outputs(frame.header, result).items():
-                    self.out.write(self.topics[key], msg, log_time_ns=frame.stamp_ns)
-                self.stats.frame_processed(result.synthesis.seconds)
-                self.record(frame, result)
-            self._diagnostics(frame.stamp_ns)
+        self.write_keyframes(frames, results,
+                             [r.synthesis.seconds for r in results if r.keyframe])
         self.infer_s += time.perf_counter() - start
         self._match(frames[-1].stamp_ns)
 
