@@ -36,7 +36,6 @@ and frame labels, over the keyframes of normal and local anomaly types:
 instance scores (overlay | refined map).
 """
 
-import heapq
 import time
 
 import cv2
@@ -46,6 +45,7 @@ from .metrics import BinaryScoreAccumulator
 from .metrics import InstanceAPAccumulator
 from .replay import header_stamp_ns
 from .replay import infer_namespace
+from .replay import keep_top
 from .replay import prune_labels
 from .replay import Recorder
 from .replay import write_contact_sheet
@@ -146,21 +146,19 @@ class InstanceRecorder(Recorder):
         if self.pixel_labels is not None:
             self.waiting[frame.stamp_ns] = (r.anomaly, r.refined, r.ids, r.scores)
         best = float(r.scores[0]) if len(r.scores) else -np.inf
-        if len(self.sheet) < SHEET_FRAMES or best > self.sheet[0][0]:
+
+        def thumb():
             h, w = r.ids.shape
             size = (SHEET_WIDTH, int(round(h * SHEET_WIDTH / w)))
             overlay = cv2.cvtColor(instance_overlay(result.image, r), cv2.COLOR_RGB2BGR)
-            thumb = np.hstack([cv2.resize(overlay, size, interpolation=cv2.INTER_AREA),
-                               cv2.resize(_heat(r.refined), size, interpolation=cv2.INTER_AREA)])
+            tile = np.hstack([cv2.resize(overlay, size, interpolation=cv2.INTER_AREA),
+                              cv2.resize(_heat(r.refined), size, interpolation=cv2.INTER_AREA)])
             seconds = (frame.stamp_ns - self.stamps[0]) / 1e9
-            cv2.putText(thumb, f'{seconds:.1f} s  {len(r.scores)} instances',
+            cv2.putText(tile, f'{seconds:.1f} s  {len(r.scores)} instances',
                         (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
                         cv2.LINE_AA)
-            item = (best, frame.stamp_ns, thumb)
-            if len(self.sheet) < SHEET_FRAMES:
-                heapq.heappush(self.sheet, item)
-            else:
-                heapq.heapreplace(self.sheet, item)
+            return tile
+        keep_top(self.sheet, SHEET_FRAMES, best, frame.stamp_ns, thumb)
 
     def _match(self, last_stamp=None):
         if self.pixel_labels is None:

@@ -97,6 +97,18 @@ def prune_labels(labels, waiting, last_stamp):
         del labels[stamp]
 
 
+def keep_top(heap, size, score, stamp, make_tile):
+    """Keep the ``size`` best ``(score, stamp, tile)`` in ``heap``; draw a tile only if it enters.
+
+    ``make_tile()`` runs only for a frame that enters the list (drawing a
+    thumbnail for every frame cost a sixth of a replay's time).
+    """
+    if len(heap) < size:
+        heapq.heappush(heap, (score, stamp, make_tile()))
+    elif score > heap[0][0]:
+        heapq.heapreplace(heap, (score, stamp, make_tile()))
+
+
 def write_contact_sheet(path, scored_tiles):
     """Stack ``(score, stamp, tile)`` rows, highest score first, into a JPEG at ``path``."""
     from ..io.files import atomic_write_bytes
@@ -402,16 +414,8 @@ class FrameRecorder(Recorder):
         self.prob.append(prob)
         self.smoothed.append(state.smoothed)
         self.flags.append(state.flag)
-        key = prob if np.isfinite(prob) else 1.0
-        if len(self.top) < TOP_FRAMES or key > self.top[0][0]:
-            # Thumbnails only for frames that enter the top list (resizing every
-            # frame cost a sixth of a replay's time).
-            item = (key, frame.stamp_ns, cv2.resize(frame.image, (160, 160),
-                                                    interpolation=cv2.INTER_AREA))
-            if len(self.top) < TOP_FRAMES:
-                heapq.heappush(self.top, item)
-            else:
-                heapq.heapreplace(self.top, item)
+        keep_top(self.top, TOP_FRAMES, prob if np.isfinite(prob) else 1.0, frame.stamp_ns,
+                 lambda: cv2.resize(frame.image, (160, 160), interpolation=cv2.INTER_AREA))
 
     def report(self):
         first = int(self.stamps[0]) if self.stamps else None

@@ -32,14 +32,13 @@ synthesis branch as a second opinion, side by side).
 as ``synthesize``'s panels (input | edit | distance | refined).
 """
 
-import heapq
-
 import cv2
 import numpy as np
 
 from .metrics import BinaryScoreAccumulator
 from .replay import header_stamp_ns
 from .replay import infer_namespace
+from .replay import keep_top
 from .replay import prune_labels
 from .replay import Recorder
 from .replay import write_contact_sheet
@@ -106,17 +105,14 @@ class SynthesisRecorder(Recorder):
         self.keyframe_s.append(r.seconds)
         if self.pixel_labels is not None:
             self.waiting[frame.stamp_ns] = (r.anomaly, self._pixel_map(frame.stamp_ns))
-        peak = _peak(r.anomaly)
-        if len(self.sheet) < SHEET_FRAMES or peak > self.sheet[0][0]:
-            tile = panel(result.image, r, width=SHEET_TILE_WIDTH)
+
+        def tile():
+            out = panel(result.image, r, width=SHEET_TILE_WIDTH)
             seconds = (frame.stamp_ns - self.stamps[0]) / 1e9
-            cv2.putText(tile, f'{seconds:.1f} s', (tile.shape[1] - 60, 18),
+            cv2.putText(out, f'{seconds:.1f} s', (out.shape[1] - 60, 18),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-            item = (peak, frame.stamp_ns, tile)
-            if len(self.sheet) < SHEET_FRAMES:
-                heapq.heappush(self.sheet, item)
-            else:
-                heapq.heapreplace(self.sheet, item)
+            return out
+        keep_top(self.sheet, SHEET_FRAMES, _peak(r.anomaly), frame.stamp_ns, tile)
 
     def _match(self, last_stamp=None):
         if self.pixel_labels is None:

@@ -52,6 +52,10 @@ DEFAULT_UNET = {
     'norm_num_groups': 8,
     'attention_head_dim': 32,
 }
+# Guided editing's defaults, written into a new model's manifest: lambda chosen for the
+# shipped model by ``experiment synthesis-strength`` (docs/RESULTS.md); run it
+# (--save-to-model) for a new model.
+DEFAULT_GUIDANCE = {'guidance': 'reverse', 'strength': 0.0001, 'steps': 100}
 DEFAULT_SCHEDULER = {
     'num_train_timesteps': 1000,
     'beta_schedule': 'linear',

@@ -292,11 +292,12 @@ class AnomalySynthesizer(Detector):
         self.device = device
         self.options = options or SynthesisOptions()
         o = self.options
-        base = dict(manifest.get('guidance') or {})
+        from ..models.ddpm import DEFAULT_GUIDANCE
+        base = {**DEFAULT_GUIDANCE, **(manifest.get('guidance') or {})}
         self.guidance = GuidanceConfig(
-            guidance=o.guidance or base.get('guidance', 'reverse'),
-            strength=float(o.strength if o.strength is not None else base.get('strength', 10.0)),
-            steps=int(o.steps if o.steps is not None else base.get('steps', 0)), seed=o.seed)
+            guidance=o.guidance or base['guidance'],
+            strength=float(o.strength if o.strength is not None else base['strength']),
+            steps=int(o.steps if o.steps is not None else base['steps']), seed=o.seed)
         schedule_timesteps(scheduler, self.guidance.steps)      # checks steps now
         self.backend = DiffusionBackend(device, self.guidance)
         self.input_shape = tuple(manifest['preprocessing']['input_shape'])

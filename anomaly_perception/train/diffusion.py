@@ -50,6 +50,7 @@ from .common import to_bytes
 from .common import TrainingError
 from ..io.files import atomic_write_bytes
 from ..models.ddpm import build_scheduler
+from ..models.ddpm import DEFAULT_GUIDANCE
 from ..models.ddpm import DEFAULT_SCHEDULER
 from ..models.ddpm import DEFAULT_UNET
 from ..models.ddpm import downsampling
@@ -83,10 +84,7 @@ class DiffusionTrainingConfig:
     fp16_weights: bool = True
     unet: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_UNET))
     scheduler: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_SCHEDULER))
-    # The manifest's guidance defaults: lambda chosen for the shipped model by ``experiment
-    # synthesis-strength`` (docs/RESULTS.md); run it (--save-to-model) for a new model.
-    guidance: dict = dataclasses.field(
-        default_factory=lambda: {'guidance': 'reverse', 'strength': 0.0001, 'steps': 100})
+    guidance: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_GUIDANCE))
     seed: int = 0
 
     def architecture(self):
