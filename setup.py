@@ -79,6 +79,7 @@ setup(
             'flake8-deprecated',
             'flake8-import-order',
             'flake8-quotes',
+            'import-linter>=2.17',
             'pydocstyle>=6',
         ],
         'rba': ['transformers>=4.30'],

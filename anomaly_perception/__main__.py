@@ -16,7 +16,7 @@
 
 import sys
 
-from anomaly_perception.cli import main
+from .cli import main
 
 # Guarded: worker processes started with 'spawn' import this module again.
 if __name__ == '__main__':

@@ -109,6 +109,30 @@ def parameter_file_of(cls, node, header=PARAMETER_FILE_HEADER):
     return '\n'.join(lines) + '\n'
 
 
+class NodeParameters:
+    """One node's ROS parameters, as the fields of its config dataclass ``cls``.
+
+    A branch's ``config.py`` binds its three functions at module level
+    (``config_from_parameters``, ``parameter_specs``, ``parameter_file``),
+    which the node base and the tests call.
+    """
+
+    def __init__(self, cls, node, header=PARAMETER_FILE_HEADER):
+        self.cls, self.node, self.header = cls, node, header
+
+    def config_from_parameters(self, values, source='ROS parameters'):
+        """Build a config from a ``{name: value}`` dict, checked strictly (ConfigError)."""
+        return config_from_dict(self.cls, values, source=source)
+
+    def parameter_specs(self):
+        """``(name, default, description, range, choices, configure_time)`` per parameter."""
+        return parameter_specs_of(self.cls)
+
+    def parameter_file(self):
+        """Return the parameter YAML (config/*.yaml): every parameter, its default and help."""
+        return parameter_file_of(self.cls, self.node, self.header)
+
+
 def _type_name(tp):
     origin = typing.get_origin(tp)
     if origin is typing.Literal:

@@ -26,6 +26,10 @@ class AnomalyPerceptionError(Exception):
     """Base class of all errors the package reports to its users."""
 
 
+class UsageError(AnomalyPerceptionError):
+    """Options that parse but do not go together."""
+
+
 class ConfigError(AnomalyPerceptionError, ValueError):
     """A configuration file or parameter is invalid."""
 

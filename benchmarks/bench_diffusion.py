@@ -14,7 +14,7 @@
 
 """Benchmark the synthesis branch's DDPM: a training step and a forward pass, per UNet size.
 
-For the default UNet (``models/ddpm.py``) and two alternatives, in one run:
+For the default UNet (``branches/synthesis/ddpm.py``) and two alternatives, in one run:
 one AdamW step on a batch of random frames (what ``train diffusion`` does
 per step, without data loading), and one noise prediction of one frame
 (guided editing calls 2-3 per reverse step). Median seconds; the default's
@@ -35,7 +35,7 @@ from common import write_report  # noqa: E402
 
 
 def variants():
-    from anomaly_perception.models import ddpm
+    from anomaly_perception.branches.synthesis import ddpm
     wide = dict(ddpm.DEFAULT_UNET, block_out_channels=[32, 64, 128, 128])
     return [('default', ddpm.DEFAULT_UNET, (64, 112)), ('wider', wide, (64, 112)),
             ('wider, 48x80', wide, (48, 80))]
@@ -43,7 +43,7 @@ def variants():
 
 def speeds(unet, shape, batch, seconds):
     """Return ``(parameters, train step s, forward s)`` of one UNet at ``shape``."""
-    from anomaly_perception.models import ddpm
+    from anomaly_perception.branches.synthesis import ddpm
     torch.manual_seed(0)
     arch = {'unet': unet, 'scheduler': ddpm.DEFAULT_SCHEDULER, 'input_shape': list(shape)}
     model = ddpm._build_from_manifest(arch)

@@ -49,7 +49,7 @@ def _ms(stats):
 
 def models(pixel_dir, failure_dir):
     """``(segmenter alone, segmenter with its head, the fsnet architecture)`` in eval mode."""
-    from anomaly_perception.models.fsnet import _build_from_manifest
+    from anomaly_perception.branches.pixel.fsnet import _build_from_manifest
     from anomaly_perception.runtime.network import architecture_of
     from anomaly_perception.runtime.network import load_network
     if not failure_dir:
@@ -70,7 +70,7 @@ def models(pixel_dir, failure_dir):
 
 def cpu_speeds(plain, both, arch, shape, seconds):
     """Eager and ONNX Runtime ms at ``shape``, without and with the head."""
-    from anomaly_perception.models.pixel import ARCHITECTURE as PIXEL
+    from anomaly_perception.branches.pixel.model import ARCHITECTURE as PIXEL
     from anomaly_perception.runtime.export import to_onnx_bytes
     import onnxruntime as ort
     h, w = shape

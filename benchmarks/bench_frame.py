@@ -31,8 +31,8 @@ import argparse
 from pathlib import Path
 import sys
 
-from anomaly_perception.perception.frame import FrameAnomalyDetector
-from anomaly_perception.train.frame import compute_embeddings
+from anomaly_perception.branches.frame.detector import FrameAnomalyDetector
+from anomaly_perception.branches.frame.train import compute_embeddings
 import numpy as np
 import torch
 

@@ -69,7 +69,7 @@ def keyframe(width=640, height=360):
 
 def cpu_speeds(pixel_dir, promptable_dir, points, seconds, backend):
     """Keyframe latency with batched prompts vs one at a time, and the parts."""
-    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
+    from anomaly_perception.branches.instance.detector import InstanceAnomalySegmenter
     rgb = keyframe()
     seg = InstanceAnomalySegmenter.from_model_dirs(pixel_dir, promptable_dir, backend=backend,
                                                    num_points=points)
@@ -104,10 +104,10 @@ def cpu_speeds(pixel_dir, promptable_dir, points, seconds, backend):
 
 def train_step_speeds(promptable_dir, seconds):
     """Seconds per training step of the promptable model, whole and decoder-only."""
-    from anomaly_perception.instance.promptable import load_promptable
-    from anomaly_perception.train.promptable import decode_prompts
-    from anomaly_perception.train.promptable import promptable_loss
-    from anomaly_perception.train.promptable import PromptableTrainingConfig
+    from anomaly_perception.branches.instance.promptable import load_promptable
+    from anomaly_perception.branches.instance.train_promptable import decode_prompts
+    from anomaly_perception.branches.instance.train_promptable import promptable_loss
+    from anomaly_perception.branches.instance.train_promptable import PromptableTrainingConfig
     seg, manifest = load_promptable(promptable_dir)
     sam = seg.sam.train()
     config = PromptableTrainingConfig()
@@ -141,9 +141,9 @@ def train_step_speeds(promptable_dir, seconds):
 
 def cuda_speeds(points, seconds):
     """Full-size SAM ViT-B (random weights), fp16: embedding + ``points`` batched prompts."""
-    from anomaly_perception.instance.promptable import build_sam
-    from anomaly_perception.instance.promptable import PromptableSegmenter
-    from anomaly_perception.instance.promptable import sam_spec
+    from anomaly_perception.branches.instance.promptable import build_sam
+    from anomaly_perception.branches.instance.promptable import PromptableSegmenter
+    from anomaly_perception.branches.instance.promptable import sam_spec
     sam = build_sam(sam_spec('vit_b')).cuda().half()
     seg = PromptableSegmenter(sam, device='cuda', prompt_batch=points)
     rgb = keyframe()

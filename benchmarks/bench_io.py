@@ -29,8 +29,8 @@ from pathlib import Path
 import sys
 import tempfile
 
+from anomaly_perception.io.bag_writer import BagWriter
 from anomaly_perception.io.bags import BagReader
-from anomaly_perception.io.bags import BagWriter
 from anomaly_perception.io.images import image_to_numpy
 from anomaly_perception.io.images import numpy_to_image
 from anomaly_perception.io.messages import RosbagsMessageFactory

@@ -26,8 +26,8 @@ from pathlib import Path
 import sys
 import time
 
-from anomaly_perception.evaluation.metrics import binary_curve
-from anomaly_perception.evaluation.metrics import BinaryScoreAccumulator
+from anomaly_perception.metrics.binary import binary_curve
+from anomaly_perception.metrics.binary import BinaryScoreAccumulator
 import numpy as np
 from sklearn import metrics as skm
 

@@ -52,8 +52,8 @@ def _ms(stats):
 
 def graph_speeds(model_dir, shape, batches, seconds):
     """Median ms per batch of the pixel graph at ``shape``: eager vs ONNX Runtime."""
-    from anomaly_perception.runtime.export import to_onnx_bytes
     from anomaly_perception.runtime.export import DEFAULT_OPSET
+    from anomaly_perception.runtime.export import to_onnx_bytes
     from anomaly_perception.runtime.network import architecture_of
     from anomaly_perception.runtime.network import load_network
     import onnxruntime as ort
@@ -83,8 +83,8 @@ def graph_speeds(model_dir, shape, batches, seconds):
 
 def pipeline_speeds(model_dir, seconds):
     """Frames/s of ``PixelStream.process`` on one 640x360 frame, per backend."""
-    from anomaly_perception.perception.pixel_config import PixelNodeConfig
-    from anomaly_perception.perception.pixel_stream import PixelStream
+    from anomaly_perception.branches.pixel.config import PixelNodeConfig
+    from anomaly_perception.branches.pixel.stream import PixelStream
     from anomaly_perception.runtime.export import export_model
     import shutil
     frame = np.random.default_rng(1).integers(0, 256, (360, 640, 3), dtype=np.uint8)

@@ -40,14 +40,15 @@ import sys
 import tempfile
 import time
 
+from anomaly_perception.branches.frame.config import FrameNodeConfig
+from anomaly_perception.branches.frame.messages import FrameMessageBuilder
+from anomaly_perception.branches.frame.stream import FrameStream
+from anomaly_perception.branches.registry import get_branches
 from anomaly_perception.data.synthetic.patrol import PatrolConfig
 from anomaly_perception.data.synthetic.patrol import write_patrol_bag
-from anomaly_perception.evaluation.replay import replay
 from anomaly_perception.io.bags import BagReader
-from anomaly_perception.io.frame_messages import FrameMessageBuilder
 from anomaly_perception.io.images import image_to_numpy
-from anomaly_perception.perception.frame_config import FrameNodeConfig
-from anomaly_perception.perception.frame_stream import FrameStream
+from anomaly_perception.replay.engine import replay
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import measure  # noqa: E402, I100
@@ -90,7 +91,8 @@ def main(argv=None):
         results['read_decode'] = {'frames': n, 'frames_per_s': n / read_s,
                                   'realtime_factor': args.seconds / read_s}
         for backend in ('onnxruntime', 'torch'):
-            report = replay(bag, Path(tmp) / f'out_{backend}', backend=backend,
+            report = replay(bag, Path(tmp) / f'out_{backend}', get_branches('frame'),
+                            backend=backend,
                             show_progress=False)
             results[f'replay_{backend}'] = {
                 'frames': report['frames_scored'], 'wall_s': report['wall_s'],

@@ -43,8 +43,8 @@ def frame():
 
 
 def main():
-    from anomaly_perception.perception.synthesis import AnomalySynthesizer
-    from anomaly_perception.perception.synthesis import SynthesisOptions
+    from anomaly_perception.branches.synthesis.detector import AnomalySynthesizer
+    from anomaly_perception.branches.synthesis.detector import SynthesisOptions
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', default=None, help='default: models/synthesis_ddpm')
     parser.add_argument('--steps', default='1000,100,50',

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 import time
 
-from anomaly_perception.io.bags import BagWriter
+from anomaly_perception.io.bag_writer import BagWriter
 from anomaly_perception.io.images import numpy_to_image
 from anomaly_perception.io.messages import RosbagsMessageFactory
 import numpy as np
@@ -157,9 +157,9 @@ def tiny_pixel_data(tmp_path_factory):
 @pytest.fixture(scope='session')
 def tiny_pixel_model(tiny_pixel_data, tmp_path_factory):
     """Train a tiny pixel model (ERFNet at 32x56, one epoch per stage) and export it."""
+    from anomaly_perception.branches.pixel.train import PixelTrainingConfig
+    from anomaly_perception.branches.pixel.train import train_pixel_model
     from anomaly_perception.runtime.export import export_model
-    from anomaly_perception.train.pixel import PixelTrainingConfig
-    from anomaly_perception.train.pixel import train_pixel_model
     root = tmp_path_factory.mktemp('pixel_model')
     config = PixelTrainingConfig(input_shape=(32, 56), encoder_epochs=1, decoder_epochs=1,
                                  batch_size=16)
@@ -180,9 +180,9 @@ def tiny_failure_model(tiny_pixel_data, tiny_pixel_model, tmp_path_factory):
     ``root / 'model'`` is the model directory, ``root / 'work'`` its checkpoints,
     ``root / 'cache'`` the frame cache.
     """
+    from anomaly_perception.branches.pixel.train_failure import FailureTrainingConfig
+    from anomaly_perception.branches.pixel.train_failure import train_failure_model
     from anomaly_perception.runtime.export import export_model
-    from anomaly_perception.train.failure import FailureTrainingConfig
-    from anomaly_perception.train.failure import train_failure_model
     root = tmp_path_factory.mktemp('failure')
     config = FailureTrainingConfig(epochs=1, batch_size=16, train_every=2,
                                    head=dict(TINY_FAILURE_HEAD))
@@ -196,8 +196,8 @@ def tiny_failure_model(tiny_pixel_data, tiny_pixel_model, tmp_path_factory):
 def tiny_promptable(tiny_pixel_data, tiny_pixel_model, tmp_path_factory):
     """Train a promptable segmenter (SAM kind, 64 px) for one epoch on the tiny data."""
     pytest.importorskip('segment_anything')
-    from anomaly_perception.train.promptable import PromptableTrainingConfig
-    from anomaly_perception.train.promptable import train_promptable_model
+    from anomaly_perception.branches.instance.train_promptable import PromptableTrainingConfig
+    from anomaly_perception.branches.instance.train_promptable import train_promptable_model
     root = tmp_path_factory.mktemp('promptable')
     config = PromptableTrainingConfig(image_size=64, prompt_dim=16, epochs=1, batch_size=8,
                                       prompts_per_image=2, init_from=str(tiny_pixel_model))
@@ -221,8 +221,8 @@ TINY_DDPM = {'input_shape': (16, 24), 'steps': 4, 'batch_size': 4, 'warmup_steps
 def tiny_ddpm(tiny_pixel_data, tmp_path_factory):
     """Train a tiny DDPM (4 steps, 10 timesteps, 16x24) on the tiny data; its model directory."""
     pytest.importorskip('diffusers')
-    from anomaly_perception.train.diffusion import DiffusionTrainingConfig
-    from anomaly_perception.train.diffusion import train_diffusion_model
+    from anomaly_perception.branches.synthesis.train import DiffusionTrainingConfig
+    from anomaly_perception.branches.synthesis.train import train_diffusion_model
     root = tmp_path_factory.mktemp('ddpm')
     config = DiffusionTrainingConfig(**{k: (dict(v) if isinstance(v, dict) else v)
                                         for k, v in TINY_DDPM.items()})

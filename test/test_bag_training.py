@@ -16,6 +16,14 @@
 
 import json
 
+from anomaly_perception import training as common
+from anomaly_perception.branches.frame.config import FrameNodeConfig
+from anomaly_perception.branches.frame.detector import FrameAnomalyDetector
+from anomaly_perception.branches.frame.stream import FrameStream
+from anomaly_perception.branches.frame.train import AutoencoderConfig
+from anomaly_perception.branches.frame.train import DensityConfig
+from anomaly_perception.branches.frame.train_bags import BagTrainingConfig
+from anomaly_perception.branches.frame.train_bags import train_frame_from_bags
 from anomaly_perception.cli import main
 from anomaly_perception.data.bag_frames import BagFrames
 from anomaly_perception.data.bag_frames import BagFramesError
@@ -25,22 +33,14 @@ from anomaly_perception.data.bag_frames import interval_frames
 from anomaly_perception.data.bag_frames import time_block_split
 from anomaly_perception.data.bag_frames import untagged_frames
 from anomaly_perception.errors import BagError
-from anomaly_perception.evaluation.events import LabelsError
-from anomaly_perception.io.bags import BagWriter
-from anomaly_perception.perception.frame import FrameAnomalyDetector
-from anomaly_perception.perception.frame_config import FrameNodeConfig
-from anomaly_perception.perception.frame_stream import FrameStream
-from anomaly_perception.perception.hazard import count_alarms
-from anomaly_perception.perception.hazard import heldout_sequences
-from anomaly_perception.perception.hazard import on_probability_for_rate
-from anomaly_perception.perception.preprocess import fit_resize
+from anomaly_perception.io.bag_writer import BagWriter
+from anomaly_perception.io.labels import LabelsError
 from anomaly_perception.runtime.manifest import load_manifest
+from anomaly_perception.runtime.preprocess import fit_resize
 from anomaly_perception.scoring.calibration import EmpiricalCalibration
-from anomaly_perception.train import common
-from anomaly_perception.train.frame import AutoencoderConfig
-from anomaly_perception.train.frame import DensityConfig
-from anomaly_perception.train.frame_bags import BagTrainingConfig
-from anomaly_perception.train.frame_bags import train_frame_from_bags
+from anomaly_perception.stream.hazard import count_alarms
+from anomaly_perception.stream.hazard import heldout_sequences
+from anomaly_perception.stream.hazard import on_probability_for_rate
 from conftest import write_image_bag
 import cv2
 import numpy as np
@@ -207,7 +207,7 @@ def trained(bags, tmp_path_factory):
 
 
 def _source(bags):
-    from anomaly_perception.train.frame_bags import ExposedSource
+    from anomaly_perception.branches.frame.train_bags import ExposedSource
     return ExposedSource.parse(f"{bags / 'tagged'}:{bags / 'tags.yaml'}")
 
 
@@ -233,8 +233,8 @@ def test_the_alarm_threshold_meets_its_rate_on_the_heldout_blocks(trained):
     alarms = manifest['alarms']
     calibration = EmpiricalCalibration.from_dict(manifest['calibration'])
     sequences = heldout_sequences(alarms['heldout'], calibration)
+    from anomaly_perception.stream.hazard import HazardConfig
     import dataclasses
-    from anomaly_perception.perception.hazard import HazardConfig
     on = alarms['on_probability']
     episodes, hours = count_alarms(sequences, dataclasses.replace(
         HazardConfig(), on_probability=on, off_probability=on - 0.1))
@@ -292,7 +292,7 @@ class _Interrupt(Exception):
 
 def test_interrupted_training_resumes_identically(bags, trained, tmp_path, monkeypatch):
     out, manifest = trained
-    import anomaly_perception.train.frame as frame_module
+    import anomaly_perception.branches.frame.train as frame_module
     real = common.progress
 
     def interrupting(total, desc, enabled=True):
@@ -359,7 +359,7 @@ def test_every_keeps_every_nth_frame_of_each_bag(bags):
 
 
 def test_the_alarm_rate_is_extrapolated_one_decade_per_nine_from_the_last_alarming_level():
-    from anomaly_perception.perception.hazard import HazardConfig
+    from anomaly_perception.stream.hazard import HazardConfig
     # Ten minutes of held-out driving at 10 Hz, one 1 s excursion to p = 0.99 per minute.
     sequences = []
     for _ in range(10):

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from anomaly_perception.errors import BagError
 from anomaly_perception.errors import TopicNotFoundError
+from anomaly_perception.io.bag_writer import BagWriter
 from anomaly_perception.io.bags import BagReader
-from anomaly_perception.io.bags import BagWriter
 from anomaly_perception.io.files import OutputExistsError
 from anomaly_perception.io.images import numpy_to_compressed
 from anomaly_perception.io.images import numpy_to_image

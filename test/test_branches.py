@@ -12,86 +12,42 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The package's shape for many branches: layers, the branch and architecture registries."""
+"""The branch and architecture registries: every branch resolves to its pieces."""
 
-import ast
 from pathlib import Path
 
+from anomaly_perception.branches.registry import branch_names
+from anomaly_perception.branches.registry import get_branch
+from anomaly_perception.branches.registry import UnknownBranchError
 from anomaly_perception.cli import main
-from anomaly_perception.evaluation.replay import replay
 from anomaly_perception.models import registry
-from anomaly_perception.perception.branches import BRANCHES
-from anomaly_perception.perception.branches import get_branch
-from anomaly_perception.perception.branches import UnknownBranchError
-from anomaly_perception.perception.pipeline import Detector
-from anomaly_perception.perception.pipeline import Pipeline
+from anomaly_perception.replay.recorder import Recorder
 from anomaly_perception.runtime.manifest import load_manifest
 from anomaly_perception.runtime.manifest import ModelError
 from anomaly_perception.runtime.manifest import shipped_model_dir
 from anomaly_perception.runtime.network import load_network
+from anomaly_perception.stream.pipeline import Detector
+from anomaly_perception.stream.pipeline import Pipeline
 import cv2
 import numpy as np
 import pytest
 import yaml
 
-PACKAGE = Path(__file__).resolve().parents[1] / 'anomaly_perception'
-# layer -> layers (top-level subpackages) it must never import
-FORBIDDEN = {
-    'models': {'runtime', 'perception', 'io', 'data', 'train', 'evaluation', 'nodes', 'cli'},
-    'scoring': {'runtime', 'perception', 'io', 'data', 'train', 'evaluation', 'nodes', 'cli'},
-    'runtime': {'perception', 'data', 'train', 'evaluation', 'nodes', 'cli'},
-    'perception': {'train', 'evaluation', 'nodes', 'cli'},
-    'io': {'perception', 'train', 'evaluation', 'nodes', 'cli'},
-}
-
-
-def _imported_layers(path):
-    """Top-level subpackages a module imports, lazily (in functions) or not."""
-    tree = ast.parse(path.read_text())
-    depth = len(path.relative_to(PACKAGE).parts) - 1
-    layers = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 0 and (node.module or '').startswith('anomaly_perception.'):
-                layers.add(node.module.split('.')[1])
-            elif node.level > depth and node.module:
-                layers.add(node.module.split('.')[0])
-            elif node.level > depth:
-                layers.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith('anomaly_perception.'):
-                    layers.add(alias.name.split('.')[1])
-    return layers
-
-
-@pytest.mark.parametrize('layer', sorted(FORBIDDEN))
-def test_layers_import_only_downwards(layer):
-    bad = {}
-    for path in sorted((PACKAGE / layer).rglob('*.py')):
-        wrong = _imported_layers(path) & FORBIDDEN[layer]
-        if wrong:
-            bad[str(path.relative_to(PACKAGE))] = sorted(wrong)
-    assert not bad, f'{layer}/ imports layers above it: {bad}'
-
-
-def test_the_import_checker_sees_lazy_imports(tmp_path):
-    # The check above would be vacuous if it missed imports inside functions.
-    module = PACKAGE / 'runtime' / 'network.py'
-    assert 'models' in _imported_layers(module)
-    assert 'manifest' not in _imported_layers(module)   # a sibling, not a layer
-
 
 def test_every_branch_resolves_to_its_pieces():
-    for name, branch in BRANCHES.items():
-        assert get_branch(name) is branch
-        assert issubclass(branch.pipeline_class, Pipeline)
-        assert issubclass(branch.detector_class, Detector)
-        config = branch.config_class()
+    assert branch_names() == ['frame', 'instance', 'pixel', 'synthesis']
+    for name in branch_names():
+        branch = get_branch(name)
+        assert get_branch(name) is branch and branch.name == name
+        assert issubclass(branch.stream, Pipeline)
+        assert issubclass(branch.detector, Detector)
+        assert issubclass(branch.recorder, Recorder)
+        assert callable(branch.score) or isinstance(branch.score, str)
+        config = branch.config()
         assert branch.config_module.config_from_parameters(
             {n: getattr(config, n) for n, *_ in branch.config_module.parameter_specs()
              if hasattr(config, n)}, 'test') == config
-        messages = branch.messages_module
+        messages = branch.messages
         assert set(messages.output_topics('robot')) >= set(messages.OUTPUT_TYPES)
         assert load_manifest(branch.shipped_model_dir())['branch'] == name
 
@@ -99,8 +55,9 @@ def test_every_branch_resolves_to_its_pieces():
 def test_unknown_branch_is_named_with_the_known_ones(tmp_path, capsys):
     with pytest.raises(UnknownBranchError, match=r"Unknown branch 'pixl'; known: frame"):
         get_branch('pixl')
-    with pytest.raises(UnknownBranchError, match="'pixl'"):
-        replay(tmp_path / 'no_bag', tmp_path / 'out', pipelines=['pixl'])
+    assert main(['replay', str(tmp_path / 'no_bag'), '--out', str(tmp_path / 'out'),
+                 '--pipelines', 'frame,pixl']) == 1
+    assert "Unknown branch 'pixl'" in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
     with pytest.raises(SystemExit) as stop:
         main(['bench', '--branch', 'pixl'])
@@ -146,3 +103,22 @@ def test_unknown_architecture_is_a_clear_model_error(tmp_path):
         load_network(copy)
     with pytest.raises(ModelError, match="holds a 'frame' model, expected a 'pixel' model"):
         load_network(shipped_model_dir('frame_rnvp_oe'), branch='pixel')
+
+
+def test_the_node_each_branch_names_is_installed_and_runs_that_branch():
+    import ast
+    import re
+    root = Path(__file__).resolve().parents[1]
+    setup = (root / 'setup.py').read_text()
+    for name in branch_names():
+        branch = get_branch(name)
+        if branch.node is None:
+            assert branch.offline_only and name == 'synthesis'
+            continue
+        entry = re.search(rf"'{branch.node} = anomaly_perception\.nodes\.(\w+):main'", setup)
+        assert entry, f'setup.py installs no {branch.node}'
+        module = root / 'anomaly_perception' / 'nodes' / f'{entry.group(1)}.py'
+        assigned = {t.id: n.value.value for n in ast.walk(ast.parse(module.read_text()))
+                    if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+                    for t in n.targets if isinstance(t, ast.Name)}
+        assert assigned['BRANCH'] == name

@@ -16,13 +16,13 @@
 
 import json
 
-from anomaly_perception.evaluation.floor_eval import measure_floor_errors
-from anomaly_perception.evaluation.floor_eval import summarise
-from anomaly_perception.evaluation.floor_eval import write_floor_report
-from anomaly_perception.perception.floor import contact_band
-from anomaly_perception.perception.floor import FloorCamera
-from anomaly_perception.perception.floor import FloorProjectionError
-from anomaly_perception.perception.floor import place_instances
+from anomaly_perception.branches.instance.floor import contact_band
+from anomaly_perception.branches.instance.floor import FloorCamera
+from anomaly_perception.branches.instance.floor import FloorProjectionError
+from anomaly_perception.branches.instance.floor import place_instances
+from anomaly_perception.branches.instance.floor_experiment import measure_floor_errors
+from anomaly_perception.branches.instance.floor_experiment import summarise
+from anomaly_perception.branches.instance.floor_experiment import write_floor_report
 import numpy as np
 import pytest
 

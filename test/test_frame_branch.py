@@ -17,31 +17,31 @@
 import csv
 import math
 
+from anomaly_perception import training as common
+from anomaly_perception.branches.frame.detector import FrameAnomalyDetector
+from anomaly_perception.branches.frame.detector import load_frame_model
+from anomaly_perception.branches.frame.evaluate import evaluate_frame
+from anomaly_perception.branches.frame.model import FrameDensityModel
+from anomaly_perception.branches.frame.realnvp import AffineCoupling
+from anomaly_perception.branches.frame.realnvp import odds_mask
+from anomaly_perception.branches.frame.realnvp import RealNVP
+from anomaly_perception.branches.frame.train import AutoencoderConfig
+from anomaly_perception.branches.frame.train import density_scores
+from anomaly_perception.branches.frame.train import DensityConfig
+from anomaly_perception.branches.frame.train import load_density
+from anomaly_perception.branches.frame.train import select_exposed
+from anomaly_perception.branches.frame.train import train_autoencoder
+from anomaly_perception.branches.frame.train import train_density
+from anomaly_perception.branches.frame.train_model import FrameTrainingConfig
+from anomaly_perception.branches.frame.train_model import train_frame_model
 from anomaly_perception.data.hazards import DatasetError
 from anomaly_perception.data.hazards import HazardsDataset
 from anomaly_perception.data.synthetic.dataset import write_dataset
-from anomaly_perception.evaluation.frame_eval import evaluate_frame
-from anomaly_perception.models.frame import FrameDensityModel
-from anomaly_perception.models.realnvp import AffineCoupling
-from anomaly_perception.models.realnvp import odds_mask
-from anomaly_perception.models.realnvp import RealNVP
-from anomaly_perception.perception.frame import FrameAnomalyDetector
-from anomaly_perception.perception.frame import load_frame_model
-from anomaly_perception.perception.preprocess import ImageInputError
 from anomaly_perception.runtime.backends import TorchBackend
 from anomaly_perception.runtime.manifest import ModelError
+from anomaly_perception.runtime.preprocess import ImageInputError
 from anomaly_perception.scoring.calibration import EmpiricalCalibration
-from anomaly_perception.train import common
-from anomaly_perception.train.common import TrainingError
-from anomaly_perception.train.frame import AutoencoderConfig
-from anomaly_perception.train.frame import density_scores
-from anomaly_perception.train.frame import DensityConfig
-from anomaly_perception.train.frame import load_density
-from anomaly_perception.train.frame import select_exposed
-from anomaly_perception.train.frame import train_autoencoder
-from anomaly_perception.train.frame import train_density
-from anomaly_perception.train.frame_model import FrameTrainingConfig
-from anomaly_perception.train.frame_model import train_frame_model
+from anomaly_perception.training import TrainingError
 import cv2
 import numpy as np
 import pytest
@@ -145,7 +145,7 @@ def test_density_training_resumes_identically(tmp_path, monkeypatch):
     normal, val, anomalies = _toy_embeddings(1)
     config = DensityConfig(hidden=16, epochs=6, batch_size=64, anomaly_batch=16, gamma=5.0)
     train_density(normal, val, tmp_path / 'straight', config, anomalies, show_progress=False)
-    import anomaly_perception.train.frame as frame_module
+    import anomaly_perception.branches.frame.train as frame_module
     monkeypatch.setattr(frame_module, 'progress', _interrupting_progress(3))
     with pytest.raises(_Interrupt):
         train_density(normal, val, tmp_path / 'resumed', config, anomalies)
@@ -163,7 +163,7 @@ def test_autoencoder_training_resumes_identically(tmp_path, monkeypatch):
     config = AutoencoderConfig(width=4, epochs=4, batch_size=8)
     train_autoencoder(images[:16], images[16:], tmp_path / 'straight', config,
                       show_progress=False)
-    import anomaly_perception.train.frame as frame_module
+    import anomaly_perception.branches.frame.train as frame_module
     monkeypatch.setattr(frame_module, 'progress', _interrupting_progress(2))
     with pytest.raises(_Interrupt):
         train_autoencoder(images[:16], images[16:], tmp_path / 'resumed', config)
@@ -377,7 +377,7 @@ def test_score_command_prints_one_row_per_image(tiny_model, tmp_path, capsys):
 
 
 def test_per_type_auroc_compares_with_normals_of_the_same_environment():
-    from anomaly_perception.evaluation.metrics import per_type_auroc
+    from anomaly_perception.metrics.binary import per_type_auroc
     labels = np.array([0, 0, 0, 0, 21, 21])
     names = np.array(['normal'] * 4 + ['roots'] * 2)
     envs = np.array(['corridor', 'corridor', 'tunnel', 'tunnel', 'tunnel', 'tunnel'])
@@ -404,8 +404,8 @@ def test_train_frame_without_validation_set_is_refused(tiny_data, tmp_path):
 
 
 def test_frame_baselines_compare_both_protocols(tiny_data, tmp_path):
-    from anomaly_perception.evaluation.frame_experiments import ClassifierConfig
-    from anomaly_perception.evaluation.frame_experiments import run_protocols
+    from anomaly_perception.branches.frame.experiments import ClassifierConfig
+    from anomaly_perception.branches.frame.experiments import run_protocols
     seen = tmp_path / 'seen'
     write_dataset(seen, preset='tiny', image_size=64, seed=5, progress=False,
                   test_scenes='seen')

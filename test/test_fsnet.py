@@ -17,11 +17,11 @@
 import math
 import shutil
 
-from anomaly_perception.models.fsnet import balanced_bce
-from anomaly_perception.models.fsnet import failure_targets
-from anomaly_perception.models.fsnet import FailureHead
-from anomaly_perception.models.fsnet import FailureHeadSpec
-from anomaly_perception.models.fsnet import logit_maps
+from anomaly_perception.branches.pixel.fsnet import balanced_bce
+from anomaly_perception.branches.pixel.fsnet import failure_targets
+from anomaly_perception.branches.pixel.fsnet import FailureHead
+from anomaly_perception.branches.pixel.fsnet import FailureHeadSpec
+from anomaly_perception.branches.pixel.fsnet import logit_maps
 import numpy as np
 import pytest
 import torch
@@ -86,8 +86,8 @@ def test_failure_targets():
 
 
 def test_head_shapes_at_640x360_and_the_ablations():
+    from anomaly_perception.branches.pixel.fsnet import FSNet
     from anomaly_perception.models.erfnet import ERFNet
-    from anomaly_perception.models.fsnet import FSNet
     net = ERFNet(8).eval()
     head = FailureHead(8, keep=list(range(7))).eval()
     x = torch.rand(1, 3, 360, 640)
@@ -127,16 +127,16 @@ def test_resnet18_weights_load_into_torchvisions_layout_only():
 
 
 def _tiny_config():
-    from anomaly_perception.train.failure import FailureTrainingConfig
+    from anomaly_perception.branches.pixel.train_failure import FailureTrainingConfig
     return FailureTrainingConfig(epochs=1, batch_size=16, train_every=2,
                                  head=FailureHeadSpec(resnet_width=4, width=16).as_dict())
 
 
 def test_train_failure_resumes_writes_a_model_and_exports_with_parity(
         tiny_pixel_data, tiny_pixel_model, tiny_failure_model, tmp_path):
+    from anomaly_perception.branches.pixel.train_failure import train_failure_model
     from anomaly_perception.runtime.manifest import load_manifest
     from anomaly_perception.runtime.network import load_network
-    from anomaly_perception.train.failure import train_failure_model
     root, config = tiny_failure_model, _tiny_config()
     manifest = load_manifest(root / 'model')
     assert manifest['architecture']['type'] == 'erfnet_pixel_fsnet'
@@ -149,7 +149,7 @@ def test_train_failure_resumes_writes_a_model_and_exports_with_parity(
                                 show_progress=False)
     assert again['metrics']['history'] == m['history']
     # Other options on the same checkpoints: refused, naming the file.
-    from anomaly_perception.train.common import TrainingError
+    from anomaly_perception.training import TrainingError
     import dataclasses
     with pytest.raises(TrainingError, match='checkpoint.pt.*other options'):
         train_failure_model(tiny_pixel_model, tiny_pixel_data, tmp_path / 'model3',
@@ -172,8 +172,8 @@ def test_train_failure_resumes_writes_a_model_and_exports_with_parity(
 
 
 def test_train_failure_refuses_a_model_without_erfnet_features(tiny_pixel_data, tmp_path):
-    from anomaly_perception.train.common import TrainingError
-    from anomaly_perception.train.failure import train_failure_model
+    from anomaly_perception.branches.pixel.train_failure import train_failure_model
+    from anomaly_perception.training import TrainingError
     with pytest.raises(TrainingError, match='no_such_model'):
         train_failure_model(tmp_path / 'no_such_model', tiny_pixel_data, tmp_path / 'm',
                             tmp_path / 'w')
@@ -186,9 +186,9 @@ def test_train_failure_refuses_a_model_without_erfnet_features(tiny_pixel_data, 
 
 def test_train_failure_refuses_a_class_count_mismatch(tiny_pixel_data, tiny_pixel_model,
                                                       tmp_path):
+    from anomaly_perception.branches.pixel.train_failure import train_failure_model
+    from anomaly_perception.training import TrainingError
     import json
-    from anomaly_perception.train.common import TrainingError
-    from anomaly_perception.train.failure import train_failure_model
     data = tmp_path / 'data'
     shutil.copytree(tiny_pixel_data, data)
     manifest = json.loads((data / 'manifest.json').read_text())
@@ -200,13 +200,13 @@ def test_train_failure_refuses_a_class_count_mismatch(tiny_pixel_data, tiny_pixe
 
 def test_experiment_failure_tables(tiny_pixel_data, tiny_pixel_model, tiny_failure_model,
                                    tmp_path):
+    from anomaly_perception.branches.pixel.failure_experiments import format_failure_report
+    from anomaly_perception.branches.pixel.failure_experiments import run_failure_experiment
+    from anomaly_perception.branches.pixel.train import load_pixel_split
     from anomaly_perception.data.hazards import HazardsDataset
     from anomaly_perception.data.synthetic.catalog import GLOBAL_TYPES
-    from anomaly_perception.evaluation.failure_experiments import format_failure_report
-    from anomaly_perception.evaluation.failure_experiments import run_failure_experiment
-    from anomaly_perception.evaluation.metrics import FailureDetectionAccumulator
+    from anomaly_perception.metrics.segmentation import FailureDetectionAccumulator
     from anomaly_perception.runtime.network import load_network
-    from anomaly_perception.train.pixel import load_pixel_split
     root = tiny_failure_model
     report = run_failure_experiment(tiny_pixel_model, {'full': root / 'model'}, tiny_pixel_data,
                                     tmp_path / 'x', every=2, mc_samples=2, show_progress=False)
@@ -251,8 +251,8 @@ def test_experiment_failure_tables(tiny_pixel_data, tiny_pixel_model, tiny_failu
 def test_pixel_models_with_and_without_a_head_initialise_other_branches(
         tiny_pixel_model, tiny_failure_model):
     from anomaly_perception.runtime.network import load_network
-    from anomaly_perception.train.common import load_erfnet_encoder
-    from anomaly_perception.train.common import TrainingError
+    from anomaly_perception.training import load_erfnet_encoder
+    from anomaly_perception.training import TrainingError
     joint = load_network(tiny_failure_model / 'model')[0].segmenter.network.encoder
     for model, expected in ((tiny_failure_model / 'model', joint),
                             (tiny_pixel_model, load_network(tiny_pixel_model)[0].network.encoder)):
@@ -269,22 +269,23 @@ def test_pixel_models_with_and_without_a_head_initialise_other_branches(
 def test_failure_map_from_node_replay_and_score_agree(tiny_failure_model, patrol_bag_5s,
                                                       ros_context, tmp_path):
     """The pixel node publishes ~/failure_map; replay writes and scores it; score saves it."""
-    import cv2
+    from anomaly_perception.branches.registry import get_branches
     from anomaly_perception.cli import main
-    from anomaly_perception.evaluation.replay import replay
     from anomaly_perception.io.bags import BagReader
     from anomaly_perception.io.images import image_to_numpy
     from anomaly_perception.io.images import numpy_to_image_fields
     from anomaly_perception.nodes.pixel_anomaly_node import PixelAnomalyNode
     from anomaly_perception.nodes.rclpy_messages import RclpyMessageFactory
+    from anomaly_perception.replay.engine import replay
     from conftest import spin_until
+    import cv2
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     model = tiny_failure_model / 'model'
-    report = replay(patrol_bag_5s, tmp_path / 'r', pipelines=('pixel',),
+    report = replay(patrol_bag_5s, tmp_path / 'r', get_branches('pixel'),
                     model_dirs={'pixel': model}, backend='onnxruntime', show_progress=False)
-    pixel = report          # a single pipeline's results are the report's top level
+    pixel = report['branches']['pixel']
     fail = pixel['failure']
     assert fail['label_topic'] == '/robomaster/labels/semantic'
     assert fail['frames'] == pixel['pixels']['frames'] > 0

@@ -16,8 +16,8 @@
 
 import logging
 
-from anomaly_perception.instance import ugains
-from anomaly_perception.perception.preprocess import ImageInputError
+from anomaly_perception.branches.instance import ugains
+from anomaly_perception.runtime.preprocess import ImageInputError
 import cv2
 import numpy as np
 import pytest
@@ -27,7 +27,7 @@ pytest.importorskip('segment_anything')
 
 @pytest.fixture(scope='module')
 def segmenter(tiny_pixel_model, tiny_promptable):
-    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
+    from anomaly_perception.branches.instance.detector import InstanceAnomalySegmenter
     # Prompts above the tiny model's threshold at pixel FPR 0.3, so there are several.
     return InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, tiny_promptable,
                                                     backend='torch', prompt_fpr=0.3,
@@ -96,7 +96,7 @@ def test_map_of_another_size_is_resized_with_one_warning(segmenter, image, caplo
 
 
 def test_min_score_drops_low_instances(tiny_pixel_model, tiny_promptable, image):
-    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
+    from anomaly_perception.branches.instance.detector import InstanceAnomalySegmenter
     all_ = InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, tiny_promptable,
                                                     backend='torch', prompt_fpr=0.3,
                                                     num_points=8).segment(image)
@@ -121,13 +121,13 @@ def test_bad_map_is_refused(segmenter, image):
 
 
 def test_bad_prompt_fpr(segmenter):
-    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
+    from anomaly_perception.branches.instance.detector import InstanceAnomalySegmenter
     with pytest.raises(ValueError, match='prompt_fpr'):
         InstanceAnomalySegmenter(segmenter.pixel, segmenter.promptable, prompt_fpr=0.0)
 
 
 def test_instances_placed_on_the_floor_with_a_camera(segmenter, image):
-    from anomaly_perception.perception.floor import FloorCamera
+    from anomaly_perception.branches.instance.floor import FloorCamera
     h, w = image.shape[:2]
     # Looking steeply down: every pixel below the top fifth sees the floor.
     camera = FloorCamera(fx=w, fy=w, cx=w / 2, cy=h / 2, height=0.3, pitch=np.radians(40))

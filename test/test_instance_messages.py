@@ -14,14 +14,14 @@
 
 """The instance branch's messages: detections, ids, refined map, hazards and markers."""
 
+from anomaly_perception.branches.instance.detector import InstanceFrameResult
+from anomaly_perception.branches.instance.floor import FloorCamera
+from anomaly_perception.branches.instance.floor import place_instances
+from anomaly_perception.branches.instance.messages import InstanceMessageBuilder
+from anomaly_perception.branches.instance.messages import MARKER_DELETEALL
+from anomaly_perception.branches.instance.messages import output_topics
+from anomaly_perception.branches.instance.messages import OUTPUT_TYPES
 from anomaly_perception.io.images import image_to_numpy
-from anomaly_perception.io.instance_messages import InstanceMessageBuilder
-from anomaly_perception.io.instance_messages import MARKER_DELETEALL
-from anomaly_perception.io.instance_messages import output_topics
-from anomaly_perception.io.instance_messages import OUTPUT_TYPES
-from anomaly_perception.perception.floor import FloorCamera
-from anomaly_perception.perception.floor import place_instances
-from anomaly_perception.perception.instance import InstanceFrameResult
 import numpy as np
 import pytest
 

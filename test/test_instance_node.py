@@ -31,7 +31,7 @@ SECOND = 1_000_000_000
 
 
 def _config(**changes):
-    from anomaly_perception.perception.instance_config import InstanceNodeConfig
+    from anomaly_perception.branches.instance.config import InstanceNodeConfig
     values = {'backend': 'torch', 'prompt_fpr': 0.3, 'num_points': 8}
     values.update(changes)
     return InstanceNodeConfig(**values)
@@ -39,7 +39,7 @@ def _config(**changes):
 
 @pytest.fixture(scope='module')
 def stream(tiny_pixel_model, tiny_promptable):
-    from anomaly_perception.perception.instance_stream import InstanceStream
+    from anomaly_perception.branches.instance.stream import InstanceStream
     return InstanceStream.from_config(_config(model_dir=str(tiny_promptable),
                                               pixel_model_dir=str(tiny_pixel_model)))
 
@@ -52,7 +52,7 @@ def rgb(tiny_pixel_data):
 
 
 def test_keyframes_by_period_and_by_a_rise_of_the_frame_probability(stream, rgb, monkeypatch):
-    from anomaly_perception.perception.keyframes import KeyframePolicy
+    from anomaly_perception.stream.keyframes import KeyframePolicy
     stream.policy = KeyframePolicy(period_s=2.0, rise=0.2)
     probabilities = iter([0.1, 0.15, 0.2, 0.5, 0.55, 0.6, 0.1])
     monkeypatch.setattr(stream.detector, 'frame_probability', lambda m: next(probabilities))
@@ -96,7 +96,7 @@ def test_live_reconfigure_moves_the_prompt_threshold_and_the_policy(stream):
 
 
 def test_camera_info_is_rescaled_to_the_image_and_checked(stream):
-    from anomaly_perception.perception.floor import FloorProjectionError
+    from anomaly_perception.branches.instance.floor import FloorProjectionError
     assert stream.camera_for((96, 160, 3)) is None or stream.camera_info is not None
     stream.set_camera_info([320.0, 0, 319.5, 0, 320.0, 179.5, 0, 0, 1], 640, 360)
     camera = stream.camera_for((180, 320, 3))
@@ -108,7 +108,7 @@ def test_camera_info_is_rescaled_to_the_image_and_checked(stream):
 
 
 def test_instance_filter_keeps_what_is_as_anomalous_as_a_prompt(stream, rgb):
-    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
+    from anomaly_perception.branches.instance.detector import InstanceAnomalySegmenter
     det = stream.detector
     assert det.instance_fpr == 0.05 and det.min_score == pytest.approx(
         det.pixel.calibration.threshold_for_fpr(0.05))
@@ -126,29 +126,29 @@ def test_instance_filter_keeps_what_is_as_anomalous_as_a_prompt(stream, rgb):
         InstanceAnomalySegmenter(det.pixel, det.promptable, min_score=0.0, instance_fpr=0.1)
 
 
-def test_bench_points_the_instance_branch_to_its_benchmark():
-    from anomaly_perception.errors import AnomalyPerceptionError
-    from anomaly_perception.evaluation.bench import run_bench
-    with pytest.raises(AnomalyPerceptionError, match='bench_instance.py'):
-        run_bench(None, ['torch'], [1], branch='instance')
+def test_bench_points_the_instance_branch_to_its_benchmark(capsys):
+    from anomaly_perception.cli import main
+    assert main(['bench', '--branch', 'instance']) == 1
+    assert 'benchmarks/bench_instance.py' in capsys.readouterr().err
 
 
 def test_replay_runs_frame_pixel_and_instance_on_the_same_frames(
         tiny_pixel_model, tiny_promptable, patrol_bag_5s, tmp_path):
-    from anomaly_perception.evaluation.replay import replay
+    from anomaly_perception.branches.instance.config import InstanceNodeConfig
+    from anomaly_perception.branches.instance.detector import InstanceAnomalySegmenter
+    from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
+    from anomaly_perception.branches.registry import get_branches
     from anomaly_perception.io.bags import BagReader
     from anomaly_perception.io.images import image_to_numpy
-    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
-    from anomaly_perception.perception.instance_config import InstanceNodeConfig
-    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    from anomaly_perception.replay.engine import replay
     config = InstanceNodeConfig(pixel_model_dir=str(tiny_pixel_model), prompt_fpr=0.3,
                                 num_points=8, keyframe_period_s=1.0)
-    report = replay(patrol_bag_5s, tmp_path / 'r', pipelines=('frame', 'pixel', 'instance'),
+    report = replay(patrol_bag_5s, tmp_path / 'r', get_branches('frame,pixel,instance'),
                     model_dirs={'pixel': tiny_pixel_model, 'instance': tiny_promptable},
                     configs={'instance': config}, backend='torch', show_progress=False)
-    inst = report['instance']
+    inst = report['branches']['instance']
     # Both read the bag's per-pixel labels: neither takes them from the other.
-    assert report['pixel']['pixels']['frames'] > 0
+    assert report['branches']['pixel']['pixels']['frames'] > 0
     assert inst['maps_from'].startswith('the pixel pipeline')
     # 5 s at one keyframe per second at least (rises may add more).
     assert inst['keyframes'] >= 5 and inst['keyframe_reasons']['first'] == 1
@@ -167,7 +167,7 @@ def test_replay_runs_frame_pixel_and_instance_on_the_same_frames(
             assert out.topics[topics[key]].count == inst['keyframes'], key
         first = next(m for _, _, m in out.messages([topics['refined_map']]))
         pixel_map = next(m for _, _, m in out.messages(
-            [report['pixel']['output_topics']['anomaly_map']]))
+            [report['branches']['pixel']['output_topics']['anomaly_map']]))
     with BagReader(patrol_bag_5s) as bag:
         image = next(iter(bag.read_images()))
     assert first.header.stamp == image.header.stamp
@@ -183,26 +183,28 @@ def test_replay_runs_frame_pixel_and_instance_on_the_same_frames(
 
 def test_replay_of_the_instance_branch_alone_runs_the_pixel_model(
         tiny_pixel_model, tiny_promptable, patrol_bag_5s, tmp_path):
-    from anomaly_perception.evaluation.replay import replay
-    from anomaly_perception.perception.instance_config import InstanceNodeConfig
+    from anomaly_perception.branches.instance.config import InstanceNodeConfig
+    from anomaly_perception.branches.registry import get_branches
+    from anomaly_perception.replay.engine import replay
     config = InstanceNodeConfig(pixel_model_dir=str(tiny_pixel_model), prompt_fpr=0.3,
                                 num_points=8, keyframe_period_s=3.0, keyframe_rise=1.0)
-    report = replay(patrol_bag_5s, tmp_path / 'r', pipelines=('instance',),
+    report = replay(patrol_bag_5s, tmp_path / 'r', get_branches('instance'),
                     model_dir=tiny_promptable, config=config, backend='torch',
                     show_progress=False)
-    assert report['maps_from'] == 'the instance pipeline'
-    assert report['keyframes'] == 2 and report['keyframe_reasons'] == {'first': 1, 'period': 1}
+    inst = report['branches']['instance']
+    assert inst['maps_from'] == 'the instance pipeline'
+    assert inst['keyframes'] == 2 and inst['keyframe_reasons'] == {'first': 1, 'period': 1}
 
 
 @pytest.mark.ros
 def test_instance_node_pairs_by_stamp_and_publishes_every_topic_with_the_image_header(
         tiny_pixel_model, tiny_promptable, ros_context, rgb, tmp_path):
+    from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
     from anomaly_perception.cli import main
     from anomaly_perception.io.images import image_to_numpy
     from anomaly_perception.io.images import numpy_to_image_fields
     from anomaly_perception.nodes.instance_anomaly_node import InstanceAnomalyNode
     from anomaly_perception.nodes.rclpy_messages import RclpyMessageFactory
-    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -254,7 +256,7 @@ def test_instance_node_pairs_by_stamp_and_publishes_every_topic_with_the_image_h
         assert spin_until(executor, lambda: node._camera_info_seen is not None, 10)
         # An image whose map never comes, then a map in the wrong encoding.
         images.publish(image_msg(STAMP0))
-        assert spin_until(executor, lambda: node.matcher.pending()['image'] == 1, 10)
+        assert spin_until(executor, lambda: node.pipeline.matcher.pending()['image'] == 1, 10)
         maps.publish(map_msg(STAMP0 + SECOND, 'mono8'))
         assert spin_until(executor, lambda: node.malformed.total == 1, 10)
         # A pair: the keyframe; the unpaired older image is dropped and counted.
@@ -263,7 +265,7 @@ def test_instance_node_pairs_by_stamp_and_publishes_every_topic_with_the_image_h
         assert spin_until(executor, lambda: all(k in got for k in types), 60), sorted(got)
         # A map whose image never comes waits (bounded), counted as waiting.
         maps.publish(map_msg(STAMP0 + 3 * SECOND))
-        assert spin_until(executor, lambda: node.matcher.pending()['map'] == 1, 10)
+        assert spin_until(executor, lambda: node.pipeline.matcher.pending()['map'] == 1, 10)
         snap = node.diagnostics_snapshot()
     finally:
         node.close()

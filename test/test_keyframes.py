@@ -17,9 +17,9 @@
 import threading
 import time
 
-from anomaly_perception.perception.keyframes import KeyframePolicy
-from anomaly_perception.perception.keyframes import LatestWinsBuffer
-from anomaly_perception.perception.keyframes import StampMatcher
+from anomaly_perception.stream.keyframes import KeyframePolicy
+from anomaly_perception.stream.keyframes import LatestWinsBuffer
+from anomaly_perception.stream.keyframes import StampMatcher
 import pytest
 
 

@@ -18,15 +18,14 @@ import ast
 from pathlib import Path
 import py_compile
 
+from anomaly_perception.branches.frame.config import FrameNodeConfig
+from anomaly_perception.branches.frame.messages import output_topics
+from anomaly_perception.branches.instance.config import InstanceNodeConfig
+from anomaly_perception.branches.instance.messages import output_topics as instance_output_topics
+from anomaly_perception.branches.pixel.config import PixelNodeConfig
+from anomaly_perception.branches.pixel.messages import output_topics as pixel_output_topics
 from anomaly_perception.config import load_config
 from anomaly_perception.config import parameter_specs_of
-from anomaly_perception.io.frame_messages import output_topics
-from anomaly_perception.io.instance_messages import output_topics as instance_output_topics
-from anomaly_perception.io.pixel_messages import output_topics as pixel_output_topics
-from anomaly_perception.perception.frame_config import FrameNodeConfig
-from anomaly_perception.perception.instance_config import InstanceNodeConfig
-from anomaly_perception.perception.pixel_config import PixelNodeConfig
-from anomaly_perception.perception.synthesis_config import SynthesisConfig
 import pytest
 import yaml
 
@@ -145,21 +144,19 @@ def test_rviz_config_shows_only_topics_that_exist():
     assert '/robomaster/instance_anomaly/markers' in topics
 
 
-@pytest.mark.parametrize('module, yaml_name', [('frame_config', 'frame_anomaly.yaml'),
-                                               ('pixel_config', 'pixel_anomaly.yaml'),
-                                               ('instance_config', 'instance_anomaly.yaml'),
-                                               ('synthesis_config', 'synthesis.yaml')])
-def test_parameter_file_lists_every_parameter_with_its_default(module, yaml_name):
-    import importlib
-    config_module = importlib.import_module(f'anomaly_perception.perception.{module}')
+@pytest.mark.parametrize('name, yaml_name', [('frame', 'frame_anomaly.yaml'),
+                                             ('pixel', 'pixel_anomaly.yaml'),
+                                             ('instance', 'instance_anomaly.yaml'),
+                                             ('synthesis', 'synthesis.yaml')])
+def test_parameter_file_lists_every_parameter_with_its_default(name, yaml_name):
+    from anomaly_perception.branches.registry import get_branch
+    branch = get_branch(name)
     text = (ROOT / 'config' / yaml_name).read_text()
-    assert text == config_module.parameter_file(), (
+    assert text == branch.config_module.parameter_file(), (
         f'config/{yaml_name} is out of date; regenerate it with python -c "from '
-        f'anomaly_perception.perception.{module} import parameter_file; '
+        f'anomaly_perception.branches.{name}.config import parameter_file; '
         f"open('config/{yaml_name}', 'w').write(parameter_file())\"")
-    cls = {'frame_config': FrameNodeConfig, 'pixel_config': PixelNodeConfig,
-           'instance_config': InstanceNodeConfig, 'synthesis_config': SynthesisConfig}[module]
-    assert load_config(cls, ROOT / 'config' / yaml_name) == cls()
+    assert load_config(branch.config, ROOT / 'config' / yaml_name) == branch.config()
 
 
 @pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)

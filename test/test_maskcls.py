@@ -14,9 +14,9 @@
 
 """The mask-classification segmenter (RbA's model): matching, loss, training, deployment."""
 
-from anomaly_perception.models.maskcls import MaskClassificationNet
-from anomaly_perception.models.maskcls import MaskClsSegmenterModel
-from anomaly_perception.train import maskcls as mc
+from anomaly_perception.branches.instance import train_maskcls as mc
+from anomaly_perception.branches.instance.maskcls import MaskClassificationNet
+from anomaly_perception.branches.instance.maskcls import MaskClsSegmenterModel
 import numpy as np
 import pytest
 import torch
@@ -71,9 +71,9 @@ def test_network_shapes_and_rba_range():
 
 def test_train_maskcls_writes_a_pixel_model_the_pipeline_runs(tiny_pixel_data, tiny_pixel_model,
                                                               tmp_path):
-    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
     from anomaly_perception.runtime.export import export_model
-    from anomaly_perception.train.common import TrainingError
+    from anomaly_perception.training import TrainingError
     config = mc.MaskClsTrainingConfig(input_shape=(32, 56), epochs=1, batch_size=16,
                                       queries=6, dim=32, layers=2, ffn=64,
                                       init_from=str(tiny_pixel_model))

@@ -14,17 +14,17 @@
 
 """Metrics against scikit-learn and against small cases computed by hand."""
 
-from anomaly_perception.evaluation.metrics import auroc
-from anomaly_perception.evaluation.metrics import average_precision
-from anomaly_perception.evaluation.metrics import binary_curve
-from anomaly_perception.evaluation.metrics import BinaryScoreAccumulator
-from anomaly_perception.evaluation.metrics import ComponentF1Accumulator
-from anomaly_perception.evaluation.metrics import ConfusionMatrix
-from anomaly_perception.evaluation.metrics import FailureDetectionAccumulator
-from anomaly_perception.evaluation.metrics import fpr_at_tpr
-from anomaly_perception.evaluation.metrics import InstanceAPAccumulator
-from anomaly_perception.evaluation.metrics import PerTypePixelAccumulator
-from anomaly_perception.evaluation.metrics import pr_auc_trapezoid
+from anomaly_perception.metrics.binary import auroc
+from anomaly_perception.metrics.binary import average_precision
+from anomaly_perception.metrics.binary import binary_curve
+from anomaly_perception.metrics.binary import BinaryScoreAccumulator
+from anomaly_perception.metrics.binary import fpr_at_tpr
+from anomaly_perception.metrics.binary import pr_auc_trapezoid
+from anomaly_perception.metrics.segmentation import ComponentF1Accumulator
+from anomaly_perception.metrics.segmentation import ConfusionMatrix
+from anomaly_perception.metrics.segmentation import FailureDetectionAccumulator
+from anomaly_perception.metrics.segmentation import InstanceAPAccumulator
+from anomaly_perception.metrics.segmentation import PerTypePixelAccumulator
 import numpy as np
 import pytest
 from sklearn import metrics as skm

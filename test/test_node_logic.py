@@ -18,20 +18,20 @@ import math
 import threading
 import time
 
+from anomaly_perception.branches.frame.config import config_from_parameters
+from anomaly_perception.branches.frame.config import FrameNodeConfig
+from anomaly_perception.branches.frame.config import parameter_specs
+from anomaly_perception.branches.frame.messages import FrameMessageBuilder
+from anomaly_perception.branches.frame.messages import output_topics
 from anomaly_perception.errors import ConfigError
-from anomaly_perception.io.frame_messages import FrameMessageBuilder
-from anomaly_perception.io.frame_messages import output_topics
 from anomaly_perception.io.messages import RosbagsMessageFactory
-from anomaly_perception.perception.frame_config import config_from_parameters
-from anomaly_perception.perception.frame_config import FrameNodeConfig
-from anomaly_perception.perception.frame_config import parameter_specs
-from anomaly_perception.perception.hazard import HazardConfig
-from anomaly_perception.perception.hazard import HazardFilter
-from anomaly_perception.perception.stream import FrameSlot
-from anomaly_perception.perception.stream import MalformedCounter
-from anomaly_perception.perception.stream import RateLimiter
-from anomaly_perception.perception.stream import StreamStats
-from anomaly_perception.perception.stream import TransportGapCounter
+from anomaly_perception.stream.flow import FrameSlot
+from anomaly_perception.stream.flow import MalformedCounter
+from anomaly_perception.stream.flow import RateLimiter
+from anomaly_perception.stream.flow import StreamStats
+from anomaly_perception.stream.flow import TransportGapCounter
+from anomaly_perception.stream.hazard import HazardConfig
+from anomaly_perception.stream.hazard import HazardFilter
 import numpy as np
 import pytest
 
@@ -287,9 +287,9 @@ def test_transport_losses_come_from_sequence_numbers_or_stamp_gaps():
 
 
 def test_frame_stream_refuses_what_it_cannot_score_with_a_kind(factory):
+    from anomaly_perception.branches.frame.stream import FrameStream
     from anomaly_perception.errors import ImageMessageError
     from anomaly_perception.io.images import numpy_to_image
-    from anomaly_perception.perception.frame_stream import FrameStream
     header = factory.header(1_767_225_600_000_000_000, 'cam')
     cases = {
         'missing stamp': numpy_to_image(np.zeros((4, 4, 3), np.uint8), 'bgr8',

@@ -202,8 +202,9 @@ def test_a_model_that_does_not_load_ends_the_process_with_code_1_and_one_line(ro
 
 def test_node_outputs_equal_replay_for_the_same_bag(ros_env, player, patrol_bag_5s, tmp_path):
     """What is evaluated offline is what runs on the robot: same stamps, same values."""
-    from anomaly_perception.evaluation.replay import replay
-    from anomaly_perception.perception.frame_config import FrameNodeConfig
+    from anomaly_perception.branches.frame.config import FrameNodeConfig
+    from anomaly_perception.branches.registry import get_branches
+    from anomaly_perception.replay.engine import replay
 
     # The replay launch file's settings: every frame, in order, nothing dropped.
     node = NodeProcess(ros_env.env, tmp_path / 'node.log', '-p', 'process_all_frames:=true',
@@ -219,7 +220,8 @@ def test_node_outputs_equal_replay_for_the_same_bag(ros_env, player, patrol_bag_
     assert code == 0
 
     config = FrameNodeConfig(process_all_frames=True, qos_reliability='reliable', qos_depth=100)
-    replay(patrol_bag_5s, tmp_path / 'replay', backend='onnxruntime', config=config,
+    replay(patrol_bag_5s, tmp_path / 'replay', get_branches('frame'), backend='onnxruntime',
+           config=config,
            show_progress=False)
     offline = {'score': {}, 'hazard': {}}
     with BagReader(tmp_path / 'replay' / 'outputs') as bag:

@@ -16,13 +16,13 @@
 
 import math
 
-from anomaly_perception.losses import class_weights
-from anomaly_perception.losses import cross_entropy
-from anomaly_perception.losses import focal_loss
-from anomaly_perception.losses import isomax_plus_loss
-from anomaly_perception.losses import logitnorm
-from anomaly_perception.losses import logitnorm_loss
-from anomaly_perception.losses import PixelLoss
+from anomaly_perception.branches.pixel.losses import class_weights
+from anomaly_perception.branches.pixel.losses import cross_entropy
+from anomaly_perception.branches.pixel.losses import focal_loss
+from anomaly_perception.branches.pixel.losses import isomax_plus_loss
+from anomaly_perception.branches.pixel.losses import logitnorm
+from anomaly_perception.branches.pixel.losses import logitnorm_loss
+from anomaly_perception.branches.pixel.losses import PixelLoss
 from anomaly_perception.models.erfnet import count_parameters
 from anomaly_perception.models.erfnet import ERFNet
 from anomaly_perception.models.erfnet import IsoMaxPlusHead
@@ -226,7 +226,7 @@ def test_pixel_calibration_uses_normal_valid_pixels_only():
 
 
 def _tiny_config(**changes):
-    from anomaly_perception.train.pixel import PixelTrainingConfig
+    from anomaly_perception.branches.pixel.train import PixelTrainingConfig
     base = {'input_shape': (32, 32), 'encoder_epochs': 1, 'decoder_epochs': 2, 'batch_size': 16}
     base.update(changes)
     return PixelTrainingConfig(**base)
@@ -238,8 +238,8 @@ class _Stop(Exception):
 
 def test_pixel_training_writes_a_model_that_loads_and_resumes_identically(
         tiny_pixel_data, tmp_path, monkeypatch):
+    import anomaly_perception.branches.pixel.train as pixel_module
     from anomaly_perception.runtime.network import load_network
-    import anomaly_perception.train.pixel as pixel_module
     config = _tiny_config(loss='eiml+focal', loss_weights={'eiml': 0.5})
     cache = tmp_path / 'cache'
     manifest = pixel_module.train_pixel_model(tiny_pixel_data, tmp_path / 'model',
@@ -295,9 +295,9 @@ def test_pixel_training_writes_a_model_that_loads_and_resumes_identically(
 def test_pixel_training_refuses_what_it_cannot_use(tiny_pixel_data, tmp_path, capsys):
     import shutil
 
+    from anomaly_perception.branches.pixel.train import train_pixel_model
     from anomaly_perception.cli import main
-    from anomaly_perception.train.common import TrainingError
-    from anomaly_perception.train.pixel import train_pixel_model
+    from anomaly_perception.training import TrainingError
     with pytest.raises(TrainingError, match='multiples of 8'):
         train_pixel_model(tiny_pixel_data, tmp_path / 'm', tmp_path / 'w',
                           _tiny_config(input_shape=(30, 32)), show_progress=False)
@@ -324,8 +324,8 @@ def test_pixel_training_refuses_what_it_cannot_use(tiny_pixel_data, tmp_path, ca
 
 @pytest.mark.parametrize('height, width', [(360, 640), (512, 512)])
 def test_segmenter_maps_come_back_at_the_input_resolution(tiny_pixel_model, height, width):
-    from anomaly_perception.perception.pixel import crop_box
-    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    from anomaly_perception.branches.pixel.detector import crop_box
+    from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
     seg = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model)
     image = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
     result = seg.segment(image)[0]
@@ -348,7 +348,7 @@ def test_segmenter_maps_come_back_at_the_input_resolution(tiny_pixel_model, heig
 
 
 def test_segmenter_onnxruntime_matches_torch(tiny_pixel_model):
-    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
     image = np.random.default_rng(1).integers(0, 255, (360, 640, 3), dtype=np.uint8)
     a = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model, 'torch').segment(image)[0]
     b = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model, 'onnxruntime').segment(image)[0]
@@ -362,9 +362,9 @@ def test_segmenter_refuses_bad_input_and_bad_models(tiny_pixel_model, tmp_path):
 
     import yaml
 
-    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
-    from anomaly_perception.perception.preprocess import ImageInputError
+    from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
     from anomaly_perception.runtime.manifest import ModelError
+    from anomaly_perception.runtime.preprocess import ImageInputError
     seg = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model)
     for bad, match in ((np.zeros((40, 40, 3), np.float32), 'uint8'),
                        (np.zeros((40, 40), np.uint8), '3'), ([], 'empty')):
@@ -387,13 +387,13 @@ def test_segmenter_refuses_bad_input_and_bad_models(tiny_pixel_model, tmp_path):
 
 
 def test_pixel_stream_messages_carry_the_header_and_the_maps(tiny_pixel_model):
+    from anomaly_perception.branches.pixel.config import PixelNodeConfig
+    from anomaly_perception.branches.pixel.messages import output_topics
+    from anomaly_perception.branches.pixel.messages import OUTPUT_TYPES
+    from anomaly_perception.branches.pixel.messages import PixelMessageBuilder
+    from anomaly_perception.branches.pixel.stream import PixelStream
     from anomaly_perception.io.images import image_to_numpy
     from anomaly_perception.io.messages import RosbagsMessageFactory
-    from anomaly_perception.io.pixel_messages import output_topics
-    from anomaly_perception.io.pixel_messages import OUTPUT_TYPES
-    from anomaly_perception.io.pixel_messages import PixelMessageBuilder
-    from anomaly_perception.perception.pixel_config import PixelNodeConfig
-    from anomaly_perception.perception.pixel_stream import PixelStream
     config = PixelNodeConfig(model_dir=str(tiny_pixel_model), backend='torch')
     stream = PixelStream.from_config(config)
     image = np.random.default_rng(2).integers(0, 255, (360, 640, 3), dtype=np.uint8)

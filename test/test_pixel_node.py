@@ -36,8 +36,8 @@ def _frame(seed=0, shape=(90, 160)):
 
 
 def test_score_writes_maps_at_the_input_resolution(tiny_pixel_model, tmp_path, capsys):
+    from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
     from anomaly_perception.cli import main
-    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
     bgr = _frame(1, (120, 200))
     cv2.imwrite(str(tmp_path / 'a.png'), bgr)
     out = tmp_path / 'out'
@@ -61,16 +61,17 @@ def test_score_writes_maps_at_the_input_resolution(tiny_pixel_model, tmp_path, c
 
 def test_replay_runs_frame_and_pixel_on_the_same_frames(tiny_pixel_model, patrol_bag_5s,
                                                         tmp_path):
-    from anomaly_perception.evaluation.pixel_replay import GLOBAL_TYPES
-    from anomaly_perception.evaluation.replay import replay
+    from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
+    from anomaly_perception.branches.pixel.recorder import GLOBAL_TYPES
+    from anomaly_perception.branches.registry import get_branches
     from anomaly_perception.io.bags import BagReader
-    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
-    report = replay(patrol_bag_5s, tmp_path / 'r', pipelines=('frame', 'pixel'),
+    from anomaly_perception.replay.engine import replay
+    report = replay(patrol_bag_5s, tmp_path / 'r', get_branches('frame,pixel'),
                     model_dirs={'pixel': tiny_pixel_model}, backend='torch',
                     show_progress=False)
     assert report['pipelines'] == ['frame', 'pixel']
-    assert 'auroc' in report and 'hazard' in report         # the frame branch, as before
-    pixel = report['pixel']
+    frame, pixel = report['branches']['frame'], report['branches']['pixel']
+    assert 'auroc' in frame and 'hazard' in frame
     assert pixel['model'] == str(tiny_pixel_model)
     px = pixel['pixels']
     with BagReader(patrol_bag_5s) as bag:
@@ -83,7 +84,7 @@ def test_replay_runs_frame_and_pixel_on_the_same_frames(tiny_pixel_model, patrol
     topics = pixel['output_topics']
     for key in ('anomaly_map', 'anomaly_mask', 'semantic', 'overlay', 'score', 'label_info'):
         assert topics[key] == f'/robomaster/pixel_anomaly/{key}'
-    assert report['output_topics']['score'] == '/robomaster/frame_anomaly/score'
+    assert frame['output_topics']['score'] == '/robomaster/frame_anomaly/score'
     seg = PixelAnomalySegmenter.from_model_dir(tiny_pixel_model)
     with BagReader(patrol_bag_5s) as bag:
         first = next(iter(bag.read_images()))
@@ -91,7 +92,7 @@ def test_replay_runs_frame_and_pixel_on_the_same_frames(tiny_pixel_model, patrol
         maps = [m for _, _, m in out.messages([topics['anomaly_map']])]
         counts = {k: out.topics[topics[k]].count for k in ('anomaly_mask', 'semantic', 'overlay')}
         assert out.topics[topics['label_info']].count == 1
-        assert out.topics[report['output_topics']['score']].count == len(maps)
+        assert out.topics[frame['output_topics']['score']].count == len(maps)
     assert len(maps) == report['frames_scored'] and set(counts.values()) == {len(maps)}
     from anomaly_perception.io.images import image_to_numpy
     assert maps[0].header.stamp == first.header.stamp
@@ -178,11 +179,11 @@ def test_pixel_node_publishes_every_topic_with_the_input_header_and_scores_maps(
 
 def test_evaluate_pixel_scores_the_deployed_pipeline_at_full_resolution(
         tiny_pixel_model, tiny_pixel_data, tmp_path):
-    from anomaly_perception.evaluation.metrics import binary_curve
-    from anomaly_perception.evaluation.pixel_eval import evaluate_pixel
-    from anomaly_perception.evaluation.pixel_eval import GLOBAL_TYPES
-    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
+    from anomaly_perception.branches.pixel.evaluate import evaluate_pixel
+    from anomaly_perception.branches.pixel.evaluate import GLOBAL_TYPES
     from anomaly_perception.data.hazards import HazardsDataset
+    from anomaly_perception.metrics.binary import binary_curve
     report = evaluate_pixel(tiny_pixel_model, tiny_pixel_data, tmp_path / 'e',
                             show_progress=False)
     assert {p.name for p in (tmp_path / 'e').iterdir()} >= {'report.json', 'pr.png'}
@@ -218,8 +219,8 @@ def test_evaluate_pixel_scores_the_deployed_pipeline_at_full_resolution(
 
 
 def test_evaluate_pixel_on_a_common_region(tiny_pixel_model, tiny_pixel_data, tmp_path):
+    from anomaly_perception.branches.pixel.evaluate import evaluate_pixel
     from anomaly_perception.errors import AnomalyPerceptionError
-    from anomaly_perception.evaluation.pixel_eval import evaluate_pixel
     full = evaluate_pixel(tiny_pixel_model, tiny_pixel_data, tmp_path / 'a',
                           show_progress=False)
     strip = evaluate_pixel(tiny_pixel_model, tiny_pixel_data, tmp_path / 'b',
@@ -237,10 +238,10 @@ def test_evaluate_pixel_on_a_common_region(tiny_pixel_model, tiny_pixel_data, tm
 def test_pixel_loss_study_shares_one_encoder_and_scores_every_loss(tiny_pixel_data, tmp_path):
     import torch
 
-    from anomaly_perception.evaluation.pixel_experiments import run_pixel_losses
-    from anomaly_perception.evaluation.pixel_experiments import STUDY_SCORES
-    from anomaly_perception.train.common import load_checkpoint
-    from anomaly_perception.train.pixel import PixelTrainingConfig
+    from anomaly_perception.branches.pixel.experiments import run_pixel_losses
+    from anomaly_perception.branches.pixel.experiments import STUDY_SCORES
+    from anomaly_perception.branches.pixel.train import PixelTrainingConfig
+    from anomaly_perception.training import load_checkpoint
     config = PixelTrainingConfig(input_shape=(32, 32), encoder_epochs=1, decoder_epochs=1,
                                  batch_size=16, train_every=2)
     results = run_pixel_losses(tiny_pixel_data, tmp_path / 'x', config, ('ce', 'eiml+focal'),
@@ -267,9 +268,10 @@ def test_pixel_loss_study_shares_one_encoder_and_scores_every_loss(tiny_pixel_da
 
 
 def test_bench_runs_the_pixel_branch_on_each_backend(tiny_pixel_model):
-    from anomaly_perception.evaluation.bench import run_bench
-    results = run_bench(tiny_pixel_model, ['torch', 'onnxruntime'], [1, 2], seconds=0.2,
-                        branch='pixel')
+    from anomaly_perception.branches.registry import get_branch
+    from anomaly_perception.runtime.bench import run_bench
+    results = run_bench(get_branch('pixel'), tiny_pixel_model, ['torch', 'onnxruntime'], [1, 2],
+                        seconds=0.2)
     assert results['branch'] == 'pixel' and not results['skipped']
     assert {(c['backend'], c['batch']) for c in results['cases']} == {
         ('torch', 1), ('torch', 2), ('onnxruntime', 1), ('onnxruntime', 2)}

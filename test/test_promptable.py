@@ -14,11 +14,11 @@
 
 """The promptable segmenter: SAM's classes from segment-anything, tiny and random here."""
 
-from anomaly_perception.instance import ugains
-from anomaly_perception.instance.promptable import build_sam
-from anomaly_perception.instance.promptable import load_sam_checkpoint
-from anomaly_perception.instance.promptable import PromptableSegmenter
-from anomaly_perception.instance.promptable import sam_spec
+from anomaly_perception.branches.instance import ugains
+from anomaly_perception.branches.instance.promptable import build_sam
+from anomaly_perception.branches.instance.promptable import load_sam_checkpoint
+from anomaly_perception.branches.instance.promptable import PromptableSegmenter
+from anomaly_perception.branches.instance.promptable import sam_spec
 from anomaly_perception.runtime.manifest import ModelError
 import numpy as np
 import pytest
@@ -90,7 +90,7 @@ def test_sam_checkpoints_load_and_bad_ones_name_file_and_architecture(tiny_sam, 
 
 
 def test_frame_regions_instances_first_then_class_components():
-    from anomaly_perception.train.promptable import frame_regions
+    from anomaly_perception.branches.instance.train_promptable import frame_regions
     labels = np.zeros((6, 8), np.uint8)
     labels[:, 4:] = 1                    # class 1 on the right...
     labels[:, 6] = 0                     # ...split in two by a column of class 0
@@ -108,8 +108,8 @@ def test_frame_regions_instances_first_then_class_components():
 
 
 def test_promptable_loss_trains_the_best_of_three():
-    from anomaly_perception.train.promptable import promptable_loss
-    from anomaly_perception.train.promptable import PromptableTrainingConfig
+    from anomaly_perception.branches.instance.train_promptable import promptable_loss
+    from anomaly_perception.branches.instance.train_promptable import PromptableTrainingConfig
     target = torch.zeros(1, 1, 4, 4)
     target[..., :2, :] = 1.0
     good = torch.where(target > 0, 8.0, -8.0)[0, 0]
@@ -127,8 +127,8 @@ def test_promptable_loss_trains_the_best_of_three():
 
 @pytest.mark.parametrize('patch', [8, 16])
 def test_small_spec_grid_follows_patch_size(patch):
-    from anomaly_perception.instance.promptable import small_spec
-    from anomaly_perception.train.promptable import decode_prompts
+    from anomaly_perception.branches.instance.promptable import small_spec
+    from anomaly_perception.branches.instance.train_promptable import decode_prompts
     sam = build_sam(small_spec(64, 16, patch))
     embedding = sam.image_encoder(sam.preprocess(torch.zeros(1, 3, 64, 64)))
     assert embedding.shape == (1, 16, 64 // patch, 64 // patch)
@@ -140,7 +140,7 @@ def test_small_spec_grid_follows_patch_size(patch):
 
 
 def test_decode_prompts_equals_sams_decoder_per_frame(tiny_sam):
-    from anomaly_perception.train.promptable import decode_prompts
+    from anomaly_perception.branches.instance.train_promptable import decode_prompts
     torch.manual_seed(1)
     embeddings = torch.randn(2, 16, 4, 4)
     points = torch.tensor([[5.0, 9.0], [60.0, 30.0], [20.0, 50.0]])
@@ -162,7 +162,7 @@ def test_decode_prompts_equals_sams_decoder_per_frame(tiny_sam):
 
 
 def test_decode_prompts_with_points_labels_and_a_mask_prompt(tiny_sam):
-    from anomaly_perception.train.promptable import decode_prompts
+    from anomaly_perception.branches.instance.train_promptable import decode_prompts
     torch.manual_seed(2)
     embeddings = torch.randn(2, 16, 4, 4)
     points = torch.tensor([[[5.0, 9.0], [40.0, 12.0]], [[60.0, 30.0], [0.0, 0.0]]])
@@ -183,7 +183,7 @@ def test_decode_prompts_with_points_labels_and_a_mask_prompt(tiny_sam):
 
 
 def test_correction_points_come_from_the_error_and_say_which():
-    from anomaly_perception.train.promptable import correction_points
+    from anomaly_perception.branches.instance.train_promptable import correction_points
     targets = torch.zeros(3, 1, 8, 8)
     targets[:, :, 2:6, 2:6] = 1.0
     logits = torch.full((3, 1, 8, 8), -5.0)
@@ -199,8 +199,8 @@ def test_correction_points_come_from_the_error_and_say_which():
 
 
 def test_train_promptable_with_iterative_prompting(tiny_pixel_data, tmp_path):
-    from anomaly_perception.train.promptable import PromptableTrainingConfig
-    from anomaly_perception.train.promptable import train_promptable_model
+    from anomaly_perception.branches.instance.train_promptable import PromptableTrainingConfig
+    from anomaly_perception.branches.instance.train_promptable import train_promptable_model
     config = PromptableTrainingConfig(image_size=64, prompt_dim=16, epochs=1, batch_size=8,
                                       prompts_per_image=2, refine_rounds=2)
     manifest = train_promptable_model(tiny_pixel_data, tmp_path / 'p', tmp_path / 'w', config,
@@ -211,9 +211,9 @@ def test_train_promptable_with_iterative_prompting(tiny_pixel_data, tmp_path):
 
 def test_train_promptable_tiny_model_loads_and_segments(tiny_pixel_data, tiny_pixel_model,
                                                         tmp_path):
-    from anomaly_perception.instance.promptable import load_promptable
-    from anomaly_perception.train.promptable import PromptableTrainingConfig
-    from anomaly_perception.train.promptable import train_promptable_model
+    from anomaly_perception.branches.instance.promptable import load_promptable
+    from anomaly_perception.branches.instance.train_promptable import PromptableTrainingConfig
+    from anomaly_perception.branches.instance.train_promptable import train_promptable_model
     config = PromptableTrainingConfig(image_size=64, prompt_dim=16, epochs=1, batch_size=8,
                                       prompts_per_image=2, init_from=str(tiny_pixel_model))
     manifest = train_promptable_model(tiny_pixel_data, tmp_path / 'p', tmp_path / 'w', config,

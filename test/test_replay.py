@@ -16,19 +16,20 @@
 
 import json
 
+from anomaly_perception.branches.registry import get_branches
 from anomaly_perception.cli import main
 from anomaly_perception.data.synthetic.patrol import PatrolConfig
 from anomaly_perception.data.synthetic.patrol import write_patrol_bag
 from anomaly_perception.errors import BagError
-from anomaly_perception.evaluation.events import event_metrics
-from anomaly_perception.evaluation.events import labels_from_intervals
-from anomaly_perception.evaluation.events import LabelsError
-from anomaly_perception.evaluation.events import read_intervals
-from anomaly_perception.evaluation.replay import replay
+from anomaly_perception.io.bag_writer import BagWriter
 from anomaly_perception.io.bags import BagReader
-from anomaly_perception.io.bags import BagWriter
 from anomaly_perception.io.files import OutputExistsError
 from anomaly_perception.io.images import numpy_to_image
+from anomaly_perception.io.labels import labels_from_intervals
+from anomaly_perception.io.labels import LabelsError
+from anomaly_perception.io.labels import read_intervals
+from anomaly_perception.metrics.events import event_metrics
+from anomaly_perception.replay.engine import replay
 from conftest import write_image_bag
 import numpy as np
 import pytest
@@ -38,6 +39,8 @@ TOPICS = {'/robomaster/frame_anomaly/score': 'vision_msgs/msg/Classification',
           '/robomaster/frame_anomaly/hazard': 'vision_msgs/msg/Classification',
           '/robomaster/frame_anomaly/markers': 'visualization_msgs/msg/MarkerArray',
           '/diagnostics': 'diagnostic_msgs/msg/DiagnosticArray'}
+
+FRAME = get_branches('frame')
 
 
 @pytest.fixture(scope='module')
@@ -53,7 +56,7 @@ def patrol(tmp_path_factory):
 @pytest.fixture(scope='module')
 def replayed(patrol, tmp_path_factory):
     out = tmp_path_factory.mktemp('replay') / 'out'
-    report = replay(patrol, out, backend='torch', batch=8, show_progress=False)
+    report = replay(patrol, out, FRAME, backend='torch', batch=8, show_progress=False)
     return out, report
 
 
@@ -79,7 +82,8 @@ def test_report_and_plots_match_an_independent_computation(patrol, replayed):
     out, report = replayed
     for name in ('report.json', 'roc.png', 'pr.png', 'timeline.png', 'top_frames.png'):
         assert (out / name).stat().st_size > 0
-    assert json.loads((out / 'report.json').read_text())['auroc'] == report['auroc']
+    assert json.loads((out / 'report.json').read_text()) == json.loads(json.dumps(report))
+    report = report['branches']['frame']
     with BagReader(patrol) as bag:
         labels = {m.header.stamp.sec * 10 ** 9 + m.header.stamp.nanosec: m.results[0].class_id
                   for _, _, m in bag.messages(['/robomaster/labels/frame'])}
@@ -138,18 +142,20 @@ def test_a_flag_that_never_turns_off_is_charged_for_every_stretch_of_normal_driv
 def test_hand_written_intervals_replace_the_bag_labels(patrol, tmp_path):
     labels = tmp_path / 'labels.yaml'
     labels.write_text('intervals:\n  - {start: 1.0, end: 2.5, label: trolley}\n')
-    report = replay(patrol, tmp_path / 'out', backend='torch', labels=labels,
+    report = replay(patrol, tmp_path / 'out', FRAME, backend='torch', labels=labels,
                     show_progress=False)
     assert report['labels'] == str(labels)
-    assert report['n_anomalous'] == 8  # frames at 1.0, 1.2, ..., 2.4 s
-    assert list(report['per_type_auroc']) == ['trolley']
+    frame = report['branches']['frame']
+    assert frame['n_anomalous'] == 8  # frames at 1.0, 1.2, ..., 2.4 s
+    assert list(frame['per_type_auroc']) == ['trolley']
 
 
 def test_intervals_outside_the_bag_are_refused(patrol, tmp_path):
     labels = tmp_path / 'labels.yaml'
     labels.write_text('intervals:\n  - {start: 4.0, end: 30.0, label: water}\n')
     with pytest.raises(LabelsError, match=r'falls outside the bag, which spans 0-15.80 s'):
-        replay(patrol, tmp_path / 'out', backend='torch', labels=labels, show_progress=False)
+        replay(patrol, tmp_path / 'out', FRAME, backend='torch', labels=labels,
+               show_progress=False)
     assert not (tmp_path / 'out').exists()
 
 
@@ -163,17 +169,19 @@ def test_tag_round_trips_with_replay_labels(patrol, replayed, tmp_path, capsys):
     out, report = replayed
     flags = _hazard_flags(out)
     assert any(flags) and not all(flags)   # the darkness raises an alarm, normal driving not
-    assert len(report['alarm_episodes']) >= 1
+    episodes = report['branches']['frame']['alarm_episodes']
+    assert len(episodes) >= 1
     tags = tmp_path / 'tags.yaml'
     assert main(['tag', str(patrol), '--from-report', str(out), '--out', str(tags)]) == 0
-    assert f"{len(report['alarm_episodes'])} interval(s) written" in capsys.readouterr().out
+    assert f'{len(episodes)} interval(s) written' in capsys.readouterr().out
     with BagReader(patrol) as bag:
         stamps = [f.stamp_ns for f in bag.read_images('/robomaster/camera/image_color')]
     # Read back as replay --labels reads it: exactly the frames the flag was on for.
     labels = labels_from_intervals(stamps, read_intervals(tags, stamps[0], stamps[-1]))
     assert [name == 'flagged' for name in labels] == flags
-    again = replay(patrol, tmp_path / 'again', backend='torch', labels=tags,
+    again = replay(patrol, tmp_path / 'again', FRAME, backend='torch', labels=tags,
                    show_progress=False)
+    again = again['branches']['frame']
     assert again['n_anomalous'] == sum(flags)
     assert again['events']['detected'] == again['events']['n_events'] >= 1
     # Tagging against another bag is refused; an existing file is kept.
@@ -202,11 +210,12 @@ def test_malformed_frames_are_counted_skipped_and_reported(tmp_path):
             else:
                 image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
                 bag.write('/cam/image', numpy_to_image(image, 'rgb8', header, f))
-    report = replay(path, tmp_path / 'out', backend='torch', show_progress=False)
+    report = replay(path, tmp_path / 'out', FRAME, backend='torch', show_progress=False)
     assert report['frames_scored'] == 4
     assert report['malformed']['count'] == 2
     assert [m['index'] for m in report['malformed']['frames']] == [2, 4]
-    assert 'auroc' not in report  # no labels in this bag
+    assert 'auroc' not in report['branches']['frame']  # no labels in this bag
+    assert 'labels' not in report
     with BagReader(tmp_path / 'out' / 'outputs') as bag:
         assert bag.topics['/frame_anomaly/score'].count == 4
 
@@ -215,12 +224,12 @@ def test_bag_without_image_topic_lists_its_topics(tmp_path):
     with BagWriter(tmp_path / 'bag') as bag:
         bag.add_topic('/odom_score', 'vision_msgs/msg/Classification')
     with pytest.raises(BagError, match=r'no Image or CompressedImage topic.*/odom_score'):
-        replay(tmp_path / 'bag', tmp_path / 'out', backend='torch', show_progress=False)
+        replay(tmp_path / 'bag', tmp_path / 'out', FRAME, backend='torch', show_progress=False)
 
 
 def test_existing_output_needs_overwrite(patrol, replayed):
     with pytest.raises(OutputExistsError, match='--overwrite'):
-        replay(patrol, replayed[0], backend='torch', show_progress=False)
+        replay(patrol, replayed[0], FRAME, backend='torch', show_progress=False)
 
 
 def test_replay_command(patrol, tmp_path, capsys):

@@ -21,12 +21,12 @@ import shutil
 import subprocess
 import sys
 
+from anomaly_perception.branches.frame.detector import FrameAnomalyDetector
+from anomaly_perception.branches.frame.model import FrameDensityModel
+from anomaly_perception.branches.frame.model import MODEL_FILE
 from anomaly_perception.cli import main
 from anomaly_perception.data.synthetic.world import Sequence
 from anomaly_perception.data.synthetic.world import SequenceSpec
-from anomaly_perception.models.frame import FrameDensityModel
-from anomaly_perception.models.frame import MODEL_FILE
-from anomaly_perception.perception.frame import FrameAnomalyDetector
 from anomaly_perception.runtime.backends import BackendError
 from anomaly_perception.runtime.backends import create_backend
 from anomaly_perception.runtime.backends import split_batches
@@ -38,7 +38,7 @@ from anomaly_perception.runtime.manifest import ModelError
 from anomaly_perception.runtime.manifest import shipped_model_dir
 from anomaly_perception.runtime.manifest import write_model_dir
 from anomaly_perception.scoring.calibration import EmpiricalCalibration
-from anomaly_perception.train.common import to_bytes
+from anomaly_perception.training import to_bytes
 import numpy as np
 import pytest
 import torch
@@ -137,7 +137,8 @@ def test_auto_on_the_cpu_takes_onnx_runtime_without_loading_torch_and_says_why(c
         assert 'tensorrt' in det.backend.auto_choice['skipped']
     message = ' '.join(r.getMessage() for r in caplog.records)
     assert f'backend auto: chose {det.backend.name}' in message
-    code = ('import sys; from anomaly_perception.perception.frame import FrameAnomalyDetector;'
+    code = ('import sys; '
+            'from anomaly_perception.branches.frame.detector import FrameAnomalyDetector;'
             f'FrameAnomalyDetector.from_model_dir({str(SHIPPED)!r}, "auto");'
             'print("torch" in sys.modules)')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,

@@ -16,9 +16,9 @@
 
 from pathlib import Path
 
+from anomaly_perception.branches.frame.detector import FrameAnomalyDetector
 from anomaly_perception.data.synthetic.world import Sequence
 from anomaly_perception.data.synthetic.world import SequenceSpec
-from anomaly_perception.perception.frame import FrameAnomalyDetector
 from anomaly_perception.runtime.manifest import load_manifest
 from anomaly_perception.runtime.manifest import shipped_model_dir
 import numpy as np
@@ -58,7 +58,7 @@ def test_shipped_model_scores_a_person_above_an_empty_corridor():
 
 
 def test_shipped_pixel_model_carries_its_failure_head_and_it_marks_anomalies_as_errors():
-    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
     model_dir = shipped_model_dir('pixel_erfnet')
     manifest = load_manifest(model_dir, branch='pixel')
     assert manifest['architecture']['type'] == 'erfnet_pixel_fsnet'

@@ -14,7 +14,7 @@
 
 """The synthesis branch's guided editing (paper 001, Algorithm 1) on toy epsilon-models."""
 
-from anomaly_perception.perception import synthesis as syn
+from anomaly_perception.branches.synthesis import detector as syn
 import numpy as np
 import pytest
 import torch
@@ -168,7 +168,7 @@ TINY_SCHEDULER = {'num_train_timesteps': 20, 'beta_schedule': 'linear', 'beta_st
 
 
 def _tiny_config(**kw):
-    from anomaly_perception.train.diffusion import DiffusionTrainingConfig
+    from anomaly_perception.branches.synthesis.train import DiffusionTrainingConfig
     options = {'input_shape': (16, 24), 'steps': 6, 'batch_size': 4, 'warmup_steps': 2,
                'checkpoint_every': 3, 'sample_every': 3, 'sample_steps': 5, 'samples': 4,
                'val_frames': 4, 'unet': dict(TINY_UNET), 'scheduler': dict(TINY_SCHEDULER)}
@@ -178,8 +178,8 @@ def _tiny_config(**kw):
 
 def test_train_diffusion_resumes_to_the_same_weights_and_writes_a_model(tiny_pixel_data,
                                                                         tmp_path, monkeypatch):
+    from anomaly_perception.branches.synthesis import train as diffusion
     from anomaly_perception.runtime.network import load_network
-    from anomaly_perception.train import diffusion
     config = _tiny_config()
     whole = diffusion.train_diffusion_model(tmp_path / 'a', tmp_path / 'wa', config,
                                             data=tiny_pixel_data, show_progress=False)
@@ -210,15 +210,15 @@ def test_train_diffusion_resumes_to_the_same_weights_and_writes_a_model(tiny_pix
         assert torch.equal(va, vb), k
     assert manifest['architecture']['type'] == 'ddpm_unet'
     # Other options on the same work directory are refused, naming the checkpoint.
-    from anomaly_perception.train.common import TrainingError
+    from anomaly_perception.training import TrainingError
     with pytest.raises(TrainingError, match='checkpoint.pt.*other options'):
         diffusion.train_diffusion_model(tmp_path / 'c', tmp_path / 'wb', _tiny_config(lr=1e-3),
                                         data=tiny_pixel_data, show_progress=False)
 
 
 def test_train_diffusion_refuses_bad_options(tiny_pixel_data, tmp_path):
-    from anomaly_perception.train.common import TrainingError
-    from anomaly_perception.train.diffusion import train_diffusion_model
+    from anomaly_perception.branches.synthesis.train import train_diffusion_model
+    from anomaly_perception.training import TrainingError
     with pytest.raises(TrainingError, match='divisible by 2'):
         train_diffusion_model(tmp_path / 'm', tmp_path / 'w', _tiny_config(input_shape=(15, 24)),
                               data=tiny_pixel_data, show_progress=False)
@@ -228,7 +228,7 @@ def test_train_diffusion_refuses_bad_options(tiny_pixel_data, tmp_path):
 
 
 def test_rgb_ssim_and_feature_distances_by_hand():
-    from anomaly_perception.perception import synthesis_analysis as an
+    from anomaly_perception.branches.synthesis import analysis as an
     a = torch.zeros(1, 3, 16, 20)
     b = torch.ones(1, 3, 16, 20)
     torch.testing.assert_close(an.rgb_distance(a, b), torch.ones(1, 16, 20))
@@ -256,9 +256,9 @@ def _halved(v):
 
 
 def test_erfnet_features_at_four_scales_for_any_size():
+    from anomaly_perception.branches.synthesis.analysis import ErfnetFeatures
+    from anomaly_perception.branches.synthesis.analysis import feature_distance
     from anomaly_perception.models.erfnet import ERFNet
-    from anomaly_perception.perception.synthesis_analysis import ErfnetFeatures
-    from anomaly_perception.perception.synthesis_analysis import feature_distance
     torch.manual_seed(0)
     features = ErfnetFeatures(ERFNet(5))
     x = torch.rand(2, 3, 36, 60)
@@ -271,8 +271,8 @@ def test_erfnet_features_at_four_scales_for_any_size():
 
 
 def test_slic_follows_colour_edges_and_refinement_averages_segments():
-    from anomaly_perception.perception.synthesis_analysis import refine_by_segments
-    from anomaly_perception.perception.synthesis_analysis import slic_superpixels
+    from anomaly_perception.branches.synthesis.analysis import refine_by_segments
+    from anomaly_perception.branches.synthesis.analysis import slic_superpixels
     image = np.zeros((40, 60, 3), np.uint8)
     image[:, :23] = (200, 30, 30)
     image[:, 23:] = (30, 30, 200)
@@ -289,8 +289,8 @@ def test_slic_follows_colour_edges_and_refinement_averages_segments():
 
 
 def test_a_users_exported_feature_extractor_loads_and_a_bad_file_is_named(tmp_path):
-    from anomaly_perception.perception.synthesis_analysis import feature_distance
-    from anomaly_perception.perception.synthesis_analysis import load_feature_extractor
+    from anomaly_perception.branches.synthesis.analysis import feature_distance
+    from anomaly_perception.branches.synthesis.analysis import load_feature_extractor
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 4, 3, padding=1)
     x = torch.rand(1, 3, 8, 10)
@@ -312,8 +312,8 @@ def test_a_users_exported_feature_extractor_loads_and_a_bad_file_is_named(tmp_pa
                                              ('erfnet', 'slic'), ('erfnet', 'promptable')])
 def test_the_synthesizer_maps_any_image_at_its_resolution(tiny_ddpm, tiny_pixel_model,
                                                           tiny_promptable, features, refine):
-    from anomaly_perception.perception.synthesis import AnomalySynthesizer
-    from anomaly_perception.perception.synthesis import SynthesisOptions
+    from anomaly_perception.branches.synthesis.detector import AnomalySynthesizer
+    from anomaly_perception.branches.synthesis.detector import SynthesisOptions
     options = SynthesisOptions(features=features, refine=refine, segments=20,
                                pixel_model=str(tiny_pixel_model), promptable=str(tiny_promptable),
                                grid=4, analysis_shape=(32, 48))
@@ -333,7 +333,7 @@ def test_the_synthesizer_maps_any_image_at_its_resolution(tiny_ddpm, tiny_pixel_
     elif refine == 'slic':
         assert not np.array_equal(result.anomaly[inside], result.distance[inside])
     else:
-        from anomaly_perception.perception.synthesis_analysis import promptable_segments
+        from anomaly_perception.branches.synthesis.analysis import promptable_segments
         rgb = image[:32, :48]
         seg = promptable_segments(synth._segmenter, rgb, grid=4, min_iou=-1.0)
         assert seg.shape == (32, 48) and seg.dtype == np.int32
@@ -375,13 +375,13 @@ def test_synthesize_command_writes_maps_and_panels_and_refuses_other_models(
 def test_experiment_synthesis_rows_and_the_rgb_row_by_hand(tiny_ddpm, tiny_pixel_model,
                                                            tiny_promptable, tiny_pixel_data,
                                                            tmp_path):
-    from anomaly_perception.evaluation.metrics import binary_curve
-    from anomaly_perception.evaluation.synthesis_experiments import experiment_frames
-    from anomaly_perception.evaluation.synthesis_experiments import format_synthesis_report
-    from anomaly_perception.evaluation.synthesis_experiments import run_synthesis_experiment
-    from anomaly_perception.perception.preprocess import fit_resize
-    from anomaly_perception.perception.synthesis import AnomalySynthesizer
-    from anomaly_perception.perception.synthesis import SynthesisOptions
+    from anomaly_perception.branches.synthesis.detector import AnomalySynthesizer
+    from anomaly_perception.branches.synthesis.detector import SynthesisOptions
+    from anomaly_perception.branches.synthesis.experiments import experiment_frames
+    from anomaly_perception.branches.synthesis.experiments import format_synthesis_report
+    from anomaly_perception.branches.synthesis.experiments import run_synthesis_experiment
+    from anomaly_perception.metrics.binary import binary_curve
+    from anomaly_perception.runtime.preprocess import fit_resize
     options = SynthesisOptions(pixel_model=str(tiny_pixel_model), promptable=str(tiny_promptable),
                                segments=16, grid=4, analysis_shape=(32, 48), steps=4)
     report = run_synthesis_experiment(tiny_ddpm, tiny_pixel_data, tmp_path / 'x',
@@ -418,12 +418,12 @@ def test_experiment_synthesis_rows_and_the_rgb_row_by_hand(tiny_ddpm, tiny_pixel
 
 def test_strength_sweep_chooses_the_best_lambda_on_validation(tiny_ddpm, tiny_pixel_model,
                                                               tiny_pixel_data, tmp_path, capsys):
+    from anomaly_perception.branches.synthesis.detector import AnomalySynthesizer
+    from anomaly_perception.branches.synthesis.detector import SynthesisOptions
+    from anomaly_perception.branches.synthesis.experiments import experiment_frames
+    from anomaly_perception.branches.synthesis.report import label_mask_for
     from anomaly_perception.cli import main
-    from anomaly_perception.evaluation.metrics import binary_curve
-    from anomaly_perception.evaluation.synthesis_experiments import experiment_frames
-    from anomaly_perception.evaluation.synthesis_report import label_mask_for
-    from anomaly_perception.perception.synthesis import AnomalySynthesizer
-    from anomaly_perception.perception.synthesis import SynthesisOptions
+    from anomaly_perception.metrics.binary import binary_curve
     import cv2
     import json
     code = main(['experiment', 'synthesis-strength', '--model', str(tiny_ddpm), '--data',
@@ -491,8 +491,8 @@ def test_the_shipped_ddpm_loads_and_synthesize_runs_out_of_the_box(tmp_path, cap
 
 
 def test_a_diverging_edit_is_named_with_the_strength(tiny_ddpm, tiny_pixel_model, caplog):
-    from anomaly_perception.perception.synthesis import AnomalySynthesizer
-    from anomaly_perception.perception.synthesis import SynthesisOptions
+    from anomaly_perception.branches.synthesis.detector import AnomalySynthesizer
+    from anomaly_perception.branches.synthesis.detector import SynthesisOptions
     image = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
     calm = AnomalySynthesizer.from_model_dir(tiny_ddpm, options=SynthesisOptions(
         strength=0.0, pixel_model=str(tiny_pixel_model), refine='none'))

@@ -30,12 +30,12 @@ def _params(tmp_path, tiny_pixel_model, **values):
 
 def test_replay_edits_keyframes_as_the_synthesizer_does(tiny_ddpm, tiny_pixel_model,
                                                         patrol_bag_5s, tmp_path, capsys):
+    from anomaly_perception.branches.synthesis.config import synthesis_options
+    from anomaly_perception.branches.synthesis.config import SynthesisConfig
+    from anomaly_perception.branches.synthesis.detector import AnomalySynthesizer
     from anomaly_perception.cli import main
     from anomaly_perception.io.bags import BagReader
     from anomaly_perception.io.images import image_to_numpy
-    from anomaly_perception.perception.synthesis import AnomalySynthesizer
-    from anomaly_perception.perception.synthesis_config import synthesis_options
-    from anomaly_perception.perception.synthesis_config import SynthesisConfig
     params = _params(tmp_path, tiny_pixel_model, keyframe_period_s=2.0)
     out = tmp_path / 'r'
     code = main(['replay', str(patrol_bag_5s), '--out', str(out), '--pipelines',
@@ -46,7 +46,7 @@ def test_replay_edits_keyframes_as_the_synthesizer_does(tiny_ddpm, tiny_pixel_mo
     printed = capsys.readouterr().out
     assert 'synthesis branch: 3 keyframes (one per 2 s)' in printed
     report = json.loads((out / 'report.json').read_text())
-    syn = report['synthesis']
+    syn = report['branches']['synthesis']
     # 24 Hz for 5 s, a keyframe every 2 s of stamp time: at 0, 2 and 4 s.
     assert syn['keyframes'] == 3 and syn['keyframe_reasons'] == {'first': 1, 'period': 2}
     assert syn['keyframe_seconds']['median'] > 0
@@ -76,11 +76,12 @@ def test_replay_edits_keyframes_as_the_synthesizer_does(tiny_ddpm, tiny_pixel_mo
 
 def test_synthesis_runs_on_pytorch_only_and_points_score_and_bench_elsewhere(
         tiny_ddpm, patrol_bag_5s, tmp_path, capsys):
+    from anomaly_perception.branches.registry import get_branches
     from anomaly_perception.cli import main
-    from anomaly_perception.evaluation.replay import replay
+    from anomaly_perception.replay.engine import replay
     from anomaly_perception.runtime.backends import BackendError
     with pytest.raises(BackendError, match='PyTorch only'):
-        replay(patrol_bag_5s, tmp_path / 'r', pipelines=('synthesis',), model_dir=tiny_ddpm,
+        replay(patrol_bag_5s, tmp_path / 'r', get_branches('synthesis'), model_dir=tiny_ddpm,
                backend='onnxruntime', show_progress=False)
     assert not (tmp_path / 'r').exists()
     import cv2
@@ -89,14 +90,15 @@ def test_synthesis_runs_on_pytorch_only_and_points_score_and_bench_elsewhere(
                  '--model', str(tiny_ddpm)]) == 1
     assert 'anomaly-perception synthesize' in capsys.readouterr().err
     assert main(['bench', '--branch', 'synthesis', '--model', str(tiny_ddpm)]) == 1
-    assert 'benchmarks/bench_diffusion.py' in capsys.readouterr().err
+    # seconds per image (bench_diffusion.py times the DDPM's training step and one pass)
+    assert 'benchmarks/bench_synthesis.py' in capsys.readouterr().err
 
 
 def test_messages_of_a_keyframe_and_refusal_of_other_frames(factory):
-    from anomaly_perception.io.synthesis_messages import output_topics
-    from anomaly_perception.io.synthesis_messages import SynthesisMessageBuilder
-    from anomaly_perception.perception.synthesis import SynthesisResult
-    from anomaly_perception.perception.synthesis_stream import SynthesisFrame
+    from anomaly_perception.branches.synthesis.detector import SynthesisResult
+    from anomaly_perception.branches.synthesis.messages import output_topics
+    from anomaly_perception.branches.synthesis.messages import SynthesisMessageBuilder
+    from anomaly_perception.branches.synthesis.stream import SynthesisFrame
     assert output_topics('robomaster')['anomaly_map'] == \
         '/robomaster/synthesis_anomaly/anomaly_map'
     builder = SynthesisMessageBuilder(factory)

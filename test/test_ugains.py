@@ -14,7 +14,7 @@
 
 """UGainS steps and the RbA score on hand-made cases."""
 
-from anomaly_perception.instance import ugains
+from anomaly_perception.branches.instance import ugains
 from anomaly_perception.scoring.rba import rba_score
 import numpy as np
 import pytest
@@ -157,7 +157,7 @@ class _OracleSegmenter:
 
 
 def test_run_ugains_end_to_end_on_an_oracle_segmenter():
-    from anomaly_perception.evaluation.metrics import binary_curve
+    from anomaly_perception.metrics.binary import binary_curve
     inst = np.zeros((30, 40), np.int32)
     inst[3:10, 3:12] = 1
     inst[18:27, 25:37] = 2

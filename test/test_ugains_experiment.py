@@ -16,7 +16,7 @@
 
 import json
 
-from anomaly_perception.instance import ugains
+from anomaly_perception.branches.instance import ugains
 import cv2
 import numpy as np
 import pytest
@@ -27,12 +27,12 @@ pytest.importorskip('segment_anything')
 
 def test_ugains_experiment_rows_match_the_deployed_pipeline(tiny_pixel_data, tiny_pixel_model,
                                                             tiny_promptable, tmp_path):
+    from anomaly_perception.branches.instance.experiments import run_ugains_experiment
+    from anomaly_perception.branches.instance.promptable import load_promptable
+    from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
     from anomaly_perception.data.hazards import HazardsDataset
     from anomaly_perception.data.synthetic.catalog import GLOBAL_TYPES
-    from anomaly_perception.evaluation.metrics import BinaryScoreAccumulator
-    from anomaly_perception.evaluation.ugains_experiments import run_ugains_experiment
-    from anomaly_perception.instance.promptable import load_promptable
-    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    from anomaly_perception.metrics.binary import BinaryScoreAccumulator
     # The tiny model's map is not RbA: prompts from its top pixels.
     config = ugains.UGainSConfig(threshold=float('-inf'), fallback_threshold=None)
     report = run_ugains_experiment(tiny_pixel_model, tiny_promptable, tiny_pixel_data,
@@ -74,8 +74,8 @@ def test_ugains_experiment_rows_match_the_deployed_pipeline(tiny_pixel_data, tin
 
 def test_ugains_experiment_prompts_above_the_calibrated_threshold(
         tiny_pixel_data, tiny_pixel_model, tiny_promptable, tmp_path):
-    from anomaly_perception.evaluation.ugains_experiments import run_ugains_experiment
-    from anomaly_perception.perception.pixel import PixelAnomalySegmenter
+    from anomaly_perception.branches.instance.experiments import run_ugains_experiment
+    from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
     report = run_ugains_experiment(tiny_pixel_model, tiny_promptable, tiny_pixel_data,
                                    tmp_path / 'x', points=(50,), every=8, prompt_fpr=0.1,
                                    instance_fpr=0.1, show_progress=False)
@@ -83,11 +83,11 @@ def test_ugains_experiment_prompts_above_the_calibrated_threshold(
     assert report['config']['threshold'] == pytest.approx(expected)
     assert report['config']['fallback_threshold'] is None and report['prompt_fpr'] == 0.1
     # The '+ instance filter' row is what the instance node publishes (its default filter).
+    from anomaly_perception.branches.instance.detector import InstanceAnomalySegmenter
+    from anomaly_perception.branches.instance.experiments import FILTER_ROW
     from anomaly_perception.data.hazards import HazardsDataset
     from anomaly_perception.data.synthetic.catalog import GLOBAL_TYPES
-    from anomaly_perception.evaluation.metrics import BinaryScoreAccumulator
-    from anomaly_perception.evaluation.ugains_experiments import FILTER_ROW
-    from anomaly_perception.perception.instance import InstanceAnomalySegmenter
+    from anomaly_perception.metrics.binary import BinaryScoreAccumulator
     assert report['instance_min_score'] == pytest.approx(expected)
     seg = InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, tiny_promptable,
                                                    backend='torch', prompt_fpr=0.1,
@@ -108,7 +108,7 @@ def test_ugains_experiment_prompts_above_the_calibrated_threshold(
 
 
 def test_decoder_shape_follows_the_spec():
-    from anomaly_perception.evaluation.ugains_experiments import decoder_shape
+    from anomaly_perception.branches.instance.experiments import decoder_shape
     # The shipped small model: longest side 256, 1/8 grid, masks at 4/8 of the input.
     assert decoder_shape({'image_size': 256, 'encoder': {'patch_size': 8}}, (360, 640)) == \
         (72, 128)
@@ -118,7 +118,7 @@ def test_decoder_shape_follows_the_spec():
 
 
 def test_resolution_ceiling_loses_small_objects_not_large_ones():
-    from anomaly_perception.evaluation.ugains_experiments import resolution_ceiling
+    from anomaly_perception.branches.instance.experiments import resolution_ceiling
     big = np.zeros((360, 640), bool)
     big[100:200, 200:400] = True          # 20,000 px, grid-aligned at 1/5
     assert resolution_ceiling(big, (72, 128)) == pytest.approx(1.0, abs=1e-3)
@@ -137,8 +137,8 @@ def test_resolution_ceiling_loses_small_objects_not_large_ones():
 
 def test_mask_sizes_table_bins_instances_by_area(tiny_pixel_data, tiny_pixel_model,
                                                  tiny_promptable, tmp_path):
-    from anomaly_perception.evaluation.ugains_experiments import format_ugains_report
-    from anomaly_perception.evaluation.ugains_experiments import run_ugains_experiment
+    from anomaly_perception.branches.instance.experiments import format_ugains_report
+    from anomaly_perception.branches.instance.experiments import run_ugains_experiment
     config = ugains.UGainSConfig(threshold=float('-inf'), fallback_threshold=None)
     report = run_ugains_experiment(tiny_pixel_model, tiny_promptable, tiny_pixel_data,
                                    tmp_path / 'x', config=config, points=(5,), every=4,

@@ -14,8 +14,9 @@
 
 """The ``anomaly-perception`` command line.
 
-One module per command group (``bags``: inspect, replay, tag; ``synth``;
-``train``; ``evaluate``: score, evaluate, experiment; ``synthesize``; ``runtime``: export,
+One module per command group (``bags``: inspect, replay, tag; ``world``:
+the synthetic world's ``synth`` commands; ``train``; ``score``; ``evaluate``;
+``experiment``; ``synthesize``: the synthesis branch; ``runtime``: export,
 bench; ``demo``), each a thin layer over the library: ``add_<command>``
 declares a command's arguments, its ``_run_*`` functions call the
 package's code. Errors the user can fix (bad file, bad argument) end the
@@ -30,18 +31,18 @@ from .bags import add_replay
 from .bags import add_tag
 from .common import Parser
 from .common import PROG
-from .common import UsageError
 from .demo import add_demo
 from .evaluate import add_evaluate
-from .evaluate import add_experiment
-from .evaluate import add_score
+from .experiment import add_experiment
 from .runtime import add_bench
 from .runtime import add_export
-from .synth import add_synth
+from .score import add_score
 from .synthesize import add_synthesize
 from .train import add_train
+from .world import add_synth
 from .. import __version__
 from ..errors import AnomalyPerceptionError
+from ..errors import UsageError
 
 __all__ = ['build_parser', 'main', 'PROG', 'UsageError']
 

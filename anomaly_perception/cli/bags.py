@@ -22,7 +22,7 @@ import json
 
 from .common import positive_int
 from .common import PROG
-from .common import UsageError
+from ..errors import UsageError
 
 
 def add_inspect(sub):
@@ -129,103 +129,41 @@ def _per_branch(values, names, option):
 
 
 def _run_replay(args):
+    from ..branches.registry import get_branch
+    from ..branches.registry import get_branches
     from ..config import load_config
-    from ..evaluation.replay import replay
-    from ..perception.branches import get_branch
-    names = [n.strip() for n in args.pipelines.split(',') if n.strip()]
-    branches = {n: get_branch(n) for n in names}
-    if not names or len(branches) != len(names):
+    from ..replay.engine import replay
+    branches = get_branches(args.pipelines)
+    names = [b.name for b in branches]
+    if not names or len(set(names)) != len(names):
         raise UsageError(f'--pipelines {args.pipelines!r}: name each branch once.')
     model_dirs = _per_branch(args.model, names, '--model')
-    configs = {n: load_config(branches[n].config_class, path)
+    configs = {n: load_config(get_branch(n).config, path)
                for n, path in _per_branch(args.params, names, '--params').items()}
-    report = replay(args.bag, args.out, topic=args.topic, model_dirs=model_dirs,
+    report = replay(args.bag, args.out, branches, topic=args.topic, model_dirs=model_dirs,
                     backend=args.backend, labels=args.labels, namespace=args.namespace,
                     configs=configs, batch=args.batch, overwrite=args.overwrite,
-                    show_progress=not args.no_progress, pipelines=names)
+                    show_progress=not args.no_progress)
     print(format_replay(report, args.out))
     return 0
 
 
 def format_replay(report, out):
-    """Summary lines of a replay report."""
+    """Summary lines of a replay report: what every branch shares, then each branch's own."""
+    from ..branches.registry import get_branch
+    parts = report['branches']
+    backends = {name: part['backend']['backend'] for name, part in parts.items()}
+    backend = (f'backend {next(iter(backends.values()))}' if len(set(backends.values())) == 1
+               else 'backends ' + ', '.join(f'{n} {b}' for n, b in backends.items()))
     lines = [f"{report['frames_scored']} frames of {report['image_topic']} scored "
              f"({report['frames_per_s']:.0f} frames/s, {report['realtime_factor']:.1f}x real "
-             f"time, backend {report['backend']['backend']}); "
-             f"{report['malformed']['count']} malformed skipped"]
-    if 'auroc' in report:
-        ev = report['events']
-        lines.append(f"labels ({report['labels']}): {report['n_normal']} normal, "
-                     f"{report['n_anomalous']} anomalous frames")
-        lines.append(f"frame AUROC {report['auroc']:.3f}  AP {report['ap']:.3f}  "
-                     f"FPR95 {report['fpr95']:.3f}")
-        lines.append(f"hazard flag: {ev['detected']}/{ev['n_events']} anomalies detected, "
-                     f"median delay {ev['detection_delay_s']['median']:.2f} s; "
-                     f"{ev['false_alarms']} false alarm(s), "
-                     f"{ev['false_alarms_per_hour']:.0f} per hour of normal driving; flag on "
-                     f"for {100 * ev['alarm_time_fraction']:.1f}% of normal driving")
-        lines.append(f'report and plots: {out}/report.json, roc.png, pr.png, timeline.png, '
-                     'top_frames.png')
-    if 'hazard' in report:
-        n_alarms = len(report.get('alarm_episodes', []))
-        lines.append(f'{n_alarms} alarm(s) raised (flag on at probability '
-                     f"{report['hazard']['on_probability']:.10g}); to confirm and retrain: "
-                     f"{PROG} tag {report['bag']} --from-report {out} --out tags.yaml")
-    pipelines = report.get('pipelines', ['frame'])
-    pixel = report if pipelines[0] == 'pixel' else report.get('pixel')
-    if pixel is not None:
-        lines.append(f"pixel branch: {pixel['pipeline_frames_per_s']:.1f} frames/s through its "
-                     'pipeline')
-        if 'pixels' in pixel:
-            px = pixel['pixels']
-            lines.append(f"pixels ({px['frames']} labelled frames): AuPRC {px['auprc']:.3f}  "
-                         f"FPR95 {px['fpr95']:.3f}  F1* {px['f1_star']:.3f}; "
-                         f"{px['events_located']}/{px['n_local_events']} local anomalies "
-                         'located by the mask')
-        if 'frame' in pixel:
-            ev = pixel['events']
-            lines.append(f"pixel branch frame score: AUROC {pixel['frame']['auroc']:.3f}; "
-                         f"flag {ev['detected']}/{ev['n_events']} anomalies, "
-                         f"{ev['false_alarms_per_hour']:.0f} false alarms per hour")
-    inst = report if pipelines[0] == 'instance' else report.get('instance')
-    if inst is not None:
-        lat = inst['keyframe_latency_ms']
-        reasons = ', '.join(f'{k} {v}' for k, v in sorted(inst['keyframe_reasons'].items()))
-        lines.append(f"instance branch: {inst['keyframes']} keyframes ({reasons}), "
-                     f"{inst['instances_per_keyframe']:.1f} instances per keyframe, "
-                     f"{inst['hazards_placed']} placed on the floor; UGainS "
-                     f"{lat['median']:.0f} ms per keyframe (median); map from "
-                     f"{inst['maps_from']}")
-        if 'instances' in inst:
-            m = inst['instances']
-            lines.append(f"instances ({m['keyframes']} labelled keyframes): iAP {m['iap']:.3f}  "
-                         f"iAP50 {m['iap50']:.3f}; pixel AP {m['pixel_ap_input']:.3f} -> "
-                         f"{m['pixel_ap_refined']:.3f} after the ensemble; "
-                         f"{m['instances_per_normal_keyframe']:.1f} instances per normal "
-                         'keyframe')
-        if 'contact_sheet' in inst:
-            lines.append(f"instance contact sheet: {out}/{inst['contact_sheet']}")
-    syn = report if pipelines[0] == 'synthesis' else report.get('synthesis')
-    if syn is not None:
-        sec = syn['keyframe_seconds']
-        lines.append(f"synthesis branch: {syn['keyframes']} keyframes (one per "
-                     f"{syn['keyframe_period_s']:g} s), {sec['median']:.1f} s per keyframe "
-                     f"(median; {syn['sampler']}; {syn['features']} features, "
-                     f"{syn['refine']} segments)")
-        if 'pixels' in syn:
-            m = syn['pixels']
-            text = (f"synthesis pixels ({m['keyframes']} labelled keyframes): AuPRC "
-                    f"{m['auprc']:.3f}  FPR95 {m['fpr95']:.3f}")
-            if 'pixel_branch' in m:
-                text += ('; the pixel branch on the same pixels: AuPRC '
-                         f"{m['pixel_branch']['auprc']:.3f}  FPR95 "
-                         f"{m['pixel_branch']['fpr95']:.3f}")
-            lines.append(text)
-        if 'contact_sheet' in syn:
-            lines.append(f"synthesis contact sheet: {out}/{syn['contact_sheet']}")
-    topics = list(report['output_topics'].values())
-    for name in pipelines[1:]:
-        topics += [t for t in report[name]['output_topics'].values() if t not in topics]
+             f"time, {backend}); {report['malformed']['count']} malformed skipped"]
+    if 'labels' in report:
+        lines.append(f"labels: {report['labels']}")
+    topics = []
+    for name, part in parts.items():
+        lines += get_branch(name).recorder.summary(report, part, out)
+        topics += [t for t in part['output_topics'].values() if t not in topics]
     lines.append(f'output bag: {out}/outputs  ({", ".join(topics)})')
     return '\n'.join(lines)
 
@@ -253,9 +191,9 @@ def _run_tag(args):
 
     from ..data.bag_frames import image_stamps
     from ..errors import AnomalyPerceptionError
-    from ..evaluation.tagging import alarm_intervals
-    from ..evaluation.tagging import read_replay_report
-    from ..evaluation.tagging import write_intervals
+    from ..replay.tagging import alarm_intervals
+    from ..replay.tagging import read_replay_report
+    from ..replay.tagging import write_intervals
     if Path(args.out).exists() and not args.overwrite:
         raise AnomalyPerceptionError(f'{args.out!r} exists; pass --overwrite to replace it.')
     report, report_path = read_replay_report(args.from_report)

@@ -16,13 +16,8 @@
 
 import argparse
 
-from ..errors import AnomalyPerceptionError
 
 PROG = 'anomaly-perception'
-
-
-class UsageError(AnomalyPerceptionError):
-    """Options that parse but do not go together."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -119,21 +114,21 @@ def add_density_options(p, bag_defaults=False):
 
 
 def ae_config(args, width=16, epochs=30, **extra):
-    from ..train.frame import AutoencoderConfig
+    from ..branches.frame.train import AutoencoderConfig
     return AutoencoderConfig(width=args.width or width, epochs=args.ae_epochs or epochs,
                              batch_size=args.ae_batch_size, augment=not args.no_augment,
                              seed=args.seed, **extra)
 
 
 def density_config(args, oe=True, epochs=200):
-    from ..train.frame import DensityConfig
+    from ..branches.frame.train import DensityConfig
     return DensityConfig(epochs=args.density_epochs or epochs, lam=args.lam, gamma=args.gamma,
                          oe=oe, seed=args.seed)
 
 
 def add_branch_option(p):
     """Add ``--branch`` (default: the --model's own branch, else the frame branch)."""
-    from ..perception.branches import branch_names
+    from ..branches.registry import branch_names
     p.add_argument('--branch', choices=branch_names(),
                    help="which branch's pipeline (default: the --model's, else frame)")
 
@@ -144,7 +139,7 @@ def resolve_branch(branch, model):
     Without ``--branch``, the model's manifest says which branch it is;
     without ``--model``, the branch's shipped model runs.
     """
-    from ..perception.branches import get_branch
+    from ..branches.registry import get_branch
     from ..runtime.manifest import load_manifest
     if branch is None and model is not None:
         branch = load_manifest(model, verify=False).get('branch')

@@ -38,11 +38,12 @@ def _run_demo(args):
     from pathlib import Path
     import time
 
+    from ..branches.frame.train_bags import train_frame_from_bags
+    from ..branches.registry import get_branches
     from ..data.synthetic.patrol import patrol_scene_seed
     from ..data.synthetic.patrol import PatrolConfig
     from ..data.synthetic.patrol import write_patrol_bag
-    from ..evaluation.replay import replay
-    from ..train.frame_bags import train_frame_from_bags
+    from ..replay.engine import replay
 
     out = Path(args.out)
     normal_bag, patrol_bag = out / 'normal_patrol', out / 'patrol_bag'
@@ -65,10 +66,10 @@ def _run_demo(args):
                                workers=args.workers, overwrite=True)
     print('[4/4] replaying it with the learnt model, then with the shipped generic, pixel and '
           'instance models (where each anomaly is, and what stands on the floor)')
-    learnt = replay(patrol_bag, out / 'replay', model_dir=model_dir, backend='auto',
-                    overwrite=True)
-    generic = replay(patrol_bag, out / 'replay_shipped', backend='auto', overwrite=True,
-                     pipelines=('frame', 'pixel', 'instance'))
+    learnt = replay(patrol_bag, out / 'replay', get_branches('frame'), model_dir=model_dir,
+                    backend='auto', overwrite=True)
+    generic = replay(patrol_bag, out / 'replay_shipped', get_branches('frame,pixel,instance'),
+                     backend='auto', overwrite=True)
     print()
     t = manifest['provenance']['training']
     print(f"learnt model:  {model_dir}  ({t['wall_s']:.0f} s to train on "
@@ -81,14 +82,14 @@ def _run_demo(args):
     print('on the same patrol, learnt vs shipped generic model:')
     for name, report in (('learnt', learnt), ('shipped', generic)):
         print(f'  {name:8s} {_one_line(report)}')
-    px = generic['pixel']
+    px = generic['branches']['pixel']
     if 'pixels' in px:
         p = px['pixels']
         print(f"pixel branch (shipped pixel_erfnet, {px['pipeline_frames_per_s']:.0f} frames/s): "
               f"pixel AuPRC {p['auprc']:.3f}, FPR95 {p['fpr95']:.3f}; the mask located "
               f"{p['events_located']}/{p['n_local_events']} local anomalies; maps in "
               f"{out / 'replay_shipped'}/outputs (/robomaster/pixel_anomaly/*)")
-    inst = generic['instance']
+    inst = generic['branches']['instance']
     line = ('instance branch (shipped instance_sam_small on the pixel map): '
             f"{inst['keyframes']} keyframes, {inst['instances_per_keyframe']:.1f} instances and "
             f"{inst['hazards_placed'] / max(inst['keyframes'], 1):.1f} floor hazards per "
@@ -105,7 +106,8 @@ def _run_demo(args):
     return 0
 
 
-def _one_line(report):
+def _one_line(replayed):
+    report = replayed['branches']['frame']
     ev = report['events']
     return (f"AUROC {report['auroc']:.3f}, {ev['detected']}/{ev['n_events']} anomalies "
             f"flagged, {ev['false_alarms']} false alarm(s) ({ev['false_alarms_per_hour']:.0f}"

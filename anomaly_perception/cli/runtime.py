@@ -17,6 +17,7 @@
 from .common import add_branch_option
 from .common import positive_int
 from .common import resolve_branch
+from ..errors import UsageError
 
 
 def add_export(sub):
@@ -63,14 +64,16 @@ def add_bench(sub):
 def _run_bench(args):
     from pathlib import Path
 
-    from ..evaluation.bench import format_table
-    from ..evaluation.bench import run_bench
     from ..io.files import atomic_write_json
+    from ..runtime.bench import format_table
+    from ..runtime.bench import run_bench
     branch, model = resolve_branch(args.branch, args.model)
+    if isinstance(branch.bench, str):
+        raise UsageError(f'bench --branch {branch.name}: {branch.bench}')
     backends = [b.strip() for b in args.backend.split(',') if b.strip()]
     batches = [int(b) for b in args.batch.split(',')]
-    results = run_bench(model, backends, batches, args.seconds, device=args.device,
-                        precision=args.precision, branch=branch.name)
+    results = run_bench(branch, model, backends, batches, args.seconds, device=args.device,
+                        precision=args.precision)
     print(format_table(results))
     out = Path(args.json or Path('out') / 'bench' / f'bench_{Path(model).name}.json')
     atomic_write_json(out, results)

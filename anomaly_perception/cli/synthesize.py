@@ -17,7 +17,7 @@
 from pathlib import Path
 
 from .common import positive_int
-from .common import UsageError
+from ..errors import UsageError
 
 
 def add_synthesize(sub):
@@ -61,7 +61,7 @@ def add_synthesis_options(p):
 
 
 def synthesis_options(args):
-    from ..perception.synthesis import SynthesisOptions
+    from ..branches.synthesis.detector import SynthesisOptions
     if args.steps is not None and args.steps < 0:
         raise UsageError(f'--steps must be >= 0, got {args.steps}.')
     if args.features not in ('erfnet', 'rgb', 'ssim') and not Path(args.features).is_file():
@@ -81,8 +81,8 @@ def _inputs(args):
     """Yield ``(stem, rgb, label or None)`` for the images or bag frames."""
     import cv2
 
-    from .evaluate import _image_files
-    from ..evaluation.synthesis_report import label_mask_for
+    from ..branches.synthesis.report import label_mask_for
+    from ..io.files import image_files
     paths = [Path(p) for p in args.paths]
     bags = [p for p in paths if _is_bag(p)]
     if bags and len(bags) != len(paths):
@@ -97,7 +97,7 @@ def _inputs(args):
                     if frame.index % args.every == 0:
                         yield f'{path.stem}_{frame.stamp_ns}', frame.image, None
         return
-    for f in _image_files(args.paths):
+    for f in image_files(args.paths):
         bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if bgr is None:
             raise UsageError(f'Cannot decode image {str(f)!r}.')
@@ -110,9 +110,9 @@ def _run_synthesize(args):
 
     from tqdm import tqdm
 
-    from ..evaluation.synthesis_report import write_outputs
+    from ..branches.synthesis.detector import AnomalySynthesizer
+    from ..branches.synthesis.report import write_outputs
     from ..io.files import atomic_write_text
-    from ..perception.synthesis import AnomalySynthesizer
     synth = AnomalySynthesizer.from_model_dir(args.model, options=synthesis_options(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,20 @@ from .common import Parser
 from .common import positive_int
 from .common import shape
 from .common import shape8
-from .common import UsageError
+from ..errors import UsageError
+
+
+def add_training_io_options(p, init_from=None):
+    """Add the options every ``train`` subcommand on a dataset shares.
+
+    ``--data``, ``--out``, ``--work`` and, with ``init_from`` (its help),
+    ``--init-from PIXEL_MODEL``.
+    """
+    p.add_argument('--data', required=True, help='dataset written by synth dataset')
+    p.add_argument('--out', required=True, help='model directory to write')
+    p.add_argument('--work', help='checkpoints (default out/train/<name>)')
+    if init_from:
+        p.add_argument('--init-from', default='', metavar='PIXEL_MODEL', help=init_from)
 
 
 def add_train(sub):
@@ -116,9 +129,7 @@ def add_train(sub):
                     'with --loss; the best epoch by validation mIoU; the anomaly score '
                     'calibrated on normal validation pixels -> MODEL_DIR (manifest.yaml + '
                     'pixel_model.pt). Resumable from --work.')
-    px.add_argument('--data', required=True, help='dataset written by synth dataset')
-    px.add_argument('--out', required=True, help='model directory to write')
-    px.add_argument('--work', help='checkpoints (default out/train/<name>)')
+    add_training_io_options(px)
     add_pixel_training_options(px)
     px.add_argument('--void-outliers', action='store_true',
                     help='add a void class trained on the anomaly pixels of outliers_set '
@@ -138,11 +149,8 @@ def add_train(sub):
                     'Hungarian matching on the semantic labels (anomaly pixels void); its '
                     'anomaly map is RbA -> MODEL_DIR, a pixel-branch model directory. '
                     'Resumable from --work.')
-    mc.add_argument('--data', required=True, help='dataset written by synth dataset')
-    mc.add_argument('--out', required=True, help='model directory to write')
-    mc.add_argument('--work', help='checkpoints (default out/train/<name>)')
-    mc.add_argument('--init-from', default='', metavar='PIXEL_MODEL',
-                    help="start the backbone from this ERFNet pixel model's encoder")
+    add_training_io_options(
+        mc, init_from="start the backbone from this ERFNet pixel model's encoder")
     mc.add_argument('--input-shape', type=shape8, default=[128, 128], metavar='HxW')
     mc.add_argument('--epochs', type=positive_int, default=12)
     mc.add_argument('--queries', type=positive_int, default=16)
@@ -167,11 +175,8 @@ def add_train(sub):
                     'connected class regions of train_set and outliers_set; best epoch by '
                     'validation mask IoU from one point per anomaly -> MODEL_DIR. Resumable '
                     'from --work.')
-    pr.add_argument('--data', required=True, help='dataset written by synth dataset')
-    pr.add_argument('--out', required=True, help='model directory to write')
-    pr.add_argument('--work', help='checkpoints (default out/train/<name>)')
-    pr.add_argument('--init-from', default='', metavar='PIXEL_MODEL',
-                    help="start the image encoder from this ERFNet pixel model's encoder")
+    add_training_io_options(
+        pr, init_from="start the image encoder from this ERFNet pixel model's encoder")
     pr.add_argument('--image-size', type=positive_int, default=256,
                     help='model input: longest side, padded square (multiple of 16)')
     pr.add_argument('--epochs', type=positive_int, default=6)
@@ -206,9 +211,7 @@ def add_train(sub):
                     'validation AP-Err -> MODEL_DIR (a pixel model with a failure head). '
                     'Resumable from --work.')
     fa.add_argument('--pixel-model', required=True, help='ERFNet pixel model (train pixel)')
-    fa.add_argument('--data', required=True, help='dataset written by synth dataset')
-    fa.add_argument('--out', required=True, help='model directory to write')
-    fa.add_argument('--work', help='checkpoints (default out/train/<name>)')
+    add_training_io_options(fa)
     fa.add_argument('--epochs', type=int, default=0,
                     help="joint epochs (default 0: half the pixel model's, the paper's 2:1)")
     fa.add_argument('--batch-size', type=positive_int, default=8)
@@ -262,12 +265,12 @@ def add_train(sub):
 
 
 def _frame_data(args, size=64):
-    from ..train.frame_model import load_frame_data
+    from ..branches.frame.train_model import load_frame_data
     return load_frame_data(args.data, size, getattr(args, 'exposed', 0), args.seed)
 
 
 def _run_train_autoencoder(args):
-    from ..train.frame import train_autoencoder
+    from ..branches.frame.train import train_autoencoder
     data = _frame_data(args)
     metrics = train_autoencoder(data.train, data.val[data.val_labels == 0], args.out,
                                 ae_config(args))
@@ -277,11 +280,11 @@ def _run_train_autoencoder(args):
 
 
 def _run_train_density(args):
-    from ..train.frame import auroc_summary
-    from ..train.frame import cached_embeddings
-    from ..train.frame import density_scores
-    from ..train.frame import load_density
-    from ..train.frame import train_density
+    from ..branches.frame.train import auroc_summary
+    from ..branches.frame.train import cached_embeddings
+    from ..branches.frame.train import density_scores
+    from ..branches.frame.train import load_density
+    from ..branches.frame.train import train_density
     if not args.oe:
         args.exposed = 0
     data = _frame_data(args)
@@ -301,9 +304,9 @@ def _run_train_density(args):
 
 
 def _run_train_bclass(args):
-    from ..train.frame import cached_embeddings
-    from ..train.frame import ClassifierConfig
-    from ..train.frame import train_bclass
+    from ..branches.frame.train import cached_embeddings
+    from ..branches.frame.train import ClassifierConfig
+    from ..branches.frame.train import train_bclass
     data = _frame_data(args)
     z_train = cached_embeddings(args.autoencoder, data.train, 'train')
     z_val = cached_embeddings(args.autoencoder, data.val, 'val')
@@ -323,8 +326,8 @@ def _run_train_frame(args):
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
     if args.bag:
         return _run_train_frame_bags(args, work, command)
-    from ..train.frame_model import FrameTrainingConfig
-    from ..train.frame_model import train_frame_model
+    from ..branches.frame.train_model import FrameTrainingConfig
+    from ..branches.frame.train_model import train_frame_model
     exposed = args.exposed or ['all']
     if len(exposed) > 1:
         raise UsageError('--data takes one --exposed (a count or all).')
@@ -346,10 +349,10 @@ def _run_train_frame(args):
 
 
 def _run_train_frame_bags(args, work, command):
-    from ..train.frame_bags import BAG_INPUT_SHAPE
-    from ..train.frame_bags import BagTrainingConfig
-    from ..train.frame_bags import ExposedSource
-    from ..train.frame_bags import train_frame_from_bags
+    from ..branches.frame.train_bags import BAG_INPUT_SHAPE
+    from ..branches.frame.train_bags import BagTrainingConfig
+    from ..branches.frame.train_bags import ExposedSource
+    from ..branches.frame.train_bags import train_frame_from_bags
     try:
         exposed = [ExposedSource.parse(text) for text in args.exposed or []]
     except ValueError as err:
@@ -402,9 +405,9 @@ def add_pixel_training_options(p, loss=True):
 
 def pixel_training_config(args, loss=None):
     """Build the :class:`PixelTrainingConfig` of parsed pixel training options."""
-    from ..losses import PixelLoss
+    from ..branches.pixel.losses import PixelLoss
+    from ..branches.pixel.train import PixelTrainingConfig
     from ..scoring.pixel import PIXEL_SCORES
-    from ..train.pixel import PixelTrainingConfig
     weights = {}
     for item in args.loss_weight:
         term, _, value = item.partition('=')
@@ -433,7 +436,7 @@ def pixel_training_config(args, loss=None):
 def _run_train_pixel(args):
     from pathlib import Path
 
-    from ..train.pixel import train_pixel_model
+    from ..branches.pixel.train import train_pixel_model
     config = pixel_training_config(args)
     work = args.work or str(Path('out') / 'train' / Path(args.out).name)
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
@@ -453,8 +456,8 @@ def _run_train_pixel(args):
 def _run_train_maskcls(args):
     from pathlib import Path
 
-    from ..train.maskcls import MaskClsTrainingConfig
-    from ..train.maskcls import train_maskcls_model
+    from ..branches.instance.train_maskcls import MaskClsTrainingConfig
+    from ..branches.instance.train_maskcls import train_maskcls_model
     if args.init_from and not (Path(args.init_from) / 'manifest.yaml').is_file():
         raise UsageError(f'--init-from {args.init_from!r}: not a model directory.')
     config = MaskClsTrainingConfig(
@@ -477,9 +480,9 @@ def _run_train_maskcls(args):
 def _run_train_failure(args):
     from pathlib import Path
 
-    from ..models.fsnet import FailureHeadSpec
-    from ..train.failure import FailureTrainingConfig
-    from ..train.failure import train_failure_model
+    from ..branches.pixel.fsnet import FailureHeadSpec
+    from ..branches.pixel.train_failure import FailureTrainingConfig
+    from ..branches.pixel.train_failure import train_failure_model
     if args.epochs < 0:
         raise UsageError(f'--epochs must be >= 0, got {args.epochs}.')
     try:
@@ -509,8 +512,8 @@ def _run_train_failure(args):
 def _run_train_diffusion(args):
     from pathlib import Path
 
-    from ..train.diffusion import DiffusionTrainingConfig
-    from ..train.diffusion import train_diffusion_model
+    from ..branches.synthesis.train import DiffusionTrainingConfig
+    from ..branches.synthesis.train import train_diffusion_model
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available():
@@ -540,8 +543,8 @@ def _run_train_diffusion(args):
 def _run_train_promptable(args):
     from pathlib import Path
 
-    from ..train.promptable import PromptableTrainingConfig
-    from ..train.promptable import train_promptable_model
+    from ..branches.instance.train_promptable import PromptableTrainingConfig
+    from ..branches.instance.train_promptable import train_promptable_model
     if args.image_size % 16:
         raise UsageError(f'--image-size must be a multiple of 16, got {args.image_size}.')
     if args.init_from and not (Path(args.init_from) / 'manifest.yaml').is_file():

@@ -34,10 +34,10 @@ import numpy as np
 from ..errors import AnomalyPerceptionError
 from ..io.bags import BagReader
 from ..io.bags import prefetched
-from ..perception.pipeline import decode_frame
-from ..perception.pipeline import message_stamp
-from ..perception.preprocess import as_shape
-from ..perception.preprocess import fit_resize
+from ..io.images import decode_frame
+from ..io.images import message_stamp
+from ..runtime.preprocess import as_shape
+from ..runtime.preprocess import fit_resize
 
 #: The shortest normal driving, over all bags, that ``train frame --bag`` accepts.
 MIN_PATROL_S = 60.0
@@ -224,7 +224,7 @@ def untagged_frames(bag, intervals_path, size, *, topic=None, every=1, guard_s=1
     Frames inside intervals labelled ``normal`` (an operator's "false alarm")
     are kept too. These are the tagged patrol's normal driving.
     """
-    from ..evaluation.events import read_intervals
+    from ..io.labels import read_intervals
     name, stamps = image_stamps(bag, topic)
     guard = int(guard_s * 1e9)
     intervals = read_intervals(intervals_path, min(stamps), max(stamps))
@@ -249,7 +249,7 @@ def interval_frames(bag, intervals_path, size, *, topic=None, every=1, show_prog
         BagFramesError: no frame falls inside any anomalous interval.
 
     """
-    from ..evaluation.events import read_intervals
+    from ..io.labels import read_intervals
     name, stamps = image_stamps(bag, topic)
     intervals = [iv for iv in read_intervals(intervals_path, min(stamps), max(stamps))
                  if iv[2] != 'normal']

@@ -46,9 +46,9 @@ import cv2
 import numpy as np
 
 from ..errors import AnomalyPerceptionError
-from ..io.files import atomic_write_bytes
-from ..perception.preprocess import as_shape
-from ..perception.preprocess import fit_resize
+from ..io.files import atomic_write_npy
+from ..runtime.preprocess import as_shape
+from ..runtime.preprocess import fit_resize
 
 SPLITS = ('train_set', 'validation_set', 'test_set', 'outliers_set')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
@@ -243,10 +243,7 @@ class HazardsDataset:
                 raise DatasetError(f'Cannot decode image {str(r.path)!r}.')
             out[i] = fit_resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), size)
         if cache is not None:
-            import io
-            buf = io.BytesIO()
-            np.save(buf, out)
-            atomic_write_bytes(cache, buf.getvalue())
+            atomic_write_npy(cache, out)
         return out
 
 

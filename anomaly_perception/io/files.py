@@ -28,6 +28,7 @@ import shutil
 import tempfile
 
 from ..errors import AnomalyPerceptionError
+from ..errors import UsageError
 
 
 class OutputExistsError(AnomalyPerceptionError, FileExistsError):
@@ -81,6 +82,16 @@ def atomic_write_text(path, text):
     atomic_write_bytes(path, text.encode('utf-8'))
 
 
+def atomic_write_npy(path, array):
+    """Write ``array`` as a ``.npy`` file to ``path`` atomically."""
+    import io
+
+    import numpy as np
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_json(path, obj, **kwargs):
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     kwargs.setdefault('indent', 2)
@@ -125,3 +136,40 @@ def atomic_directory(path, *, overwrite=False, create=True):
         os.replace(tmp, path)
     finally:
         shutil.rmtree(holder, ignore_errors=True)
+
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
+
+
+def image_files(paths):
+    """Return the image files of ``paths`` (files, or folders whose images are taken sorted).
+
+    Raises:
+        AnomalyPerceptionError: a path that is neither, or no image at all.
+
+    """
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise AnomalyPerceptionError(f'{str(p)!r} is neither an image file nor a folder.')
+    if not files:
+        raise AnomalyPerceptionError('No images to score.')
+    return files
+
+
+def output_folder(path, what):
+    """Create and return the folder ``path`` that ``what`` writes its files into.
+
+    Raises:
+        UsageError: no folder given (``--out``).
+
+    """
+    if not path:
+        raise UsageError(f'{what} writes images: give --out DIR.')
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -45,6 +45,7 @@ import dataclasses
 import cv2
 import numpy as np
 
+from .messages import stamp_to_ns
 from ..errors import ImageMessageError
 
 
@@ -266,6 +267,8 @@ def numpy_to_image(array, encoding, header, factory, **kwargs):
 # --- CompressedImage -----------------------------------------------------
 
 COMPRESSED_FORMATS = ('jpeg', 'png')
+#: The smallest width and height a pipeline accepts.
+MIN_IMAGE_SIDE = 2
 
 
 def _parse_format(fmt):
@@ -388,3 +391,81 @@ def decode_any_image(msg, *, output='rgb'):
     if hasattr(msg, 'format') and not hasattr(msg, 'encoding'):
         return compressed_to_numpy(msg, output=output)
     return image_to_numpy(msg, output=output)
+
+
+# --- camera frames, as the pipelines take them ---------------------------------------------
+
+
+def message_stamp(msg):
+    """Return the header stamp of ``msg`` in ns.
+
+    Raises:
+        ImageMessageError (kind ``'missing stamp'``): no header, or a zero
+            stamp (a driver that never set it): outputs could not be matched
+            to their frame and the hazard filter could not keep time.
+
+    """
+    try:
+        stamp = stamp_to_ns(msg.header.stamp)
+    except (AttributeError, TypeError, ValueError):
+        raise ImageMessageError('the image has no usable header stamp.',
+                                'missing stamp') from None
+    if stamp <= 0:
+        raise ImageMessageError('the image header stamp is zero (the camera driver did not '
+                                "set it); outputs need the frame's stamp.", 'missing stamp')
+    return stamp
+
+
+def is_compressed(msg):
+    """Tell a CompressedImage (``format`` field, True) from an Image (False)."""
+    return hasattr(msg, 'format') and not hasattr(msg, 'encoding')
+
+
+def decode_frame(msg):
+    """Decode an Image or CompressedImage message into RGB ``uint8 [H, W, 3]``.
+
+    Colour encodings of 16 bits per channel (``bayer_*16``) keep their 8
+    most significant bits, as cv_bridge's conversion to ``rgb8`` does.
+
+    Raises:
+        ImageMessageError: with a ``kind`` for diagnostics (unknown encoding,
+            empty image, wrong data length, undecodable data, not a colour
+            image, image too small...).
+
+    """
+    image = compressed_to_numpy(msg) if is_compressed(msg) else image_to_numpy(msg)
+    what = getattr(msg, 'encoding', None) or getattr(msg, 'format', '?')
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ImageMessageError(f'the models need a colour image; got {what!r} '
+                                f'({"x".join(map(str, image.shape))}).', 'not a colour image')
+    if image.shape[0] < MIN_IMAGE_SIDE or image.shape[1] < MIN_IMAGE_SIDE:
+        raise ImageMessageError(f'a {image.shape[1]}x{image.shape[0]} {what!r} image is too '
+                                f'small to score (at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}).',
+                                'image too small')
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    return image
+
+
+# --- image files -------------------------------------------------------------------------
+
+
+def read_image_file(path):
+    """Read an image file as BGR ``uint8 [H, W, 3]`` (OpenCV's order).
+
+    Raises:
+        ImageMessageError: the file cannot be read or decoded (named).
+
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageMessageError(f'Cannot decode image {str(path)!r}.', 'undecodable file')
+    return image
+
+
+def encode_image(ext, image):
+    """Encode ``image`` (BGR, or one channel) as ``ext`` (``'.png'``, ``'.jpg'``) bytes."""
+    ok, data = cv2.imencode(ext, image)
+    if not ok:
+        raise ImageMessageError(f'Cannot encode a {ext} image.', 'unencodable image')
+    return data.tobytes()

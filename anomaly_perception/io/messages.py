@@ -25,6 +25,7 @@ nodes, which are the only place rclpy is imported.
 """
 
 import array
+import math
 
 import numpy as np
 from rosbags.interfaces import Nodetype
@@ -53,6 +54,25 @@ _NUMPY_TYPES = {
 _DECLARED_DEFAULTS = {
     'geometry_msgs/msg/Quaternion': {'w': 1.0},
 }
+
+
+def hypothesis(f, class_id, score):
+    """Build a vision_msgs/ObjectHypothesis with the message factory ``f``."""
+    return f.new('vision_msgs/msg/ObjectHypothesis', class_id=class_id, score=float(score))
+
+
+def score_classification(f, header, probability, raw):
+    """Build a frame's ``~/score`` (vision_msgs/Classification), as frame and pixel nodes do.
+
+    ``anomaly`` with the calibrated probability and ``raw_score`` with the raw
+    score, or ``unscorable`` alone when the raw score is missing or not finite.
+    """
+    if raw is None or not math.isfinite(raw):
+        results = [hypothesis(f, 'unscorable', 1.0)]
+    else:
+        prob = probability if math.isfinite(probability) else float('nan')
+        results = [hypothesis(f, 'anomaly', prob), hypothesis(f, 'raw_score', raw)]
+    return f.new('vision_msgs/msg/Classification', header=header, results=results)
 
 
 def stamp_to_ns(stamp):

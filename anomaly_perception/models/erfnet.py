@@ -25,7 +25,7 @@ encoder is trained alone (the first training stage).
 :meth:`ERFNet.forward` returns logits ``[N, C, H, W]`` at the input
 resolution (H and W multiples of 8); ``return_features=True`` also returns
 the 16-channel half-resolution features before the last layer (IsoMax+ can
-replace that layer, see :mod:`anomaly_perception.losses`).
+replace that layer, see :mod:`anomaly_perception.branches.pixel.losses`).
 """
 
 import torch
@@ -109,7 +109,7 @@ class IsoMaxPlusHead(nn.Module):
     ``f`` are the features of a pixel, ``p_k`` a learnable prototype per
     class (initialised N(0, 1)) and ``s`` a learnable distance scale
     (initialised 1). The logits are negative scaled distances, used as they
-    are at inference; the loss (EIML, :func:`~anomaly_perception.losses.
+    are at inference; the loss (EIML, :func:`~anomaly_perception.branches.pixel.losses.
     isomax_plus_loss`) multiplies them by the entropic scale. Prototypes and
     scale are parameters of the model, so the optimiser trains them.
     """

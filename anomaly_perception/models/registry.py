@@ -18,15 +18,16 @@ Every architecture a model directory can name (``architecture.type`` in its
 manifest) is registered here with what the runtime needs to run and export
 it without knowing the branch: how to build the module (randomly
 initialised; the runtime loads the weights), the weights file, the graph's
-input and outputs, and how to put its heavy part in fp16. Built-in
-architectures are imported lazily, so importing this module needs no torch
-(the ONNX Runtime path of a robot never loads it).
+input and outputs, and how to put its heavy part in fp16.
 
-A new branch adds one entry to ``BUILTIN`` (or calls :func:`register`).
+The architectures live in the branches that use them; a branch's package
+registers each with :func:`register_lazy` when it is imported, giving a
+function that imports the module defining it. So listing names needs no
+torch (the ONNX Runtime path of a robot never loads it), and this module
+never imports a branch.
 """
 
 import dataclasses
-import importlib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,15 +56,8 @@ class Architecture:
     exportable: bool = True     # False: runs offline in PyTorch only (no ONNX graph, no backend)
 
 
-# architecture name -> module that defines ``ARCHITECTURE`` (imported on first use)
-BUILTIN = {
-    'frame_rnvp_oe': 'anomaly_perception.models.frame',
-    'erfnet_pixel': 'anomaly_perception.models.pixel',
-    'erfnet_pixel_fsnet': 'anomaly_perception.models.fsnet',
-    'maskcls_rba': 'anomaly_perception.models.maskcls',
-    'ddpm_unet': 'anomaly_perception.models.ddpm',
-}
 _REGISTERED = {}
+_LAZY = {}     # architecture name -> function returning its Architecture (imports its module)
 
 
 def register(architecture):
@@ -71,13 +65,18 @@ def register(architecture):
     _REGISTERED[architecture.name] = architecture
 
 
+def register_lazy(name, load):
+    """Register ``name``, built by ``load()`` -> :class:`Architecture` on first use."""
+    _LAZY[name] = load
+
+
 def names():
     """Return every architecture name that can be built."""
-    return sorted({*BUILTIN, *_REGISTERED})
+    return sorted({*_LAZY, *_REGISTERED})
 
 
 def get(name):
     """Return the :class:`Architecture` called ``name``, or None if there is none."""
-    if name not in _REGISTERED and name in BUILTIN:
-        register(importlib.import_module(BUILTIN[name]).ARCHITECTURE)
+    if name not in _REGISTERED and name in _LAZY:
+        register(_LAZY[name]())
     return _REGISTERED.get(name)

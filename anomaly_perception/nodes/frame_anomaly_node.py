@@ -17,9 +17,9 @@
 A managed (lifecycle) node (see :mod:`.perception_node`): subscribes to
 ``image`` (sensor_msgs/Image, or CompressedImage with ``input_transport:
 compressed``) and publishes ``~/score``, ``~/hazard``, ``~/markers`` (see
-:mod:`anomaly_perception.io.frame_messages`), each stamped with the image's
+:mod:`anomaly_perception.branches.frame.messages`), each stamped with the image's
 header, and ``/diagnostics``. Each frame goes through
-:class:`~anomaly_perception.perception.frame_stream.FrameStream`, the same
+:class:`~anomaly_perception.branches.frame.stream.FrameStream`, the same
 object ``anomaly-perception replay`` runs.
 
     ros2 run anomaly_perception frame_anomaly_node --ros-args -r image:=/camera/image_raw
@@ -29,7 +29,7 @@ import sys
 
 from .perception_node import PerceptionNode
 from .perception_node import run
-from ..io.frame_messages import NODE_NAME
+from ..branches.frame.messages import NODE_NAME
 
 
 class FrameAnomalyNode(PerceptionNode):

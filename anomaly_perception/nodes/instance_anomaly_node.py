@@ -21,18 +21,18 @@ A managed (lifecycle) node with the other nodes' conventions (see
   ``~/anomaly_map``, whose header is the image's),
 * ``camera_info`` (sensor_msgs/CameraInfo, for the floor placement),
 
-pairs image and map by *exact* stamp (:class:`~..perception.keyframes.StampMatcher`;
-unpaired ones are dropped and counted), lets the keyframe policy pick
+and hands each image and map to its pipeline
+(:class:`~..branches.instance.stream.InstanceStream`, the object ``replay
+--pipelines ...,instance`` runs), which pairs them by *exact* stamp
+(unpaired ones are dropped and counted) and lets the keyframe policy pick
 keyframes (every ``keyframe_period_s``, and at once when the map's
-frame-level probability rises by ``keyframe_rise``), and hands them to one
+frame-level probability rises by ``keyframe_rise``). Keyframes go to one
 worker through a bounded latest-wins buffer (overflow counted, never
-blocking). The worker runs UGainS
-(:class:`~..perception.instance_stream.InstanceStream`, the object
-``replay --pipelines ...,instance`` runs) and publishes, with the image's
+blocking), which runs UGainS on them (the same pipeline) and publishes, with the image's
 header: ``~/instances`` (vision_msgs/Detection2DArray), ``~/instance_ids``
 (16UC1), ``~/refined_map`` (32FC1), ``~/hazards`` (PoseArray),
 ``~/markers`` (MarkerArray with lifetimes) and ``~/overlay`` (rgb8, only
-while subscribed); see :mod:`anomaly_perception.io.instance_messages`.
+while subscribed); see :mod:`anomaly_perception.branches.instance.messages`.
 ``/diagnostics`` adds the keyframe latency (pair formed -> published), the
 keyframe, pairing and buffer counts.
 
@@ -53,13 +53,13 @@ from rclpy.qos import QoSReliabilityPolicy
 
 from .perception_node import PerceptionNode
 from .perception_node import run
+from ..branches.instance.messages import NODE_NAME
 from ..errors import AnomalyPerceptionError
 from ..errors import ImageMessageError
 from ..io.images import image_to_numpy
-from ..io.instance_messages import NODE_NAME
-from ..perception.keyframes import LatestWinsBuffer
-from ..perception.keyframes import StampMatcher
-from ..perception.pipeline import message_stamp
+from ..io.images import message_stamp
+from ..stream.keyframes import LatestWinsBuffer
+from ..stream.keyframes import StampMatcher
 
 MAP_TOPIC = 'anomaly_map'
 CAMERA_INFO_TOPIC = 'camera_info'
@@ -79,7 +79,8 @@ class InstanceAnomalyNode(PerceptionNode):
         super().__init__(node_name, **kwargs)
 
     def _new_keyframe_state(self, config=None):
-        self.matcher = StampMatcher(config.match_capacity if config else 30)
+        if getattr(self, 'pipeline', None) is not None:
+            self.pipeline.reset_pairing()
         self.keyframe_buffer = LatestWinsBuffer(config.keyframe_buffer if config else 4)
         self.keyframe_reasons = collections.Counter()
         self.camera_info_error = ''
@@ -142,15 +143,13 @@ class InstanceAnomalyNode(PerceptionNode):
 
     def _pair(self, side, stamp, item):
         with self._pair_lock:
-            pair = self.matcher.add(side, stamp, (item, time.monotonic()))
-            if pair is None or self.pipeline is None:
+            if self.pipeline is None:
                 return
-            (msg, _), (anomaly_map, _) = pair
-            keyframe, reason, probability = self.pipeline.select(stamp, anomaly_map)
-        if keyframe and self.rate.allow(stamp):
-            self.keyframe_reasons[reason] += 1
-            self.keyframe_buffer.put((msg, anomaly_map, stamp, time.monotonic(), reason,
-                                      probability))
+            pairing = self.pipeline.pair(side, stamp, item)
+        if pairing is not None and pairing.keyframe and self.rate.allow(stamp):
+            self.keyframe_reasons[pairing.reason] += 1
+            self.keyframe_buffer.put((pairing.image, pairing.anomaly_map, stamp,
+                                      time.monotonic(), pairing.reason, pairing.probability))
 
     def _on_camera_info(self, msg):
         key = (tuple(msg.k), msg.width, msg.height)
@@ -191,7 +190,8 @@ class InstanceAnomalyNode(PerceptionNode):
 
     def diagnostics_snapshot(self):
         snap = super().diagnostics_snapshot()
-        pending = self.matcher.pending()
+        matcher = self.pipeline.matcher if self.pipeline is not None else StampMatcher()
+        pending = matcher.pending()
         camera = ('off (place_on_floor false)' if not self.config.place_on_floor else
                   self.camera_info_error or ('received' if self._camera_info_seen
                                              else 'none yet'))
@@ -203,9 +203,9 @@ class InstanceAnomalyNode(PerceptionNode):
                                              sorted(self.keyframe_reasons.items())) or 'none',
             'keyframe_buffer_overflow': self.keyframe_buffer.overflow,
             'keyframes_superseded': self.keyframe_buffer.superseded,
-            'pairs_matched': self.matcher.matched,
-            'unmatched_images_dropped': self.matcher.dropped['image'],
-            'unmatched_maps_dropped': self.matcher.dropped['map'],
+            'pairs_matched': matcher.matched,
+            'unmatched_images_dropped': matcher.dropped['image'],
+            'unmatched_maps_dropped': matcher.dropped['map'],
             'waiting_images': pending['image'], 'waiting_maps': pending['map'],
             'map_topic': self.map_topic,
             'camera_info': camera,

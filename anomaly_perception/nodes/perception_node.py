@@ -18,7 +18,7 @@
 (descriptions, ranges, choices), subscribes to ``image`` with QoS from
 parameters, hands frames to one worker thread, counts what goes wrong and
 publishes ``/diagnostics``. A branch's node names its branch (``BRANCH``,
-see :mod:`..perception.branches`): the base takes the parameters from the
+see :mod:`..branches.registry`): the base takes the parameters from the
 branch's config module, loads its pipeline, creates the publishers of its
 message module's outputs and, for each frame, runs ``decode`` ->
 ``process`` -> the message builder's ``outputs(header, result)``. A node
@@ -41,7 +41,7 @@ Parameters marked ``configure_time`` can change only while unconfigured;
 the others change live. SIGINT and SIGTERM end the node with exit code 0.
 
 Everything that is not ROS plumbing lives in ROS-free modules and is tested
-without ROS 2 (:mod:`..perception.stream`, the branch pipelines, the message
+without ROS 2 (:mod:`..stream.flow`, the branch pipelines, the message
 builders in :mod:`..io`).
 """
 
@@ -67,16 +67,16 @@ from rclpy.qos import QoSProfile
 from rclpy.qos import QoSReliabilityPolicy
 
 from .rclpy_messages import RclpyMessageFactory
+from ..branches.registry import get_branch
 from ..errors import AnomalyPerceptionError
 from ..errors import ConfigError
 from ..errors import ImageMessageError
-from ..perception.branches import get_branch
-from ..perception.pipeline import message_stamp
-from ..perception.stream import FrameSlot
-from ..perception.stream import MalformedCounter
-from ..perception.stream import RateLimiter
-from ..perception.stream import StreamStats
-from ..perception.stream import TransportGapCounter
+from ..io.images import message_stamp
+from ..stream.flow import FrameSlot
+from ..stream.flow import MalformedCounter
+from ..stream.flow import RateLimiter
+from ..stream.flow import StreamStats
+from ..stream.flow import TransportGapCounter
 
 IMAGE_TOPIC = 'image'
 DIAGNOSTICS_TOPIC = '/diagnostics'
@@ -106,7 +106,7 @@ class PerceptionNode(LifecycleNode):
     def __init__(self, node_name=None, **kwargs):
         self.branch = get_branch(self.BRANCH)
         self.builder = None
-        super().__init__(node_name or self.branch.messages_module.NODE_NAME, **kwargs)
+        super().__init__(node_name or self.branch.messages.NODE_NAME, **kwargs)
         self.factory = RclpyMessageFactory()
         self.lifecycle_state = UNCONFIGURED
         self.model_error = ''
@@ -136,15 +136,15 @@ class PerceptionNode(LifecycleNode):
 
     def load(self, config):
         """Load the pipeline (model) for ``config``; AnomalyPerceptionError on failure."""
-        pipeline = self.branch.pipeline_class.from_config(config)
-        self.builder = self.branch.builder_class.from_config(self.factory, config)
+        pipeline = self.branch.stream.from_config(config)
+        self.builder = self.branch.builder.from_config(self.factory, config)
         return pipeline
 
     def create_outputs(self, config):
         """Return ``{key: lifecycle publisher}`` for the node's outputs."""
         return {key: self.create_lifecycle_publisher(self.factory._cls(msgtype), f'~/{key}',
                                                      OUTPUT_QOS_DEPTH)
-                for key, msgtype in self.branch.messages_module.OUTPUT_TYPES.items()}
+                for key, msgtype in self.branch.messages.OUTPUT_TYPES.items()}
 
     def process_frame(self, msg, stamp_ns, received):
         """Process one frame in the worker thread; ImageMessageError if malformed."""
@@ -455,7 +455,7 @@ class PerceptionNode(LifecycleNode):
     def build_diagnostics(self, header, snapshot):
         """Return the DiagnosticArray for ``snapshot`` (built by the branch's message builder)."""
         backend, model = self.describe_pipeline()
-        builder = self.builder or self.branch.builder_class(self.factory)
+        builder = self.builder or self.branch.builder(self.factory)
         return builder.diagnostics(header, snapshot, backend, model,
                                    model_ok=not self.model_error)
 

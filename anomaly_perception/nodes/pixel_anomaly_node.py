@@ -21,8 +21,8 @@ the image's header and at the image's resolution, ``~/anomaly_map``
 (frame-level, vision_msgs/Classification) and ``~/overlay`` (rgb8, drawn
 only while something subscribes to it), plus ``~/label_info``
 (vision_msgs/LabelInfo, transient local: late subscribers get it) and
-``/diagnostics``. See :mod:`anomaly_perception.io.pixel_messages`. Each
-frame goes through :class:`~anomaly_perception.perception.pixel_stream.PixelStream`,
+``/diagnostics``. See :mod:`anomaly_perception.branches.pixel.messages`. Each
+frame goes through :class:`~anomaly_perception.branches.pixel.stream.PixelStream`,
 the same object ``anomaly-perception replay --pipelines pixel`` and
 ``score --branch pixel`` run.
 
@@ -38,8 +38,8 @@ from rclpy.qos import QoSReliabilityPolicy
 
 from .perception_node import PerceptionNode
 from .perception_node import run
-from ..io.pixel_messages import LABEL_INFO_TYPE
-from ..io.pixel_messages import NODE_NAME
+from ..branches.pixel.messages import LABEL_INFO_TYPE
+from ..branches.pixel.messages import NODE_NAME
 
 LABEL_INFO_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1,
                             reliability=QoSReliabilityPolicy.RELIABLE,

@@ -17,16 +17,16 @@
 ``place(type_name, rng, scene, z, x, next_id)`` returns a
 :class:`Placement` with the primitives to add to the scene around
 ``(x, z)``; every anomaly pixel carries an instance id. Global anomalies
-(defects, mist, darkness, dust) are not placed: they are frame effects,
-applied by :func:`global_effect`.
+(defects, mist, darkness, dust) are not placed: they are frame effects
+(:mod:`.effects`).
 """
 
 import dataclasses
 
-import cv2
 import numpy as np
 
 from . import textures as tx
+from .canvas import Canvas
 from .catalog import anomaly_type
 from .primitives import Box
 from .primitives import Decal
@@ -41,60 +41,6 @@ class Placement:
     sprites: list = dataclasses.field(default_factory=list)
     boxes: list = dataclasses.field(default_factory=list)
     instances: list = dataclasses.field(default_factory=list)
-
-
-class Canvas:
-    """Draw an RGBA picture (and an instance-id map) in metric units, anti-aliased.
-
-    ``flip_y`` puts y = 0 at the bottom (upright sprites); otherwise row 0
-    is y = 0 (floor decals, whose rows run along +z).
-    """
-
-    def __init__(self, width_m, height_m, px_per_m=220, flip_y=True, ss=2):
-        self.ppm = px_per_m * ss
-        self.ss = ss
-        self.w = max(2, int(round(width_m * self.ppm)))
-        self.h = max(2, int(round(height_m * self.ppm)))
-        self.flip_y = flip_y
-        self.rgba = np.zeros((self.h, self.w, 4), np.uint8)
-        self.ids = np.zeros((self.h, self.w), np.uint16)
-
-    def _px(self, pts):
-        pts = np.asarray(pts, np.float64).reshape(-1, 2)
-        x = pts[:, 0] * self.ppm
-        y = (self.h - pts[:, 1] * self.ppm) if self.flip_y else pts[:, 1] * self.ppm
-        return np.stack([x, y], 1).round().astype(np.int32)
-
-    @staticmethod
-    def _col(rgb, alpha=1.0):
-        return tuple(int(np.clip(c * 255, 0, 255)) for c in (*rgb, alpha))
-
-    def poly(self, pts, rgb, alpha=1.0, ident=0):
-        px = self._px(pts)
-        cv2.fillPoly(self.rgba, [px], self._col(rgb, alpha), cv2.LINE_AA)
-        if ident:
-            cv2.fillPoly(self.ids, [px], int(ident))
-
-    def line(self, pts, rgb, thickness_m, alpha=1.0, ident=0):
-        px = self._px(pts)
-        th = max(1, int(round(thickness_m * self.ppm)))
-        cv2.polylines(self.rgba, [px], False, self._col(rgb, alpha), th, cv2.LINE_AA)
-        if ident:
-            cv2.polylines(self.ids, [px], False, int(ident), th)
-
-    def ellipse(self, centre, axes_m, angle_deg, rgb, alpha=1.0, ident=0):
-        c = tuple(int(v) for v in self._px([centre])[0])
-        axes = (max(1, int(axes_m[0] * self.ppm)), max(1, int(axes_m[1] * self.ppm)))
-        cv2.ellipse(self.rgba, c, axes, angle_deg, 0, 360, self._col(rgb, alpha), -1,
-                    cv2.LINE_AA)
-        if ident:
-            cv2.ellipse(self.ids, c, axes, angle_deg, 0, 360, int(ident), -1)
-
-    def finish(self):
-        size = (self.w // self.ss, self.h // self.ss)
-        rgba = cv2.resize(self.rgba, size, interpolation=cv2.INTER_AREA)
-        ids = cv2.resize(self.ids, size, interpolation=cv2.INTER_NEAREST)
-        return rgba, ids
 
 
 def _shade(rgb, k):
@@ -618,59 +564,3 @@ def place(type_name, rng, scene, z, x, ids):
     if kind.is_global:
         raise ValueError(f'{type_name} is a global anomaly; it is a frame effect, not placed')
     return PLACERS[type_name](rng, scene, z, x, ids)
-
-
-# --- global anomalies (frame effects) -------------------------------------------------------
-
-
-def global_effect(type_name, rng):
-    """Parameters of a global anomaly for one sequence (a small dict)."""
-    if type_name == 'defects':
-        kind = ['defocus', 'misaligned', 'dirty_lens'][rng.integers(3)]
-        params = {'kind': kind}
-        if kind == 'defocus':
-            params['sigma'] = float(rng.uniform(2.0, 5.0))
-        elif kind == 'misaligned':
-            params['roll'] = float(np.radians(rng.uniform(15, 40)) * rng.choice([-1, 1]))
-            params['pitch'] = float(np.radians(rng.uniform(-25, 15)))
-        else:
-            params['smudges'] = int(rng.integers(3, 9))
-            params['seed'] = int(rng.integers(1 << 30))
-        return params
-    if type_name == 'mist':
-        return {'density': float(rng.uniform(0.12, 0.45)), 'seed': int(rng.integers(1 << 30)),
-                'brightness': float(rng.uniform(0.6, 1.1))}
-    if type_name == 'darkness':
-        return {'level': float(rng.uniform(0.04, 0.18))}
-    if type_name == 'dust':
-        return {'density': float(rng.uniform(0.08, 0.3)), 'seed': int(rng.integers(1 << 30)),
-                'specks': int(rng.integers(150, 900))}
-    raise ValueError(f'{type_name} is not a global anomaly')
-
-
-def apply_haze(radiance, depth, density, brightness, noise_seed, tint=(1.0, 1.0, 1.0)):
-    """Mix lit fog into the radiance: more with distance, patchy across the image."""
-    h, w = depth.shape
-    rng = np.random.default_rng(noise_seed)
-    patch = tx.fractal_noise(rng, (h, w), max(h, w) / 3, 3)
-    amount = 1 - np.exp(-np.minimum(depth, 50) * density * (0.5 + patch))
-    fog = np.asarray(tint, np.float32) * brightness
-    return radiance * (1 - amount[..., None]) + fog * amount[..., None]
-
-
-def dirty_lens(image, smudges, seed):
-    """Overlay blurred smudges on a uint8 RGB image (a dirty camera lens)."""
-    rng = np.random.default_rng(seed)
-    h, w = image.shape[:2]
-    mask = np.zeros((h, w), np.float32)
-    for _ in range(smudges):
-        c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
-        axes = (int(rng.uniform(0.05, 0.25) * w), int(rng.uniform(0.04, 0.2) * h))
-        cv2.ellipse(mask, c, axes, rng.uniform(0, 180), 0, 360, float(rng.uniform(0.3, 0.8)),
-                    -1)
-    mask = cv2.GaussianBlur(mask, (0, 0), w / 30)
-    blurred = cv2.GaussianBlur(image, (0, 0), 4).astype(np.float32)
-    dirt = np.array([150, 135, 110], np.float32)
-    out = image.astype(np.float32) * (1 - mask[..., None]) + (
-        blurred * 0.6 + dirt * 0.4) * mask[..., None]
-    return np.clip(out, 0, 255).astype(np.uint8)

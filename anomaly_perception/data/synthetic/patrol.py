@@ -51,7 +51,7 @@ from .dataset import SynthError
 from .world import Event
 from .world import Sequence
 from .world import SequenceSpec
-from ...io.bags import BagWriter
+from ...io.bag_writer import BagWriter
 from ...io.images import numpy_to_image
 
 #: Stamp of the first frame: 2026-01-01T00:00:00Z (fixed, for reproducible bags).

@@ -36,10 +36,10 @@ import numpy as np
 
 from .dataset import read_labels
 from ...errors import AnomalyPerceptionError
-from ...evaluation.metrics import auroc
-from ...evaluation.metrics import per_type_auroc
 from ...io.files import atomic_write_json
 from ...io.files import atomic_write_text
+from ...metrics.binary import auroc
+from ...metrics.binary import per_type_auroc
 
 
 def _load(root, rows, size):

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from . import anomalies
+from . import effects
 from .camera import Intrinsics
 from .camera import Trajectory
 from .catalog import anomaly_type
@@ -214,7 +215,7 @@ class Sequence:
         for k, event in enumerate(events):
             kind = anomaly_type(event.type_name)
             if kind.is_global:
-                params = anomalies.global_effect(kind.name, _rng(spec.seed, 29, k))
+                params = effects.global_effect(kind.name, _rng(spec.seed, 29, k))
                 self.globals.append((kind, event.start_s, event.start_s + event.duration_s,
                                      params))
                 continue
@@ -301,12 +302,12 @@ class Sequence:
         if gname == 'mist':
             # Fog is lit by the ceiling lights, or only by the lamp in a tunnel.
             lit = 0.25 if scene.shape == 'tunnel' else 1.0
-            radiance = anomalies.apply_haze(radiance, out.depth, effect['density'],
-                                            effect['brightness'] * lit, effect['seed'])
+            radiance = effects.apply_haze(radiance, out.depth, effect['density'],
+                                          effect['brightness'] * lit, effect['seed'])
         elif gname == 'dust':
             lit = 0.2 if scene.shape == 'tunnel' else 0.5
-            radiance = anomalies.apply_haze(radiance, out.depth, effect['density'], lit,
-                                            effect['seed'], tint=(0.9, 0.8, 0.65))
+            radiance = effects.apply_haze(radiance, out.depth, effect['density'], lit,
+                                          effect['seed'], tint=(0.9, 0.8, 0.65))
         if effect.get('kind') == 'defocus':
             radiance = cv2.GaussianBlur(radiance, (0, 0),
                                         effect['sigma'] * min(width, height) / 512)
@@ -325,7 +326,7 @@ class Sequence:
         if gname == 'dust':
             image = _dust_specks(image, effect, rng)
         if effect.get('kind') == 'dirty_lens':
-            image = anomalies.dirty_lens(image, effect['smudges'], effect['seed'])
+            image = effects.dirty_lens(image, effect['smudges'], effect['seed'])
         if not out.valid.all():
             image[~out.valid] = 0
 

@@ -1,0 +1,205 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The pixel branch's detector: :class:`PixelAnomalySegmenter`.
+
+uint8 images of any size, one or a batch, RGB or BGR -> crop and resize as
+the model was trained (the manifest's preprocessing) -> the model (ERFNet,
+the anomaly score and the arg-max class, inside the exported graph) ->
+maps back at the input resolution:
+
+* ``anomaly``: float32 raw score per pixel (higher = more anomalous), NaN
+  outside the crop the model saw;
+* ``probability``: the calibrated score (fraction of normal validation
+  pixels scoring lower);
+* ``mask``: ``anomaly > threshold``, the threshold set for a target pixel
+  false-positive rate on normal pixels;
+* ``semantic``: uint8 class ids, 255 (void) outside the crop;
+* ``failure`` (models with a failure head, ``train failure``): float32
+  probability that the semantic class is wrong (FSNet), NaN outside the
+  crop; None for models without a head;
+* ``frame_score``: a frame-level score, the ``frame_quantile`` (0.99) of the
+  anomaly map, and ``frame_probability``, calibrated on normal validation
+  frames, so a replay can compare the pixel branch with the frame branch.
+
+The score map is resized bilinearly and the classes by nearest neighbour.
+"""
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from ...runtime.manifest import load_manifest
+from ...runtime.manifest import model_input_shape
+from ...runtime.manifest import ModelError
+from ...runtime.network import load_network
+from ...runtime.preprocess import as_batch
+from ...runtime.preprocess import fit_resize
+from ...runtime.preprocess import ImageInputError
+from ...scoring.calibration import EmpiricalCalibration
+from ...stream.pipeline import Detector
+
+VOID = 255
+
+
+@dataclasses.dataclass
+class PixelResult:
+    """The pixel branch's output for one image (maps at the image's resolution)."""
+
+    anomaly: np.ndarray         # float32 [H, W], NaN outside the crop
+    probability: np.ndarray     # float32 [H, W] in [0, 1], NaN outside the crop
+    mask: np.ndarray            # bool [H, W]
+    semantic: np.ndarray        # uint8 [H, W], 255 outside the crop
+    frame_score: float
+    frame_probability: float
+    threshold: float
+    failure: np.ndarray = None  # float32 [H, W] in [0, 1], NaN outside the crop; or None
+
+
+def crop_box(height, width, aspect):
+    """``(y0, x0, h, w)`` of the centred crop with width/height ``aspect`` (as fit_resize)."""
+    if width > height * aspect:
+        cw, ch = max(1, int(round(height * aspect))), height
+    else:
+        cw, ch = width, max(1, int(round(width / aspect)))
+    return (height - ch) // 2, (width - cw) // 2, ch, cw
+
+
+class PixelAnomalySegmenter(Detector):
+    """Per-pixel anomaly maps and semantic ids from a pixel model directory.
+
+    Example::
+
+        seg = PixelAnomalySegmenter.from_model_dir('models/pixel_erfnet')
+        result = seg.segment(bgr_frame, channel_order='bgr')[0]
+        result.anomaly.shape == bgr_frame.shape[:2]
+
+    Args:
+        backend: runs the model (uint8 NHWC -> (anomaly, classes)).
+        manifest: the model's manifest.
+        target_fpr: override the manifest's pixel false-positive-rate target.
+
+    """
+
+    def __init__(self, backend, manifest, *, target_fpr=None, frame_quantile=0.99):
+        self.backend = backend
+        self.manifest = manifest
+        self.input_shape = model_input_shape(manifest['preprocessing'])
+        self.calibration = EmpiricalCalibration.from_dict(manifest['calibration'])
+        frame = manifest.get('frame_calibration')
+        self.frame_calibration = EmpiricalCalibration.from_dict(frame) if frame else None
+        self.frame_quantile = float(manifest.get('frame_quantile', frame_quantile))
+        self.target_fpr = float(target_fpr if target_fpr is not None
+                                else manifest['threshold']['target_fpr'])
+        self.threshold = self.calibration.threshold_for_fpr(self.target_fpr)
+        self.classes = list(manifest.get('classes', []))
+        self.has_failure = (manifest.get('architecture') or {}).get('type') == \
+            'erfnet_pixel_fsnet'
+
+    @classmethod
+    def from_model_dir(cls, model_dir, backend='torch', *, target_fpr=None, **backend_options):
+        """Load a pixel model directory and run it on ``backend`` (see runtime.backends).
+
+        Raises:
+            ModelError: missing/corrupt files (named), not a pixel model, or a
+                class count that disagrees with the manifest.
+
+        """
+        from ...runtime.backends import create_backend
+        manifest = load_manifest(model_dir, branch='pixel')
+        arch = manifest.get('architecture', {})
+        void = arch.get('void_index') is not None
+        if len(manifest.get('classes', [])) + void != arch.get('num_classes'):
+            raise ModelError(f'{str(model_dir)!r}: the manifest lists '
+                             f'{len(manifest.get("classes", []))} classes'
+                             f'{" and void" if void else ""} but the network has '
+                             f'{arch.get("num_classes")}.')
+        runner = create_backend(backend, model_dir, manifest,
+                                lambda: load_network(model_dir, manifest)[0], **backend_options)
+        return cls(runner, manifest, target_fpr=target_fpr)
+
+    def preprocess(self, images, channel_order='rgb'):
+        """Images as :meth:`segment` takes them -> uint8 ``[N, h, w, 3]`` RGB model input."""
+        items = as_batch(images, channel_order)
+        return np.stack([fit_resize(image, self.input_shape) for image in items])
+
+    def infer(self, batch):
+        """Run the model on a preprocessed batch.
+
+        Returns ``(anomaly [N, h, w], classes [N, h, w], failure [N, h, w] or
+        None)``; the failure map comes from models with a failure head.
+        """
+        out = self.backend.infer(batch)
+        expected = 3 if self.has_failure else 2
+        if not isinstance(out, tuple) or len(out) != expected:
+            raise ModelError(f'{self.name!r}: the pixel graph must return (anomaly, classes'
+                             f'{", failure" if self.has_failure else ""}).')
+        failure = np.asarray(out[2], np.float32) if self.has_failure else None
+        return np.asarray(out[0], np.float32), np.asarray(out[1], np.uint8), failure
+
+    def segment(self, images, channel_order='rgb'):
+        """Segment one image ``uint8 [H, W, 3]``, a batch or a list; one :class:`PixelResult` each.
+
+        Raises:
+            ImageInputError: wrong dtype, channel count, or an empty batch.
+
+        """
+        if channel_order not in ('rgb', 'bgr'):
+            raise ImageInputError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}.")
+        items = as_batch(images, channel_order)
+        anomaly, classes, failure = self.infer(np.stack([fit_resize(i, self.input_shape)
+                                                         for i in items]))
+        failure = failure if failure is not None else [None] * len(items)
+        return [self._result(image.shape[:2], a, c, f)
+                for image, a, c, f in zip(items, anomaly, classes, failure)]
+
+    def score(self, images, channel_order='rgb'):
+        """Segment, as :meth:`segment` (the :class:`~.pipeline.Detector` interface)."""
+        return self.segment(images, channel_order)
+
+    def frame_score(self, anomaly):
+        """Return a map's frame-level ``(score, probability)``.
+
+        The score is the map's ``frame_quantile`` over its finite pixels, the
+        probability that score calibrated on normal validation frames (NaN
+        where there is no finite pixel or no frame calibration).
+        """
+        values = np.asarray(anomaly, np.float32)
+        values = values[np.isfinite(values)]
+        score = float(np.quantile(values, self.frame_quantile)) if values.size else float('nan')
+        prob = float(self.frame_calibration.probability(np.array([score]))[0]) \
+            if self.frame_calibration is not None and np.isfinite(score) else float('nan')
+        return score, prob
+
+    def _result(self, size, anomaly, classes, failure=None):
+        height, width = size
+        h, w = self.input_shape
+        y0, x0, ch, cw = crop_box(height, width, w / h)
+        full = np.full((height, width), np.nan, np.float32)
+        sem = np.full((height, width), VOID, np.uint8)
+        full[y0:y0 + ch, x0:x0 + cw] = cv2.resize(anomaly, (cw, ch),
+                                                  interpolation=cv2.INTER_LINEAR)
+        sem[y0:y0 + ch, x0:x0 + cw] = cv2.resize(classes, (cw, ch),
+                                                 interpolation=cv2.INTER_NEAREST)
+        frame_score, frame_prob = self.frame_score(anomaly)
+        prob = self.calibration.probability(full.astype(np.float64)).astype(np.float32)
+        prob[~np.isfinite(full)] = np.nan
+        mask = np.where(np.isfinite(full), full, -np.inf) > self.threshold
+        fail = None
+        if failure is not None:
+            fail = np.full((height, width), np.nan, np.float32)
+            fail[y0:y0 + ch, x0:x0 + cw] = cv2.resize(failure, (cw, ch),
+                                                      interpolation=cv2.INTER_LINEAR)
+        return PixelResult(full, prob, mask, sem, frame_score, frame_prob, self.threshold, fail)

@@ -1,0 +1,175 @@
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""What every training loop shares: seeds, resumable checkpoints, progress, provenance.
+
+A training run owns an output directory. After every epoch it writes
+``checkpoint.pt`` atomically with everything needed to continue exactly
+where it stopped: model and optimiser state, scheduler, epoch, best score,
+history, and the random generators (torch and numpy). Started again with
+the same output directory, a run resumes from that checkpoint and produces
+the same weights as an uninterrupted run.
+"""
+
+import datetime
+import io
+import os
+from pathlib import Path
+import platform
+import random
+import sys
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import AnomalyPerceptionError
+from .io.files import atomic_write_bytes
+
+CHECKPOINT = 'checkpoint.pt'
+
+
+class TrainingError(AnomalyPerceptionError):
+    """Training cannot start or continue (bad data, bad options, bad checkpoint)."""
+
+
+def seed_everything(seed):
+    """Seed Python, numpy and torch; return a numpy Generator for data order."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def to_bytes(obj):
+    """``torch.save`` into bytes (for atomic writes)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def save_checkpoint(path, state):
+    atomic_write_bytes(path, to_bytes(state))
+
+
+def load_checkpoint(path):
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        TrainingError: the file is unreadable or corrupt (names the file).
+
+    """
+    try:
+        return torch.load(path, map_location='cpu', weights_only=False)
+    except Exception as err:  # noqa: B902 - pickle, zip and torch errors alike
+        raise TrainingError(f'Checkpoint {str(path)!r} cannot be loaded ({err}); delete it '
+                            'to start this training from scratch.') from None
+
+
+def load_resumable(path, config):
+    """Return the checkpoint at ``path`` to resume from, or None when there is none.
+
+    ``config``: the options of this run as a dict; a checkpoint written with
+    other options is refused, so a run never continues on another recipe.
+
+    Raises:
+        TrainingError: unreadable, or written with other options (names the file).
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    saved = load_checkpoint(path)
+    if saved.get('config') != config:
+        raise TrainingError(f'{str(path)!r} was written with other options '
+                            f'({saved.get("config")}); use another work directory or '
+                            'delete it to start over.')
+    return saved
+
+
+def rng_state(gen):
+    return {'numpy': gen.bit_generator.state, 'torch': torch.get_rng_state()}
+
+
+def restore_rng(gen, state):
+    gen.bit_generator.state = state['numpy']
+    torch.set_rng_state(state['torch'])
+
+
+def load_erfnet_encoder(pixel_model_dir):
+    """Return the ERFNet encoder of a pixel model, with or without a failure head.
+
+    Both ``erfnet_pixel`` (train pixel) and ``erfnet_pixel_fsnet`` (train
+    failure, whose segmenter was trained on with the head) carry one; other
+    models raise :class:`TrainingError` naming the directory.
+    """
+    from .runtime.network import load_network
+    module, manifest = load_network(pixel_model_dir)
+    kind = (manifest.get('architecture') or {}).get('type')
+    if kind == 'erfnet_pixel':
+        return module.network.encoder
+    if kind == 'erfnet_pixel_fsnet':
+        return module.segmenter.network.encoder
+    raise TrainingError(f'{str(pixel_model_dir)!r} is a {kind!r} model, not an ERFNet pixel '
+                        'model (erfnet_pixel or erfnet_pixel_fsnet).')
+
+
+def progress(total, desc, enabled=True):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit='epoch', disable=not enabled, dynamic_ncols=True)
+
+
+class PlateauScheduler:
+    """Divide the learning rate by ``factor`` after ``patience`` epochs without improvement.
+
+    A small, state-dict-able version of ReduceLROnPlateau (mode 'min').
+    """
+
+    def __init__(self, optimizer, factor=0.1, patience=10, min_lr=1e-6):
+        self.optimizer = optimizer
+        self.factor = factor
+        self.patience = patience
+        self.min_lr = min_lr
+        self.best = float('inf')
+        self.bad_epochs = 0
+
+    def step(self, value):
+        if value < self.best - 1e-12:
+            self.best = value
+            self.bad_epochs = 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            for group in self.optimizer.param_groups:
+                group['lr'] = max(group['lr'] * self.factor, self.min_lr)
+            self.bad_epochs = 0
+
+    @property
+    def lr(self):
+        return self.optimizer.param_groups[0]['lr']
+
+    def state_dict(self):
+        return {'best': self.best, 'bad_epochs': self.bad_epochs}
+
+    def load_state_dict(self, state):
+        self.best = state['best']
+        self.bad_epochs = state['bad_epochs']
+
+
+def training_environment():
+    """Return the date and software/machine facts a manifest's provenance records."""
+    return {'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'package_version': __version__, 'torch': torch.__version__,
+            'python': sys.version.split()[0], 'machine': platform.machine(),
+            'cpu_threads': torch.get_num_threads(), 'cpus': os.cpu_count()}
