@@ -173,3 +173,25 @@ def training_environment():
             'package_version': __version__, 'torch': torch.__version__,
             'python': sys.version.split()[0], 'machine': platform.machine(),
             'cpu_threads': torch.get_num_threads(), 'cpus': os.cpu_count()}
+
+
+def poly_lr(base, epoch, epochs, power=0.9):
+    """Return the poly schedule's learning rate: ``base * (1 - epoch / epochs) ** power``."""
+    return base * (1.0 - epoch / epochs) ** power
+
+
+def set_learning_rate(optimizer, lr):
+    """Set every parameter group of ``optimizer`` to ``lr``; return ``lr``."""
+    for group in optimizer.param_groups:
+        group['lr'] = lr
+    return lr
+
+
+def shuffled_batches(rng, n, batch_size):
+    """Yield one epoch's batches of indices into ``n`` samples (int64 tensors), shuffled.
+
+    The permutation is drawn from ``rng`` when the first batch is asked for.
+    """
+    order = rng.permutation(n)
+    for start in range(0, n, batch_size):
+        yield torch.from_numpy(order[start:start + batch_size])

@@ -51,6 +51,7 @@ from ...training import restore_rng
 from ...training import rng_state
 from ...training import save_checkpoint
 from ...training import seed_everything
+from ...training import shuffled_batches
 from ...training import to_bytes
 from ...training import TrainingError
 
@@ -161,10 +162,8 @@ def train_autoencoder(train_images, val_images, out_dir, config=None, show_progr
     bar.update(state['epoch'])
     while state['epoch'] < config.epochs:
         model.train()
-        order = rng.permutation(len(x_train))
         total, count = 0.0, 0
-        for start in range(0, len(order), config.batch_size):
-            idx = torch.from_numpy(order[start:start + config.batch_size])
+        for idx in shuffled_batches(rng, len(x_train), config.batch_size):
             batch = x_train[idx]
             if config.augment:
                 batch = augment(batch)
@@ -331,10 +330,8 @@ def train_density(train_emb, val_emb, out_dir, config=None, anomaly_emb=None,
     bar.update(state['epoch'])
     while state['epoch'] < config.epochs:
         flow.train()
-        order = rng.permutation(len(z_train))
         total, count = 0.0, 0
-        for start in range(0, len(order), config.batch_size):
-            idx = torch.from_numpy(order[start:start + config.batch_size])
+        for idx in shuffled_batches(rng, len(z_train), config.batch_size):
             nll_n = _nll(normalizer, flow, z_train[idx])
             if use_oe:
                 pick = torch.from_numpy(rng.integers(0, len(z_anom), config.anomaly_batch))

@@ -66,7 +66,6 @@ from .maskcls import MaskClsSegmenterModel
 from .maskcls import MODEL_FILE
 from ..pixel.train import _augment
 from ..pixel.train import _downsample_labels
-from ..pixel.train import _poly_lr
 from ..pixel.train import evaluate_segmenter
 from ..pixel.train import load_pixel_split
 from ..pixel.train import load_segmentation_data
@@ -75,10 +74,13 @@ from ..pixel.train import write_pixel_model_dir
 from ...training import CHECKPOINT
 from ...training import load_checkpoint
 from ...training import load_erfnet_encoder
+from ...training import poly_lr
 from ...training import restore_rng
 from ...training import rng_state
 from ...training import save_checkpoint
 from ...training import seed_everything
+from ...training import set_learning_rate
+from ...training import shuffled_batches
 from ...training import TrainingError
 
 
@@ -246,14 +248,10 @@ def train_maskcls_network(train, val, num_classes, work_dir, config, show_progre
                desc='train maskcls', disable=not show_progress, dynamic_ncols=True)
     segmenter = MaskClsSegmenterModel(net, config.score)
     while state['epoch'] < config.epochs:
-        lr = _poly_lr(config.lr, state['epoch'], config.epochs)
-        for group in opt.param_groups:
-            group['lr'] = lr
+        lr = set_learning_rate(opt, poly_lr(config.lr, state['epoch'], config.epochs))
         net.train()
-        order = rng.permutation(len(x_train))
         total_loss, count, started = 0.0, 0, time.perf_counter()
-        for start in range(0, len(order), config.batch_size):
-            idx = torch.from_numpy(order[start:start + config.batch_size])
+        for idx in shuffled_batches(rng, len(x_train), config.batch_size):
             images, labels = _augment(x_train[idx], y_train[idx], rng, config.max_translation)
             cls, masks = net(images.float() / 255.0)
             loss = set_loss(cls, masks, _downsample_labels(labels, 4), config)

@@ -72,7 +72,6 @@ from .promptable import PROMPTABLE_FILE
 from .promptable import PromptableSegmenter
 from .promptable import small_spec
 from .ugains import oracle_points
-from ..pixel.train import _poly_lr
 from ..pixel.train import load_pixel_split
 from ..pixel.train import VOID
 from ...data.hazards import default_cache_dir
@@ -82,10 +81,12 @@ from ...training import CHECKPOINT
 from ...training import load_checkpoint
 from ...training import load_erfnet_encoder
 from ...training import load_resumable
+from ...training import poly_lr
 from ...training import restore_rng
 from ...training import rng_state
 from ...training import save_checkpoint
 from ...training import seed_everything
+from ...training import set_learning_rate
 from ...training import training_environment
 from ...training import TrainingError
 
@@ -343,9 +344,7 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True, d
     bar = tqdm(total=config.epochs * batches, initial=state['epoch'] * batches, unit='batch',
                desc='train promptable', disable=not show_progress, dynamic_ncols=True)
     while state['epoch'] < config.epochs:
-        lr = _poly_lr(config.lr, state['epoch'], config.epochs)
-        for group in opt.param_groups:
-            group['lr'] = lr
+        lr = set_learning_rate(opt, poly_lr(config.lr, state['epoch'], config.epochs))
         sam.train()
         order = rng.permutation(len(train.images))
         total, count, started = 0.0, 0, time.perf_counter()

@@ -64,10 +64,13 @@ from ...scoring.pixel import fit_pixel_calibration
 from ...training import CHECKPOINT
 from ...training import load_checkpoint
 from ...training import load_resumable
+from ...training import poly_lr
 from ...training import restore_rng
 from ...training import rng_state
 from ...training import save_checkpoint
 from ...training import seed_everything
+from ...training import set_learning_rate
+from ...training import shuffled_batches
 from ...training import to_bytes
 from ...training import training_environment
 from ...training import TrainingError
@@ -191,10 +194,6 @@ def _downsample_labels(labels, factor=8):
     return labels[..., rows[:, None], cols[None, :]]
 
 
-def _poly_lr(base, epoch, epochs, power=0.9):
-    return base * (1.0 - epoch / epochs) ** power
-
-
 @torch.no_grad()
 def _predict(model, images, batch=16):
     """Logits of uint8 NHWC images (eval mode), as a float32 tensor."""
@@ -287,14 +286,10 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
                                        class_weight=weights_full, gamma=config.gamma,
                                        tau=config.tau, entropic_scale=config.entropic_scale)
         while state['epoch'] < epochs:
-            lr = _poly_lr(config.lr, state['epoch'], epochs)
-            for group in opt.param_groups:
-                group['lr'] = lr
+            lr = set_learning_rate(opt, poly_lr(config.lr, state['epoch'], epochs))
             model.train()
-            order = rng.permutation(len(x_train))
             total_loss, count, started = 0.0, 0, time.perf_counter()
-            for start in range(0, len(order), config.batch_size):
-                idx = torch.from_numpy(order[start:start + config.batch_size])
+            for idx in shuffled_batches(rng, len(x_train), config.batch_size):
                 images, labels = _augment(x_train[idx], y_train[idx], rng,
                                           config.max_translation)
                 x = images.float() / 255.0

@@ -66,7 +66,6 @@ from .fsnet import normal_channels
 from .fsnet import PixelFailureModel
 from .model import MODEL_FILE
 from .train import _augment
-from .train import _poly_lr
 from .train import load_pixel_split
 from .train import PixelData
 from .train import validation_miou
@@ -79,10 +78,12 @@ from ...runtime.manifest import ModelError
 from ...training import CHECKPOINT
 from ...training import load_checkpoint
 from ...training import load_resumable
+from ...training import poly_lr
 from ...training import restore_rng
 from ...training import rng_state
 from ...training import save_checkpoint
 from ...training import seed_everything
+from ...training import shuffled_batches
 from ...training import TrainingError
 
 ANOMALY = 254       # label value carrying "anomaly pixel" through augmentation
@@ -193,17 +194,15 @@ def train_failure_network(segmenter, train, val, work_dir, config, epochs,
     bar = tqdm(total=epochs * batches, initial=state['epoch'] * batches, unit='batch',
                desc='train failure', disable=not show_progress, dynamic_ncols=True)
     while state['epoch'] < epochs:
-        scale = _poly_lr(1.0, state['epoch'], epochs)
+        scale = poly_lr(1.0, state['epoch'], epochs)
         opt.param_groups[0]['lr'] = config.lr * scale
         if len(opt.param_groups) > 1:
             opt.param_groups[1]['lr'] = config.segmenter_lr * scale
         model.train()
         if config.segmenter_lr <= 0:
             network.eval()
-        order = rng.permutation(len(x_train))
         totals, count, started = np.zeros(2), 0, time.perf_counter()
-        for start in range(0, len(order), config.batch_size):
-            idx = torch.from_numpy(order[start:start + config.batch_size])
+        for idx in shuffled_batches(rng, len(x_train), config.batch_size):
             images, labels = _augment(x_train[idx], y_train[idx], rng, config.max_translation)
             anomaly = labels == ANOMALY
             seg_labels = labels.clone()
