@@ -28,10 +28,11 @@ synthesis  none (offline)              keyframes; no ONNX graph, no ``score``
 =========  ==========================  ==========================================
 
 ``replay``, ``score``, ``bench``, the replay summary, ``demo`` and the
-node base iterate this table; no other module names a branch. An entry is
-built on first use (importing a branch loads its code; listing the names
-loads none). A branch added at run time (:func:`register`) is served the
-same way as these.
+node base take branches from this table; no other module keeps a table or
+an if-chain of branches. An entry is built on first use (that imports the
+branch's code; listing the names imports only the branch packages' light
+``__init__``, which register their architectures). A branch added at run
+time (:func:`register`) is served the same way as these.
 """
 
 from . import frame
