@@ -42,6 +42,13 @@ def add_training_io_options(p, init_from=None):
         p.add_argument('--init-from', default='', metavar='PIXEL_MODEL', help=init_from)
 
 
+def add_seed_and_run(p, run):
+    """Add ``--seed`` and ``--overwrite`` to a ``train`` subcommand, and what runs it."""
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--overwrite', action='store_true')
+    p.set_defaults(run=run)
+
+
 def add_train(sub):
     p = sub.add_parser('train', help='train models (frame and pixel branches)',
                        description='Offline training. Every step checkpoints each epoch into '
@@ -164,9 +171,7 @@ def add_train(sub):
                     help="then RbA's outlier fine-tuning for N epochs over outliers_set "
                          '(default 0: none); the same --work reuses a finished first stage')
     mc.add_argument('--outlier-lr', type=float, default=1e-4)
-    mc.add_argument('--seed', type=int, default=0)
-    mc.add_argument('--overwrite', action='store_true')
-    mc.set_defaults(run=_run_train_maskcls)
+    add_seed_and_run(mc, _run_train_maskcls)
 
     pr = tsub.add_parser(
         'promptable', help='the small promptable segmenter (SAM kind) of the instance branch',
@@ -229,9 +234,7 @@ def add_train(sub):
     fa.add_argument('--resnet18-weights', default='',
                     help='torchvision resnet18 state dict for both encoders (needs '
                          '--resnet-width 64); none: trained from scratch')
-    fa.add_argument('--seed', type=int, default=0)
-    fa.add_argument('--overwrite', action='store_true')
-    fa.set_defaults(run=_run_train_failure)
+    add_seed_and_run(fa, _run_train_failure)
     df = tsub.add_parser(
         'diffusion', help="the synthesis branch's DDPM of normal frames (paper 001)",
         description='An unconditional DDPM (diffusers UNet2DModel, epsilon prediction) of '
@@ -259,9 +262,7 @@ def add_train(sub):
     df.add_argument('--fp32-weights', action='store_true',
                     help='ship fp32 weights (default fp16: half the size)')
     df.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
-    df.add_argument('--seed', type=int, default=0)
-    df.add_argument('--overwrite', action='store_true')
-    df.set_defaults(run=_run_train_diffusion)
+    add_seed_and_run(df, _run_train_diffusion)
 
 
 def _frame_data(args, size=64):
