@@ -92,8 +92,10 @@ def add_replay(sub):
     p.add_argument('bag', help='bag directory, or a single .mcap / .db3 file')
     p.add_argument('--out', required=True, help='output directory (must not exist)')
     p.add_argument('--topic', help='image topic (default: the only camera image topic)')
+    from ..branches.registry import branch_names
     p.add_argument('--pipelines', default='frame',
-                   help='comma-separated branches to run on the same frames (default frame; '
+                   help='comma-separated branches to run on the same frames, of '
+                        f'{", ".join(branch_names())} (default frame; '
                         'frame,pixel,instance runs all three: instances on keyframes; '
                         'pixel,synthesis adds the DDPM edits on keyframes, offline)')
     p.add_argument('--model', action='append', default=[], metavar='[BRANCH=]DIR',
