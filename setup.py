@@ -1,3 +1,9 @@
+"""Build script for the ``anomaly_perception`` ament_python package.
+
+The same file serves ``colcon build`` on a robot and ``pip install`` on a
+machine without ROS 2.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,12 +17,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Build script for the ``anomaly_perception`` ament_python package.
-
-The same file serves ``colcon build`` on a robot and ``pip install`` on a
-machine without ROS 2.
-"""
 
 import os
 from pathlib import Path

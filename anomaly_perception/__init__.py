@@ -1,3 +1,9 @@
+"""Anomaly perception for mobile robots.
+
+Everything in this package imports and runs without ROS 2; only
+``anomaly_perception.nodes`` needs rclpy, and imports it lazily.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,11 +17,5 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Anomaly perception for mobile robots.
-
-Everything in this package imports and runs without ROS 2; only
-``anomaly_perception.nodes`` needs rclpy, and imports it lazily.
-"""
 
 __version__ = '0.1.0'

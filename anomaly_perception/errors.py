@@ -1,3 +1,12 @@
+"""Exception types of the package.
+
+Every error a user can cause (a bad file, a bad message, a bad parameter) is
+raised as a subclass of :class:`AnomalyPerceptionError` with a message that
+says what was expected, what was found, and which file/topic/key it concerns.
+The CLI prints such errors as one line; anything else is a bug and keeps its
+traceback.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,15 +20,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Exception types of the package.
-
-Every error a user can cause (a bad file, a bad message, a bad parameter) is
-raised as a subclass of :class:`AnomalyPerceptionError` with a message that
-says what was expected, what was found, and which file/topic/key it concerns.
-The CLI prints such errors as one line; anything else is a bug and keeps its
-traceback.
-"""
 
 
 class AnomalyPerceptionError(Exception):

@@ -1,3 +1,13 @@
+"""What every training loop shares: seeds, resumable checkpoints, progress, provenance.
+
+A training run owns an output directory. After every epoch it writes
+``checkpoint.pt`` atomically with everything needed to continue exactly
+where it stopped: model and optimiser state, scheduler, epoch, best score,
+history, and the random generators (torch and numpy). Started again with
+the same output directory, a run resumes from that checkpoint and produces
+the same weights as an uninterrupted run.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,16 +21,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""What every training loop shares: seeds, resumable checkpoints, progress, provenance.
-
-A training run owns an output directory. After every epoch it writes
-``checkpoint.pt`` atomically with everything needed to continue exactly
-where it stopped: model and optimiser state, scheduler, epoch, best score,
-history, and the random generators (torch and numpy). Started again with
-the same output directory, a run resumes from that checkpoint and produces
-the same weights as an uninterrupted run.
-"""
 
 import datetime
 import io

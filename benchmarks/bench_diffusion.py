@@ -1,3 +1,14 @@
+"""Benchmark the synthesis branch's DDPM: a training step and a forward pass, per UNet size.
+
+For the default UNet (``branches/synthesis/ddpm.py``) and two alternatives, in one run:
+one AdamW step on a batch of random frames (what ``train diffusion`` does
+per step, without data loading), and one noise prediction of one frame
+(guided editing calls 2-3 per reverse step). Median seconds; the default's
+row is the reference of the ratios.
+
+Run: ``python benchmarks/bench_diffusion.py``.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,17 +22,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Benchmark the synthesis branch's DDPM: a training step and a forward pass, per UNet size.
-
-For the default UNet (``branches/synthesis/ddpm.py``) and two alternatives, in one run:
-one AdamW step on a batch of random frames (what ``train diffusion`` does
-per step, without data loading), and one noise prediction of one frame
-(guided editing calls 2-3 per reverse step). Median seconds; the default's
-row is the reference of the ratios.
-
-Run: ``python benchmarks/bench_diffusion.py``.
-"""
 
 import argparse
 from pathlib import Path

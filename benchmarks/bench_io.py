@@ -1,3 +1,16 @@
+"""Benchmark image decoding and bag reading.
+
+Measures, on a 640x360 bgr8 frame (the Robomaster camera's default):
+
+* decoding one ``sensor_msgs/Image`` to RGB with
+  :func:`anomaly_perception.io.images.image_to_numpy`, against
+  rosbags-image's ``message_to_cvimage`` as the in-process reference;
+* reading and decoding every frame of a 300-frame bag, per storage plugin
+  (mcap, sqlite3), against deserialising the same messages without decoding.
+
+Run: ``python benchmarks/bench_io.py`` (or ``make bench``).
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,19 +24,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Benchmark image decoding and bag reading.
-
-Measures, on a 640x360 bgr8 frame (the Robomaster camera's default):
-
-* decoding one ``sensor_msgs/Image`` to RGB with
-  :func:`anomaly_perception.io.images.image_to_numpy`, against
-  rosbags-image's ``message_to_cvimage`` as the in-process reference;
-* reading and decoding every frame of a 300-frame bag, per storage plugin
-  (mcap, sqlite3), against deserialising the same messages without decoding.
-
-Run: ``python benchmarks/bench_io.py`` (or ``make bench``).
-"""
 
 from pathlib import Path
 import sys

@@ -1,3 +1,13 @@
+"""Benchmark exact AUROC + AP over 10 million pixel scores.
+
+The reference is scikit-learn (``roc_auc_score`` + ``average_precision_score``)
+on the same data in the same process; the report gives both times and their
+ratio, and checks the values agree. The streaming accumulator (20 images of
+500k pixels, 12 mantissa bits) is timed too.
+
+Run: ``python benchmarks/bench_metrics.py`` (or ``make bench``).
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,16 +21,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Benchmark exact AUROC + AP over 10 million pixel scores.
-
-The reference is scikit-learn (``roc_auc_score`` + ``average_precision_score``)
-on the same data in the same process; the report gives both times and their
-ratio, and checks the values agree. The streaming accumulator (20 images of
-500k pixels, 12 mantissa bits) is timed too.
-
-Run: ``python benchmarks/bench_metrics.py`` (or ``make bench``).
-"""
 
 from pathlib import Path
 import sys

@@ -1,3 +1,14 @@
+"""Benchmark the synthetic world: frames per second of ``synth dataset`` and ``synth bag``.
+
+``synth dataset`` at 512x512 is timed with 1 and 2 workers on the same
+600-frame plan (the medium preset's split proportions), so the 2-worker run
+has the 1-worker run of the same process as its reference. ``synth bag``
+is timed at 640x360. The full 10,000-frame medium preset is a separate
+command (see docs/PERFORMANCE.md) because it takes minutes.
+
+Run: ``python benchmarks/bench_synth.py`` (or ``make bench``).
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,17 +22,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Benchmark the synthetic world: frames per second of ``synth dataset`` and ``synth bag``.
-
-``synth dataset`` at 512x512 is timed with 1 and 2 workers on the same
-600-frame plan (the medium preset's split proportions), so the 2-worker run
-has the 1-worker run of the same process as its reference. ``synth bag``
-is timed at 640x360. The full 10,000-frame medium preset is a separate
-command (see docs/PERFORMANCE.md) because it takes minutes.
-
-Run: ``python benchmarks/bench_synth.py`` (or ``make bench``).
-"""
 
 from pathlib import Path
 import sys

@@ -1,3 +1,10 @@
+"""Timing helpers shared by the benchmark scripts.
+
+Every benchmark reports medians (and tail percentiles) of repeated runs, and
+a ratio against a reference measured in the same process on the same data,
+so numbers from different machines can still be compared by their ratios.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,13 +18,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Timing helpers shared by the benchmark scripts.
-
-Every benchmark reports medians (and tail percentiles) of repeated runs, and
-a ratio against a reference measured in the same process on the same data,
-so numbers from different machines can still be compared by their ratios.
-"""
 
 import json
 import os

@@ -1,3 +1,16 @@
+"""Long fuzz of frame_anomaly_node's message path (the test suite runs 2,000 cases).
+
+    python benchmarks/fuzz_node.py --cases 10000 [--seed 0]
+
+Random and mutated Image and CompressedImage messages (see
+:mod:`anomaly_perception.io.image_fuzz`) go through the node's subscription
+callback and worker, raw and compressed transport in turn. Prints and writes
+(``out/bench/fuzz_node.json``) the outcome counts per kind, any case whose
+outcome broke its expectation, the cases per second and resident memory at
+the end of the first quarter and at the end. Exit code 1 if any case went
+wrong, a frame raised an unexpected error, or memory grew by 50 MiB or more.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,19 +24,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Long fuzz of frame_anomaly_node's message path (the test suite runs 2,000 cases).
-
-    python benchmarks/fuzz_node.py --cases 10000 [--seed 0]
-
-Random and mutated Image and CompressedImage messages (see
-:mod:`anomaly_perception.io.image_fuzz`) go through the node's subscription
-callback and worker, raw and compressed transport in turn. Prints and writes
-(``out/bench/fuzz_node.json``) the outcome counts per kind, any case whose
-outcome broke its expectation, the cases per second and resident memory at
-the end of the first quarter and at the end. Exit code 1 if any case went
-wrong, a frame raised an unexpected error, or memory grew by 50 MiB or more.
-"""
 
 import argparse
 import os

@@ -1,3 +1,14 @@
+"""Frame, pixel and instance anomaly detection on any robot's camera topic.
+
+Give the camera topic as an argument, for instance:
+
+    ros2 launch anomaly_perception ground_robot.launch.py image_topic:=/cam/image_raw \
+        camera_info_topic:=/cam/camera_info camera_height_m:=0.45 camera_pitch_deg:=12
+
+The instance node (``instance:=true``, with ``pixel:=true``) places hazards on
+the floor from ``camera_info`` and the camera's height and pitch.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,17 +22,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Frame, pixel and instance anomaly detection on any robot's camera topic.
-
-Give the camera topic as an argument, for instance:
-
-    ros2 launch anomaly_perception ground_robot.launch.py image_topic:=/cam/image_raw \
-        camera_info_topic:=/cam/camera_info camera_height_m:=0.45 camera_pitch_deg:=12
-
-The instance node (``instance:=true``, with ``pixel:=true``) places hazards on
-the floor from ``camera_info`` and the camera's height and pitch.
-"""
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument

@@ -1,3 +1,15 @@
+"""Play a recorded bag through the perception nodes and watch them in rviz2.
+
+The bag is played with ``--clock``; the nodes use simulated time; the frame
+and pixel nodes score every frame (``process_all_frames``), so their result
+does not depend on how fast this machine is. The instance node works on
+keyframes (latest wins): on a slow machine it skips keyframes, counted in
+its diagnostics; ``anomaly-perception replay --pipelines frame,pixel,instance``
+processes every keyframe.
+
+    ros2 launch anomaly_perception replay.launch.py bag:=out/demo/patrol_bag
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,18 +23,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Play a recorded bag through the perception nodes and watch them in rviz2.
-
-The bag is played with ``--clock``; the nodes use simulated time; the frame
-and pixel nodes score every frame (``process_all_frames``), so their result
-does not depend on how fast this machine is. The instance node works on
-keyframes (latest wins): on a slow machine it skips keyframes, counted in
-its diagnostics; ``anomaly-perception replay --pipelines frame,pixel,instance``
-processes every keyframe.
-
-    ros2 launch anomaly_perception replay.launch.py bag:=out/demo/patrol_bag
-"""
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument

@@ -1,3 +1,16 @@
+"""Frame, pixel and instance anomaly detection next to a DJI Robomaster (robomaster_ros driver).
+
+The driver publishes ``/<name>/camera/image_color`` (bgr8, 640x360 by
+default, frame_id ``<name>/camera_optical_link``, reliable, depth 1) and
+``/<name>/camera/camera_info``. This starts ``frame_anomaly_node``,
+(``pixel:=true``, the default) ``pixel_anomaly_node`` and (``instance:=true``,
+the default, with the pixel node) ``instance_anomaly_node`` in the robot's
+namespace, listening there; the instance node pairs the camera's images
+with the pixel node's ``pixel_anomaly/anomaly_map``.
+
+    ros2 launch anomaly_perception robomaster.launch.py name:=robomaster
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,19 +24,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Frame, pixel and instance anomaly detection next to a DJI Robomaster (robomaster_ros driver).
-
-The driver publishes ``/<name>/camera/image_color`` (bgr8, 640x360 by
-default, frame_id ``<name>/camera_optical_link``, reliable, depth 1) and
-``/<name>/camera/camera_info``. This starts ``frame_anomaly_node``,
-(``pixel:=true``, the default) ``pixel_anomaly_node`` and (``instance:=true``,
-the default, with the pixel node) ``instance_anomaly_node`` in the robot's
-namespace, listening there; the instance node pairs the camera's images
-with the pixel node's ``pixel_anomaly/anomaly_map``.
-
-    ros2 launch anomaly_perception robomaster.launch.py name:=robomaster
-"""
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument

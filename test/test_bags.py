@@ -1,3 +1,5 @@
+"""ROS 2 bag reading and writing, both storage plugins and both type stores."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,8 +13,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""ROS 2 bag reading and writing, both storage plugins and both type stores."""
 
 import os
 from pathlib import Path

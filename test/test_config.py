@@ -1,3 +1,5 @@
+"""Typed configuration loading: every mistake names the key and the file."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,8 +13,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Typed configuration loading: every mistake names the key and the file."""
 
 import dataclasses
 from pathlib import Path

@@ -1,3 +1,11 @@
+"""ament_flake8, as ``colcon test`` runs it, with the package's flake8 configuration.
+
+setup.cfg's [flake8] section is ament's configuration plus one allowance:
+the subpackage ``anomaly_perception.io`` (always imported relatively or fully
+qualified) is not a shadowed builtin. make setup installs ament_flake8 from
+the ros-jazzy wheels; elsewhere this skips.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""ament_flake8, as ``colcon test`` runs it, with the package's flake8 configuration.
-
-setup.cfg's [flake8] section is ament's configuration plus one allowance:
-the subpackage ``anomaly_perception.io`` (always imported relatively or fully
-qualified) is not a shadowed builtin. make setup installs ament_flake8 from
-the ros-jazzy wheels; elsewhere this skips.
-"""
 
 import pytest
 

@@ -1,3 +1,5 @@
+"""Image message <-> numpy conversion, for every supported encoding."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,8 +13,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Image message <-> numpy conversion, for every supported encoding."""
 
 import array
 import types

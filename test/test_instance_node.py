@@ -1,3 +1,10 @@
+"""The instance branch end to end: its stream's keyframes, replay, and the node under rclpy.
+
+The node's refined map must equal ``score --branch instance``'s for the same
+image and pixel map, and replay's instance topics the stream's: what is
+evaluated offline is what runs on the robot.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,13 +18,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The instance branch end to end: its stream's keyframes, replay, and the node under rclpy.
-
-The node's refined map must equal ``score --branch instance``'s for the same
-image and pixel map, and replay's instance topics the stream's: what is
-evaluated offline is what runs on the robot.
-"""
 
 from conftest import spin_until
 import cv2

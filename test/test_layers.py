@@ -1,3 +1,13 @@
+"""The import contract: every import points down, and the check itself can fail.
+
+``.importlinter`` lists the layers (``make lint`` runs the same check). The
+contract is checked here on the package as it is, then on copies of it with
+a deliberate upward import and a deliberate cycle, which must break it, so
+a contract that checks nothing cannot pass. Modules loaded by name
+(``importlib``) are invisible to any import graph, so the package may load
+none of its own that way.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,16 +21,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The import contract: every import points down, and the check itself can fail.
-
-``.importlinter`` lists the layers (``make lint`` runs the same check). The
-contract is checked here on the package as it is, then on copies of it with
-a deliberate upward import and a deliberate cycle, which must break it, so
-a contract that checks nothing cannot pass. Modules loaded by name
-(``importlib``) are invisible to any import graph, so the package may load
-none of its own that way.
-"""
 
 import ast
 from pathlib import Path

@@ -1,3 +1,5 @@
+"""The mask-classification segmenter (RbA's model): matching, loss, training, deployment."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,8 +13,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The mask-classification segmenter (RbA's model): matching, loss, training, deployment."""
 
 from anomaly_perception.branches.instance import train_maskcls as mc
 from anomaly_perception.branches.instance.maskcls import MaskClassificationNet

@@ -1,3 +1,5 @@
+"""Metrics against scikit-learn and against small cases computed by hand."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,8 +13,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Metrics against scikit-learn and against small cases computed by hand."""
 
 from anomaly_perception.metrics.binary import auroc
 from anomaly_perception.metrics.binary import average_precision

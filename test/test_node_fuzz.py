@@ -1,3 +1,12 @@
+"""Seeded fuzzing of frame_anomaly_node's message path (2,000 cases here).
+
+Random and mutated Image / CompressedImage messages go through the node's
+own subscription callback and worker: every well-formed frame is scored,
+every malformed one counted under a named kind, nothing raises, the worker
+survives and memory stays flat. ``benchmarks/fuzz_node.py --cases 10000``
+runs the long version.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,15 +20,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Seeded fuzzing of frame_anomaly_node's message path (2,000 cases here).
-
-Random and mutated Image / CompressedImage messages go through the node's
-own subscription callback and worker: every well-formed frame is scored,
-every malformed one counted under a named kind, nothing raises, the worker
-survives and memory stays flat. ``benchmarks/fuzz_node.py --cases 10000``
-runs the long version.
-"""
 
 from anomaly_perception.io.image_fuzz import drive
 from anomaly_perception.io.image_fuzz import fuzz_cases

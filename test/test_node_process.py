@@ -1,3 +1,11 @@
+"""frame_anomaly_node as users run it: its own process, fed a patrol bag by another.
+
+The node is started from its console entry point; this test's process plays
+the bag's camera topic at its recorded rate (serialized messages, as
+``ros2 bag play`` does) and listens to the node's outputs. Both use the
+shipped Fast DDS profile, as the launch files do.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""frame_anomaly_node as users run it: its own process, fed a patrol bag by another.
-
-The node is started from its console entry point; this test's process plays
-the bag's camera topic at its recorded rate (serialized messages, as
-``ros2 bag play`` does) and listens to the node's outputs. Both use the
-shipped Fast DDS profile, as the launch files do.
-"""
 
 from pathlib import Path
 import signal

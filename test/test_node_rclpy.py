@@ -1,3 +1,10 @@
+"""frame_anomaly_node under rclpy, in one process: lifecycle, parameters, bad input, QoS.
+
+The node and a helper node share an executor; the helper publishes images
+and talks to the node the way ``ros2 lifecycle`` and ``ros2 param`` do, over
+the node's services.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,13 +18,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""frame_anomaly_node under rclpy, in one process: lifecycle, parameters, bad input, QoS.
-
-The node and a helper node share an executor; the helper publishes images
-and talks to the node the way ``ros2 lifecycle`` and ``ros2 param`` do, over
-the node's services.
-"""
 
 from pathlib import Path
 import shutil

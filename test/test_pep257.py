@@ -1,3 +1,12 @@
+"""ament_pep257, as ``colcon test`` runs it, with the package's docstring convention.
+
+The package writes Google-style sections (``Args:``, ``Raises:``) with the
+summary on the first line; ament's default selection expects the summary on
+the second line and numpy-style underlined sections, so the convention
+declared in setup.cfg ([pydocstyle]) is passed explicitly. make setup
+installs ament_pep257 from the ros-jazzy wheels; elsewhere this skips.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,15 +20,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""ament_pep257, as ``colcon test`` runs it, with the package's docstring convention.
-
-The package writes Google-style sections (``Args:``, ``Raises:``) with the
-summary on the first line; ament's default selection expects the summary on
-the second line and numpy-style underlined sections, so the convention
-declared in setup.cfg ([pydocstyle]) is passed explicitly. make setup
-installs ament_pep257 from the ros-jazzy wheels; elsewhere this skips.
-"""
 
 import pytest
 

@@ -1,3 +1,9 @@
+"""The pixel branch end to end: ``score --branch pixel``, replay, and the node under rclpy.
+
+The node's maps must equal ``score``'s for the same image, and replay's for
+the same bag: what is evaluated offline is what runs on the robot.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,12 +17,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The pixel branch end to end: ``score --branch pixel``, replay, and the node under rclpy.
-
-The node's maps must equal ``score``'s for the same image, and replay's for
-the same bag: what is evaluated offline is what runs on the robot.
-"""
 
 from conftest import spin_until
 import cv2

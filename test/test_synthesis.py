@@ -1,3 +1,5 @@
+"""The synthesis branch's guided editing (paper 001, Algorithm 1) on toy epsilon-models."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,8 +13,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The synthesis branch's guided editing (paper 001, Algorithm 1) on toy epsilon-models."""
 
 from anomaly_perception.branches.synthesis import detector as syn
 import numpy as np

@@ -1,3 +1,13 @@
+"""A sixth branch, registered at run time, runs through replay, score and bench.
+
+Everything the toy branch is (mean brightness of a frame as its anomaly
+score) lives in this module: its config, detector, stream, output messages,
+replay recorder and score writer. The only contact with the package is
+``registry.register``; the commands then serve it by name like the built-in
+branches, which is what "a branch is one folder plus one registry entry"
+promises.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,16 +21,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""A sixth branch, registered at run time, runs through replay, score and bench.
-
-Everything the toy branch is (mean brightness of a frame as its anomaly
-score) lives in this module: its config, detector, stream, output messages,
-replay recorder and score writer. The only contact with the package is
-``registry.register``; the commands then serve it by name like the built-in
-branches, which is what "a branch is one folder plus one registry entry"
-promises.
-"""
 
 import dataclasses
 import json

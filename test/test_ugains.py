@@ -1,3 +1,5 @@
+"""UGainS steps and the RbA score on hand-made cases."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,8 +13,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""UGainS steps and the RbA score on hand-made cases."""
 
 from anomaly_perception.branches.instance import ugains
 from anomaly_perception.scoring.rba import rba_score

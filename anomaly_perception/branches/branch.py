@@ -1,3 +1,11 @@
+"""What a branch is made of: :class:`Branch`, the one record every command reads.
+
+A branch's folder ends in ``branch.py``, which builds its ``BRANCH``; the
+registry (:mod:`.registry`) lists them by name. ``replay``, ``score``,
+``bench``, the replay summary, ``demo`` and the node base read a branch
+only through these fields, so a new branch needs no edit anywhere else.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""What a branch is made of: :class:`Branch`, the one record every command reads.
-
-A branch's folder ends in ``branch.py``, which builds its ``BRANCH``; the
-registry (:mod:`.registry`) lists them by name. ``replay``, ``score``,
-``bench``, the replay summary, ``demo`` and the node base read a branch
-only through these fields, so a new branch needs no edit anywhere else.
-"""
 
 import dataclasses
 import types

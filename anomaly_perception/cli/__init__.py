@@ -1,3 +1,15 @@
+"""The ``anomaly-perception`` command line.
+
+One module per command group (``bags``: inspect, replay, tag; ``world``:
+the synthetic world's ``synth`` commands; ``train``; ``score``; ``evaluate``;
+``experiment``; ``synthesize``: the synthesis branch; ``runtime``: export,
+bench; ``demo``), each a thin layer over the library: ``add_<command>``
+declares a command's arguments, its ``_run_*`` functions call the
+package's code. Errors the user can fix (bad file, bad argument) end the
+program with one line on stderr and a non-zero exit code: 2 for usage
+errors, 1 for everything else.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,18 +23,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The ``anomaly-perception`` command line.
-
-One module per command group (``bags``: inspect, replay, tag; ``world``:
-the synthetic world's ``synth`` commands; ``train``; ``score``; ``evaluate``;
-``experiment``; ``synthesize``: the synthesis branch; ``runtime``: export,
-bench; ``demo``), each a thin layer over the library: ``add_<command>``
-declares a command's arguments, its ``_run_*`` functions call the
-package's code. Errors the user can fix (bad file, bad argument) end the
-program with one line on stderr and a non-zero exit code: 2 for usage
-errors, 1 for everything else.
-"""
 
 import sys
 

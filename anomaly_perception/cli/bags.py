@@ -1,3 +1,9 @@
+"""``inspect``, ``replay`` and ``tag``: the commands that read bags.
+
+What is in a bag, a bag through the pipelines, and intervals to label
+from a replay.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,12 +17,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""``inspect``, ``replay`` and ``tag``: the commands that read bags.
-
-What is in a bag, a bag through the pipelines, and intervals to label
-from a replay.
-"""
 
 import json
 

@@ -1,3 +1,5 @@
+"""``evaluate``: a frame or pixel model on a labelled dataset split, with plots."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,8 +13,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""``evaluate``: a frame or pixel model on a labelled dataset split, with plots."""
 
 from .common import aspect
 from .common import Parser

@@ -1,3 +1,5 @@
+"""``score``: image files through a branch's model; what is written is the branch's own."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,8 +13,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""``score``: image files through a branch's model; what is written is the branch's own."""
 
 from .common import resolve_branch
 from ..errors import UsageError

@@ -1,3 +1,5 @@
+"""Datasets: the Hazards&Robots layout and the synthetic patrol world."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,5 +13,3 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Datasets: the Hazards&Robots layout and the synthetic patrol world."""

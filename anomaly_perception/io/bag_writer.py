@@ -1,3 +1,10 @@
+"""Write ROS 2 bags (sqlite3 and mcap storage) without ROS: :class:`BagWriter`.
+
+Any message type of the project's type stores (vision_msgs included), for
+Humble (bag version 8) or Jazzy (version 9); the bag appears at its path
+only when complete. Reading is :mod:`.bags`.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,13 +18,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Write ROS 2 bags (sqlite3 and mcap storage) without ROS: :class:`BagWriter`.
-
-Any message type of the project's type stores (vision_msgs included), for
-Humble (bag version 8) or Jazzy (version 9); the bag appears at its path
-only when complete. Reading is :mod:`.bags`.
-"""
 
 import contextlib
 from pathlib import Path

@@ -1,3 +1,14 @@
+"""Read ROS 2 bags (sqlite3 and mcap storage) without ROS.
+
+Built on the ``rosbags`` library. :class:`BagReader` lists topics, iterates
+deserialized messages and decoded image frames with their header stamps;
+writing is :mod:`.bag_writer`.
+
+Errors name the bag and say what is wrong: a missing or truncated file, a
+corrupt database, a topic that is not there (listing the image topics that
+are).
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,17 +22,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Read ROS 2 bags (sqlite3 and mcap storage) without ROS.
-
-Built on the ``rosbags`` library. :class:`BagReader` lists topics, iterates
-deserialized messages and decoded image frames with their header stamps;
-writing is :mod:`.bag_writer`.
-
-Errors name the bag and say what is wrong: a missing or truncated file, a
-corrupt database, a topic that is not there (listing the image topics that
-are).
-"""
 
 import contextlib
 import dataclasses

@@ -1,3 +1,11 @@
+"""Atomic file and directory output.
+
+Every result the package writes (bags, datasets, reports, checkpoints) is
+first written under a temporary name next to its destination and renamed
+into place when complete, so an interrupted run never leaves a half-written
+file where a finished one is expected.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Atomic file and directory output.
-
-Every result the package writes (bags, datasets, reports, checkpoints) is
-first written under a temporary name next to its destination and renamed
-into place when complete, so an interrupted run never leaves a half-written
-file where a finished one is expected.
-"""
 
 import contextlib
 import json

@@ -1,3 +1,15 @@
+"""Build ROS messages without caring whose message classes they are.
+
+Code that builds output messages (image conversion, replay, the nodes) asks a
+*message factory* for a message type by its full name and gives only the
+fields it cares about; every other field gets the ROS default (zero, empty
+string, empty sequence, default sub-message), as rclpy's constructors do.
+
+:class:`RosbagsMessageFactory` builds the dataclasses of a ``rosbags`` type
+store (used offline: bags, tests, replay). The rclpy factory lives with the
+nodes, which are the only place rclpy is imported.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,18 +23,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Build ROS messages without caring whose message classes they are.
-
-Code that builds output messages (image conversion, replay, the nodes) asks a
-*message factory* for a message type by its full name and gives only the
-fields it cares about; every other field gets the ROS default (zero, empty
-string, empty sequence, default sub-message), as rclpy's constructors do.
-
-:class:`RosbagsMessageFactory` builds the dataclasses of a ``rosbags`` type
-store (used offline: bags, tests, replay). The rclpy factory lives with the
-nodes, which are the only place rclpy is imported.
-"""
 
 import array
 import math

@@ -1,3 +1,11 @@
+"""ROS 2 type stores with the message types the package reads and writes.
+
+The ``rosbags`` type stores for Humble and Jazzy hold sensor_msgs, std_msgs,
+visualization_msgs and diagnostic_msgs, but not vision_msgs. The vision_msgs
+4.x definitions we publish (the same in Humble and Jazzy) are registered here,
+so bags with those topics can be written and read on a machine without ROS.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""ROS 2 type stores with the message types the package reads and writes.
-
-The ``rosbags`` type stores for Humble and Jazzy hold sensor_msgs, std_msgs,
-visualization_msgs and diagnostic_msgs, but not vision_msgs. The vision_msgs
-4.x definitions we publish (the same in Humble and Jazzy) are registered here,
-so bags with those topics can be written and read on a machine without ROS.
-"""
 
 import functools
 

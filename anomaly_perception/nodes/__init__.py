@@ -1,3 +1,9 @@
+"""ROS 2 nodes: thin rclpy adapters from topics and parameters to the pipelines.
+
+This is the only part of the package that imports rclpy, and it does so
+lazily, so the rest of the package works without ROS 2.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,9 +17,3 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""ROS 2 nodes: thin rclpy adapters from topics and parameters to the pipelines.
-
-This is the only part of the package that imports rclpy, and it does so
-lazily, so the rest of the package works without ROS 2.
-"""

@@ -1,3 +1,16 @@
+"""``frame_anomaly_node``: per-frame anomaly scores and a hazard flag for a camera.
+
+A managed (lifecycle) node (see :mod:`.perception_node`): subscribes to
+``image`` (sensor_msgs/Image, or CompressedImage with ``input_transport:
+compressed``) and publishes ``~/score``, ``~/hazard``, ``~/markers`` (see
+:mod:`anomaly_perception.branches.frame.messages`), each stamped with the image's
+header, and ``/diagnostics``. Each frame goes through
+:class:`~anomaly_perception.branches.frame.stream.FrameStream`, the same
+object ``anomaly-perception replay`` runs.
+
+    ros2 run anomaly_perception frame_anomaly_node --ros-args -r image:=/camera/image_raw
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,19 +24,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""``frame_anomaly_node``: per-frame anomaly scores and a hazard flag for a camera.
-
-A managed (lifecycle) node (see :mod:`.perception_node`): subscribes to
-``image`` (sensor_msgs/Image, or CompressedImage with ``input_transport:
-compressed``) and publishes ``~/score``, ``~/hazard``, ``~/markers`` (see
-:mod:`anomaly_perception.branches.frame.messages`), each stamped with the image's
-header, and ``/diagnostics``. Each frame goes through
-:class:`~anomaly_perception.branches.frame.stream.FrameStream`, the same
-object ``anomaly-perception replay`` runs.
-
-    ros2 run anomaly_perception frame_anomaly_node --ros-args -r image:=/camera/image_raw
-"""
 
 import sys
 

@@ -1,3 +1,11 @@
+"""A message factory for rclpy message classes.
+
+The nodes' counterpart of
+:class:`anomaly_perception.io.messages.RosbagsMessageFactory`.
+Message modules are imported on first use, so importing this file needs no
+ROS 2; creating messages does.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""A message factory for rclpy message classes.
-
-The nodes' counterpart of
-:class:`anomaly_perception.io.messages.RosbagsMessageFactory`.
-Message modules are imported on first use, so importing this file needs no
-ROS 2; creating messages does.
-"""
 
 import array
 import importlib

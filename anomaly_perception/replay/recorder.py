@@ -1,3 +1,12 @@
+"""One branch's share of a replay: :class:`Recorder`, and what recorders share.
+
+A recorder runs its branch's stream on the replay's batches, writes the
+branch node's topics to the output bag, keeps what its report needs, and
+computes its metrics and plots once labels are known. A branch subclasses
+:class:`Recorder` in its own folder (``recorder.py``) and names it in its
+:class:`~..branches.branch.Branch` entry.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,15 +20,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""One branch's share of a replay: :class:`Recorder`, and what recorders share.
-
-A recorder runs its branch's stream on the replay's batches, writes the
-branch node's topics to the output bag, keeps what its report needs, and
-computes its metrics and plots once labels are known. A branch subclasses
-:class:`Recorder` in its own folder (``recorder.py``) and names it in its
-:class:`~..branches.branch.Branch` entry.
-"""
 
 import heapq
 import time

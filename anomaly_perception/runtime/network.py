@@ -1,3 +1,12 @@
+"""A model directory's network as a torch module, for any registered architecture.
+
+The manifest names the architecture (``architecture.type``); the registry in
+:mod:`anomaly_perception.models.registry` builds it and says which file
+holds its weights. This is the one place weights are loaded, for the
+PyTorch backend, export and training tools alike, so the runtime needs no
+branch code.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,15 +20,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""A model directory's network as a torch module, for any registered architecture.
-
-The manifest names the architecture (``architecture.type``); the registry in
-:mod:`anomaly_perception.models.registry` builds it and says which file
-holds its weights. This is the one place weights are loaded, for the
-PyTorch backend, export and training tools alike, so the runtime needs no
-branch code.
-"""
 
 from pathlib import Path
 

@@ -1,3 +1,16 @@
+"""Image preprocessing shared by training and inference.
+
+A frame model has a fixed input shape ``(height, width)``: square for the
+models trained on the Robomaster dataset's 512x512 crops, 64x112 (close to
+16:9) for models trained on a robot's own 640x360 camera, so that the whole
+view is seen (a centre square of a 16:9 frame discards 44% of it). A camera
+frame of any aspect ratio is centre-cropped to the model's aspect ratio
+(a no-op or a few pixels when they match), then resized with pixel-area
+averaging, so what the model sees on the robot is what it saw in training.
+The manifest's ``preprocessing`` records the shape and the crop
+(:func:`~anomaly_perception.runtime.manifest.model_input_shape` reads it).
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,19 +24,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Image preprocessing shared by training and inference.
-
-A frame model has a fixed input shape ``(height, width)``: square for the
-models trained on the Robomaster dataset's 512x512 crops, 64x112 (close to
-16:9) for models trained on a robot's own 640x360 camera, so that the whole
-view is seen (a centre square of a 16:9 frame discards 44% of it). A camera
-frame of any aspect ratio is centre-cropped to the model's aspect ratio
-(a no-op or a few pixels when they match), then resized with pixel-area
-averaging, so what the model sees on the robot is what it saw in training.
-The manifest's ``preprocessing`` records the shape and the crop
-(:func:`~anomaly_perception.runtime.manifest.model_input_shape` reads it).
-"""
 
 import cv2
 import numpy as np

@@ -1,3 +1,9 @@
+"""What every branch's stream shares.
+
+The pipeline interface, the frame slot, rate cap and statistics, keyframes
+and the hazard filter.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,9 +17,3 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""What every branch's stream shares.
-
-The pipeline interface, the frame slot, rate cap and statistics, keyframes
-and the hazard filter.
-"""

@@ -1,3 +1,16 @@
+"""Streaming helpers of a perception node, free of ROS.
+
+* :class:`FrameSlot` hands frames from the subscriber to one inference
+  worker. In ``latest`` mode it holds one frame and a newer one replaces it
+  (counted as dropped), so a slow model never builds a queue and the
+  subscriber never blocks; in ``all`` mode (bag replay through
+  ``ros2 bag play``) every frame is kept in order.
+* :class:`RateLimiter` lets at most ``max_rate_hz`` frames through, by
+  their stamps.
+* :class:`StreamStats` keeps the numbers diagnostics report: input and
+  processed rates, drops, malformed messages, inference latency.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,19 +24,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Streaming helpers of a perception node, free of ROS.
-
-* :class:`FrameSlot` hands frames from the subscriber to one inference
-  worker. In ``latest`` mode it holds one frame and a newer one replaces it
-  (counted as dropped), so a slow model never builds a queue and the
-  subscriber never blocks; in ``all`` mode (bag replay through
-  ``ros2 bag play``) every frame is kept in order.
-* :class:`RateLimiter` lets at most ``max_rate_hz`` frames through, by
-  their stamps.
-* :class:`StreamStats` keeps the numbers diagnostics report: input and
-  processed rates, drops, malformed messages, inference latency.
-"""
 
 import collections
 import threading

@@ -1,3 +1,15 @@
+"""The hazard flag: smoothing, hysteresis and minimum durations over time.
+
+Per-frame probabilities flicker; a robot should react to a hazard that
+persists. :class:`HazardFilter` smooths the calibrated probability with an
+exponential moving average, turns the flag **on** once the smoothed value
+has stayed at or above ``on_probability`` for ``min_on_s`` seconds, and
+**off** once it has stayed at or below ``off_probability`` for ``min_off_s``
+seconds; in between, the flag keeps its state (hysteresis). Time comes from
+the frames' stamps, so replayed bags and simulated time behave like live
+cameras. An unscorable frame counts as probability 1 (fail-safe).
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,18 +23,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The hazard flag: smoothing, hysteresis and minimum durations over time.
-
-Per-frame probabilities flicker; a robot should react to a hazard that
-persists. :class:`HazardFilter` smooths the calibrated probability with an
-exponential moving average, turns the flag **on** once the smoothed value
-has stayed at or above ``on_probability`` for ``min_on_s`` seconds, and
-**off** once it has stayed at or below ``off_probability`` for ``min_off_s``
-seconds; in between, the flag keeps its state (hysteresis). Time comes from
-the frames' stamps, so replayed bags and simulated time behave like live
-cameras. An unscorable frame counts as probability 1 (fail-safe).
-"""
 
 import dataclasses
 import math

@@ -1,3 +1,11 @@
+"""Parameters every camera node shares: lifecycle, model, backend, transport, QoS, rate.
+
+Each branch's node configuration (``FrameNodeConfig``, ``PixelNodeConfig``)
+extends :class:`CameraNodeConfig` and redefines ``model_dir`` to name its
+own shipped default; a redefined field keeps its place, so the branches'
+parameter files list the shared parameters first and in the same order.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Parameters every camera node shares: lifecycle, model, backend, transport, QoS, rate.
-
-Each branch's node configuration (``FrameNodeConfig``, ``PixelNodeConfig``)
-extends :class:`CameraNodeConfig` and redefines ``model_dir`` to name its
-own shipped default; a redefined field keeps its place, so the branches'
-parameter files list the shared parameters first and in the same order.
-"""
 
 import dataclasses
 

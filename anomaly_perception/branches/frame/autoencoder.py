@@ -1,3 +1,15 @@
+"""The convolutional autoencoder of the RNVP+OE frame branch (Mantegazza et al.).
+
+64x64 RGB in; four stride-2 3x3 convolutions with LeakyReLU down to 4x4; a
+bottleneck of two dense layers, the first of which outputs the 128-d
+embedding; a decoder of upsample + 3x3 convolution blocks mirroring the
+encoder, with a linear last layer (it reconstructs the standardised image,
+which is not bounded).
+
+Input images are standardised per image and channel (zero mean, unit
+standard deviation) by :func:`standardize`; the models never see raw pixels.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,18 +23,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The convolutional autoencoder of the RNVP+OE frame branch (Mantegazza et al.).
-
-64x64 RGB in; four stride-2 3x3 convolutions with LeakyReLU down to 4x4; a
-bottleneck of two dense layers, the first of which outputs the 128-d
-embedding; a decoder of upsample + 3x3 convolution blocks mirroring the
-encoder, with a linear last layer (it reconstructs the standardised image,
-which is not bounded).
-
-Input images are standardised per image and channel (zero mean, unit
-standard deviation) by :func:`standardize`; the models never see raw pixels.
-"""
 
 from torch import nn
 

@@ -1,3 +1,11 @@
+"""The frame node's parameters, as one typed configuration.
+
+The ROS 2 node declares exactly these fields as parameters (with their
+descriptions, ranges and read-only flags), ``config/frame_anomaly.yaml``
+sets them, and ``replay`` uses the same dataclass, so a value means the same
+on the robot and offline.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The frame node's parameters, as one typed configuration.
-
-The ROS 2 node declares exactly these fields as parameters (with their
-descriptions, ranges and read-only flags), ``config/frame_anomaly.yaml``
-sets them, and ``replay`` uses the same dataclass, so a value means the same
-on the robot and offline.
-"""
 
 import dataclasses
 

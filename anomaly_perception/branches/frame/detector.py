@@ -1,3 +1,15 @@
+"""The frame branch's one inference pipeline: :class:`FrameAnomalyDetector`.
+
+uint8 images of any size, one or a batch, RGB or BGR -> centre square crop
+and resize as trained -> the model (standardisation, encoder, Real-NVP)
+-> raw score (NLL, nats) -> calibrated probability (fraction of normal
+validation frames scoring lower) -> hazard flag at a threshold set as a
+target false-positive rate on normal frames.
+
+A frame whose embedding or score is NaN/inf is *unscorable*: its raw score
+and probability are NaN and its flag is raised (fail-safe), never "normal".
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,18 +23,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The frame branch's one inference pipeline: :class:`FrameAnomalyDetector`.
-
-uint8 images of any size, one or a batch, RGB or BGR -> centre square crop
-and resize as trained -> the model (standardisation, encoder, Real-NVP)
--> raw score (NLL, nats) -> calibrated probability (fraction of normal
-validation frames scoring lower) -> hazard flag at a threshold set as a
-target false-positive rate on normal frames.
-
-A frame whose embedding or score is NaN/inf is *unscorable*: its raw score
-and probability are NaN and its flag is raised (fail-safe), never "normal".
-"""
 
 from concurrent.futures import ThreadPoolExecutor
 import dataclasses

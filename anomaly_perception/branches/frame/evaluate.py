@@ -1,3 +1,10 @@
+"""``evaluate frame``: a frame model on a labelled dataset split, with plots.
+
+Writes into the report directory: ``report.json`` (AUROC, AP, FPR95
+overall and per anomaly type, the flag's true/false positive rates at the
+model's threshold), ``roc.png``, ``pr.png`` and ``histogram.png``.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,13 +18,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""``evaluate frame``: a frame model on a labelled dataset split, with plots.
-
-Writes into the report directory: ``report.json`` (AUROC, AP, FPR95
-overall and per anomaly type, the flag's true/false positive rates at the
-model's threshold), ``roc.png``, ``pr.png`` and ``histogram.png``.
-"""
 
 from pathlib import Path
 

@@ -1,3 +1,14 @@
+"""The frame branch's training losses (RNVP+OE, Mantegazza et al.).
+
+* :func:`nll_loss` — mean negative log-likelihood of normal embeddings;
+* :func:`outlier_exposure_loss` — mean NLL of normals plus
+  ``lambda * mean(max(0, gamma + NLL(normal) - NLL(anomaly)))`` over all
+  normal/anomaly pairs of the batch: exposed anomalies are pushed to at
+  least ``gamma`` nats above the normals;
+* :func:`binary_classifier_loss` and :func:`reconstruction_loss` for the
+  baselines (BCLASS, AE-MSE / AE-MAE).
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,17 +22,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The frame branch's training losses (RNVP+OE, Mantegazza et al.).
-
-* :func:`nll_loss` — mean negative log-likelihood of normal embeddings;
-* :func:`outlier_exposure_loss` — mean NLL of normals plus
-  ``lambda * mean(max(0, gamma + NLL(normal) - NLL(anomaly)))`` over all
-  normal/anomaly pairs of the batch: exposed anomalies are pushed to at
-  least ``gamma`` nats above the normals;
-* :func:`binary_classifier_loss` and :func:`reconstruction_loss` for the
-  baselines (BCLASS, AE-MSE / AE-MAE).
-"""
 
 import torch
 import torch.nn.functional as F

@@ -1,3 +1,13 @@
+"""The deployed frame-branch graph: uint8 images -> anomaly score (NLL, nats).
+
+``FrameDensityModel`` chains what a frame goes through after it is cropped
+and resized: channels-first float conversion, per-image standardisation,
+the autoencoder's encoder, a fixed embedding normalisation (the training
+normals' mean and standard deviation) and the Real-NVP density. Keeping the
+standardisation inside the module means an exported graph cannot be fed
+unstandardised pixels.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,16 +21,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The deployed frame-branch graph: uint8 images -> anomaly score (NLL, nats).
-
-``FrameDensityModel`` chains what a frame goes through after it is cropped
-and resized: channels-first float conversion, per-image standardisation,
-the autoencoder's encoder, a fixed embedding normalisation (the training
-normals' mean and standard deviation) and the Real-NVP density. Keeping the
-standardisation inside the module means an exported graph cannot be fed
-unstandardised pixels.
-"""
 
 import torch
 from torch import nn

@@ -1,3 +1,11 @@
+"""The frame branch in a replay: scores, the hazard flag, its alarms, frame and event metrics.
+
+With labels the report gains AUROC, AP and FPR95 overall and per type,
+the flag's frame rates and its events (recall, detection delay, false
+alarms per hour of normal driving), and ``roc.png``, ``pr.png``,
+``timeline.png`` and ``top_frames.png``.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The frame branch in a replay: scores, the hazard flag, its alarms, frame and event metrics.
-
-With labels the report gains AUROC, AP and FPR95 overall and per type,
-the flag's frame rates and its events (recall, detection delay, false
-alarms per hour of normal driving), and ``roc.png``, ``pr.png``,
-``timeline.png`` and ``top_frames.png``.
-"""
 
 import cv2
 import numpy as np

@@ -1,3 +1,14 @@
+"""The frame branch over a stream of image messages: what the node and replay both run.
+
+:class:`FrameStream` takes image messages (rclpy's or rosbags', Image or
+CompressedImage) and turns them into :class:`FrameResult` s: it checks the
+stamp, decodes to RGB, scores with :class:`FrameAnomalyDetector` and runs
+the :class:`HazardFilter` over time. ``frame_anomaly_node`` calls it one
+frame at a time, ``anomaly-perception replay`` in batches; the detector's
+ONNX Runtime path gives the same numbers either way (tested), so what is
+evaluated offline is what runs on the robot.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,17 +22,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The frame branch over a stream of image messages: what the node and replay both run.
-
-:class:`FrameStream` takes image messages (rclpy's or rosbags', Image or
-CompressedImage) and turns them into :class:`FrameResult` s: it checks the
-stamp, decodes to RGB, scores with :class:`FrameAnomalyDetector` and runs
-the :class:`HazardFilter` over time. ``frame_anomaly_node`` calls it one
-frame at a time, ``anomaly-perception replay`` in batches; the detector's
-ONNX Runtime path gives the same numbers either way (tested), so what is
-evaluated offline is what runs on the robot.
-"""
 
 import dataclasses
 

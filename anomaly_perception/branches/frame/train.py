@@ -1,3 +1,14 @@
+"""Training of the frame branch's models.
+
+The autoencoder, Real-NVP (with and without outlier exposure) and the
+binary-classifier baseline.
+
+Each ``train_*`` function owns an output directory, checkpoints every epoch
+(resumable, see :mod:`...training`), keeps the best epoch by validation loss and
+writes ``metrics.json``. The ``anomaly-perception train ...`` commands are
+thin wrappers around them.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,17 +22,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Training of the frame branch's models.
-
-The autoencoder, Real-NVP (with and without outlier exposure) and the
-binary-classifier baseline.
-
-Each ``train_*`` function owns an output directory, checkpoints every epoch
-(resumable, see :mod:`...training`), keeps the best epoch by validation loss and
-writes ``metrics.json``. The ``anomaly-perception train ...`` commands are
-thin wrappers around them.
-"""
 
 import dataclasses
 import hashlib

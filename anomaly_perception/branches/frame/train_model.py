@@ -1,3 +1,11 @@
+"""``train frame``: the whole frame-branch chain into a deployable model directory.
+
+Autoencoder on normal training frames -> embeddings (cached) -> Real-NVP
+with outlier exposure -> calibration on normal validation frames ->
+``MODEL_DIR`` (``manifest.yaml`` + ``frame_model.pt``). Intermediate steps
+live in a work directory and resume after an interruption.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""``train frame``: the whole frame-branch chain into a deployable model directory.
-
-Autoencoder on normal training frames -> embeddings (cached) -> Real-NVP
-with outlier exposure -> calibration on normal validation frames ->
-``MODEL_DIR`` (``manifest.yaml`` + ``frame_model.pt``). Intermediate steps
-live in a work directory and resume after an interruption.
-"""
 
 import dataclasses
 from pathlib import Path

@@ -1,3 +1,5 @@
+"""The instance branch: UGainS, anomaly instances from a pixel map and a promptable segmenter."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,8 +13,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The instance branch: UGainS, anomaly instances from a pixel map and a promptable segmenter."""
 
 from ...models.registry import register_lazy
 

@@ -1,3 +1,5 @@
+"""The instance node's parameters, as one typed configuration (node, replay and YAML alike)."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,7 +13,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The instance node's parameters, as one typed configuration (node, replay and YAML alike)."""
 
 import dataclasses
 

@@ -1,17 +1,3 @@
-# Copyright 2026 The anomaly_perception Authors
-#
-# Licensed under the Apache License, Version 2.0 (the "License");
-# you may not use this file except in compliance with the License.
-# You may obtain a copy of the License at
-#
-#     http://www.apache.org/licenses/LICENSE-2.0
-#
-# Unless required by applicable law or agreed to in writing, software
-# distributed under the License is distributed on an "AS IS" BASIS,
-# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# See the License for the specific language governing permissions and
-# limitations under the License.
-
 """``anomaly-perception experiment ugains``: paper 003's Tables 2, 4 and 5 on our test split.
 
 One pass over the test frames of local anomaly types (normal frames too:
@@ -41,6 +27,20 @@ model's view void), point precision and recall; the input map's own pixel
 AP / FPR95 as the reference. Writes ``ugains.json``, ``ugains.md`` and a
 contact sheet of the full pipeline.
 """
+
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 
 from pathlib import Path
 import time

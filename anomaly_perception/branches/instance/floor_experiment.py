@@ -1,3 +1,14 @@
+"""How well instances are placed on the floor, against the synthetic world's geometry.
+
+Runs in the pinhole scenes (corridor, tunnel: the factory camera is a
+fisheye, which :mod:`~anomaly_perception.branches.instance.floor` does not model),
+one local anomaly type per run, frames at times when an anomaly is 1-5 m
+ahead. Each instance mask (the world's own, or a model's) is placed with
+the camera's calibrated mounting (the scene's height and pitch, without the
+trajectory's vibration, which the robot does not know) and compared with
+the renderer's floor contact (:attr:`~anomaly_perception.data.synthetic.world.Frame.contacts`).
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,17 +22,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""How well instances are placed on the floor, against the synthetic world's geometry.
-
-Runs in the pinhole scenes (corridor, tunnel: the factory camera is a
-fisheye, which :mod:`~anomaly_perception.branches.instance.floor` does not model),
-one local anomaly type per run, frames at times when an anomaly is 1-5 m
-ahead. Each instance mask (the world's own, or a model's) is placed with
-the camera's calibrated mounting (the scene's height and pitch, without the
-trajectory's vibration, which the robot does not know) and compared with
-the renderer's floor contact (:attr:`~anomaly_perception.data.synthetic.world.Frame.contacts`).
-"""
 
 import dataclasses
 

@@ -1,3 +1,10 @@
+"""``score --branch instance``: UGainS instances per image, with the node's defaults.
+
+Per image in ``--out``: ``<stem>.instances.png`` (uint16 ids, 0 = none),
+``<stem>.instances.json`` (score and box per id), ``<stem>.anomaly.npy``
+(the refined map) and ``<stem>.overlay.jpg``.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,13 +18,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""``score --branch instance``: UGainS instances per image, with the node's defaults.
-
-Per image in ``--out``: ``<stem>.instances.png`` (uint16 ids, 0 = none),
-``<stem>.instances.json`` (score and box per id), ``<stem>.anomaly.npy``
-(the refined map) and ``<stem>.overlay.jpg``.
-"""
 
 from pathlib import Path
 

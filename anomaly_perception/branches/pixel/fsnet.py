@@ -1,17 +1,3 @@
-# Copyright 2026 The anomaly_perception Authors
-#
-# Licensed under the Apache License, Version 2.0 (the "License");
-# you may not use this file except in compliance with the License.
-# You may obtain a copy of the License at
-#
-#     http://www.apache.org/licenses/LICENSE-2.0
-#
-# Unless required by applicable law or agreed to in writing, software
-# distributed under the License is distributed on an "AS IS" BASIS,
-# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# See the License for the specific language governing permissions and
-# limitations under the License.
-
 """FSNet (Rahman et al., paper 004): a failure head beside the pixel branch's ERFNet.
 
 The segmenter ``S`` (ERFNet: encoder ``S_E``, decoder ``S_D``) gives logits
@@ -59,6 +45,20 @@ trained from scratch: a documented deviation from the paper.
 any input dropped (``x``, ``w1`` .. ``w4``, ``se`` for ``S_E``), or one
 branch taking every input.
 """
+
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 
 import dataclasses
 

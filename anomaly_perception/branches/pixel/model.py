@@ -1,3 +1,13 @@
+"""The deployed pixel-branch graph: uint8 images -> anomaly map and class ids.
+
+:class:`PixelSegmenterModel` chains what a resized frame goes through:
+channels-first float in [0, 1] (ERFNet's reference recipe uses no other
+normalisation), ERFNet, the model's per-pixel anomaly score (one of
+:data:`~anomaly_perception.scoring.pixel.PIXEL_SCORES`) and the arg-max
+class. Keeping score and arg-max inside the module means the exported graph
+gives the node exactly what it publishes.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,16 +21,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The deployed pixel-branch graph: uint8 images -> anomaly map and class ids.
-
-:class:`PixelSegmenterModel` chains what a resized frame goes through:
-channels-first float in [0, 1] (ERFNet's reference recipe uses no other
-normalisation), ERFNet, the model's per-pixel anomaly score (one of
-:data:`~anomaly_perception.scoring.pixel.PIXEL_SCORES`) and the arg-max
-class. Keeping score and arg-max inside the module means the exported graph
-gives the node exactly what it publishes.
-"""
 
 import copy
 

@@ -1,3 +1,10 @@
+"""``score --branch pixel``: per image the anomaly map, semantic ids, an overlay (and failure map).
+
+Per image in ``--out``: ``<stem>.anomaly.npy`` (float32 at the input's
+resolution), ``<stem>.semantic.png``, ``<stem>.overlay.jpg``, and
+``<stem>.failure.npy`` from a model with FSNet's head.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,13 +18,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""``score --branch pixel``: per image the anomaly map, semantic ids, an overlay (and failure map).
-
-Per image in ``--out``: ``<stem>.anomaly.npy`` (float32 at the input's
-resolution), ``<stem>.semantic.png``, ``<stem>.overlay.jpg``, and
-``<stem>.failure.npy`` from a model with FSNet's head.
-"""
 
 from pathlib import Path
 

@@ -1,3 +1,15 @@
+"""The synthesis pipeline's parameters, as one typed configuration (replay and YAML alike).
+
+The synthesis branch has no ROS node: a guided edit takes seconds to
+minutes on a CPU, so it runs offline on recorded bags (``replay
+--pipelines synthesis``), on keyframes. Its configuration has what replay
+reads of every branch (``model_dir``, ``backend``, ``device``,
+``diagnostics_period_s``) and none of a camera node's transport, QoS or
+lifecycle parameters; the YAML file has the nodes' format, so ``replay
+--params`` reads it like theirs. ``backend`` is ``auto`` or ``torch``
+(the guidance differentiates through the DDPM).
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,18 +23,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The synthesis pipeline's parameters, as one typed configuration (replay and YAML alike).
-
-The synthesis branch has no ROS node: a guided edit takes seconds to
-minutes on a CPU, so it runs offline on recorded bags (``replay
---pipelines synthesis``), on keyframes. Its configuration has what replay
-reads of every branch (``model_dir``, ``backend``, ``device``,
-``diagnostics_period_s``) and none of a camera node's transport, QoS or
-lifecycle parameters; the YAML file has the nodes' format, so ``replay
---params`` reads it like theirs. ``backend`` is ``auto`` or ``torch``
-(the guidance differentiates through the DDPM).
-"""
 
 import dataclasses
 

@@ -1,3 +1,12 @@
+"""What ``synthesize`` writes per image, and the panel people look at.
+
+Per image ``<stem>``, atomically: ``<stem>.edit.png`` (the edit, at the
+model's resolution), ``<stem>.anomaly.npy`` (float32 at the input's
+resolution, the refined distance, NaN outside the model's crop) and
+``<stem>.panel.png``: input | edit | distance | refined, each map over the
+same colour scale, the label's outline in green when it is known.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,15 +20,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""What ``synthesize`` writes per image, and the panel people look at.
-
-Per image ``<stem>``, atomically: ``<stem>.edit.png`` (the edit, at the
-model's resolution), ``<stem>.anomaly.npy`` (float32 at the input's
-resolution, the refined distance, NaN outside the model's crop) and
-``<stem>.panel.png``: input | edit | distance | refined, each map over the
-same colour scale, the label's outline in green when it is known.
-"""
 
 from pathlib import Path
 

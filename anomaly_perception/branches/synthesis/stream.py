@@ -1,3 +1,13 @@
+"""The synthesis branch over a stream of frames, on keyframes: what replay runs.
+
+A guided edit costs seconds to minutes per image on a CPU, so
+:class:`SynthesisStream` edits keyframes only: the first frame, then one
+whenever ``keyframe_period_s`` of stamp time has passed since the last
+(:class:`~.keyframes.KeyframePolicy` on the period alone). Each keyframe
+goes through :meth:`~.synthesis.AnomalySynthesizer.process`, the same call
+as ``synthesize`` and ``experiment synthesis``.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,16 +21,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The synthesis branch over a stream of frames, on keyframes: what replay runs.
-
-A guided edit costs seconds to minutes per image on a CPU, so
-:class:`SynthesisStream` edits keyframes only: the first frame, then one
-whenever ``keyframe_period_s`` of stamp time has passed since the last
-(:class:`~.keyframes.KeyframePolicy` on the period alone). Each keyframe
-goes through :meth:`~.synthesis.AnomalySynthesizer.process`, the same call
-as ``synthesize`` and ``experiment synthesis``.
-"""
 
 import dataclasses
 

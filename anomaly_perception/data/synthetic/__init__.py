@@ -1,3 +1,11 @@
+"""The synthetic patrol world: a procedural robot's-eye view with exact labels.
+
+A CPU-only ray-cast renderer of what a small patrol robot's front camera
+sees in a corridor, a factory hall or a tunnel, with 22 kinds of anomalies
+whose frame labels, pixel masks, instance ids and semantic classes are
+known exactly. See ``docs/DATA.md``.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""The synthetic patrol world: a procedural robot's-eye view with exact labels.
-
-A CPU-only ray-cast renderer of what a small patrol robot's front camera
-sees in a corridor, a factory hall or a tunnel, with 22 kinds of anomalies
-whose frame labels, pixel masks, instance ids and semantic classes are
-known exactly. See ``docs/DATA.md``.
-"""
 
 #: Bumped whenever the same seed would produce different pixels or labels.
 GENERATOR_VERSION = '1.4'

@@ -1,3 +1,12 @@
+"""Anomalies of the synthetic world, built from decals, sprites and boxes.
+
+``place(type_name, rng, scene, z, x, next_id)`` returns a
+:class:`Placement` with the primitives to add to the scene around
+``(x, z)``; every anomaly pixel carries an instance id. Global anomalies
+(defects, mist, darkness, dust) are not placed: they are frame effects
+(:mod:`.effects`).
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,15 +20,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Anomalies of the synthetic world, built from decals, sprites and boxes.
-
-``place(type_name, rng, scene, z, x, next_id)`` returns a
-:class:`Placement` with the primitives to add to the scene around
-``(x, z)``; every anomaly pixel carries an instance id. Global anomalies
-(defects, mist, darkness, dust) are not placed: they are frame effects
-(:mod:`.effects`).
-"""
 
 import dataclasses
 

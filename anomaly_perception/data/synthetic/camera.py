@@ -1,3 +1,9 @@
+"""Camera models and smooth robot motion for the synthetic world.
+
+World frame: x to the right, y up, z along the corridor (forward).
+Camera frame: x right, y up, z forward (the renderer flips image rows).
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,12 +17,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Camera models and smooth robot motion for the synthetic world.
-
-World frame: x to the right, y up, z along the corridor (forward).
-Camera frame: x right, y up, z forward (the renderer flips image rows).
-"""
 
 import dataclasses
 import functools

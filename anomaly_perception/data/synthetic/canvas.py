@@ -1,3 +1,5 @@
+"""A small vector canvas in metric units: how the anomaly sprites and decals are drawn."""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,8 +13,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""A small vector canvas in metric units: how the anomaly sprites and decals are drawn."""
 
 
 import cv2

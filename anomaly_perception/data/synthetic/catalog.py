@@ -1,3 +1,9 @@
+"""What the synthetic world contains: environments, semantic classes, anomaly types.
+
+Anomaly type names follow the Robomaster (Hazards&Robots) dataset where it
+has the type. Ids are stable: they are written into datasets and bags.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,12 +17,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""What the synthetic world contains: environments, semantic classes, anomaly types.
-
-Anomaly type names follow the Robomaster (Hazards&Robots) dataset where it
-has the type. Ids are stable: they are written into datasets and bags.
-"""
 
 import dataclasses
 

@@ -1,3 +1,12 @@
+"""``synth compare``: real reference frames next to synthetic frames of the same kind.
+
+Reference files are named ``<environment>_<type><n>.jpg`` (the naming of the
+Robomaster patrol frames: ``corridor_cable.jpg``, ``factory_normal1.jpg``,
+``tunnel_root1.jpg``). For each, a synthetic frame of that environment and
+anomaly type is rendered and the two are put side by side. The output is
+meant for a build folder: real frames must not enter the repository.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,15 +20,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""``synth compare``: real reference frames next to synthetic frames of the same kind.
-
-Reference files are named ``<environment>_<type><n>.jpg`` (the naming of the
-Robomaster patrol frames: ``corridor_cable.jpg``, ``factory_normal1.jpg``,
-``tunnel_root1.jpg``). For each, a synthetic frame of that environment and
-anomaly type is rendered and the two are put side by side. The output is
-meant for a build folder: real frames must not enter the repository.
-"""
 
 from pathlib import Path
 import re

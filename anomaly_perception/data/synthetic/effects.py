@@ -1,3 +1,11 @@
+"""Global anomalies of the synthetic world: frame effects, not objects placed in the scene.
+
+Defects (defocus, a misaligned camera, a dirty lens), mist, darkness and
+dust change the whole frame; :func:`global_effect` draws a sequence's
+parameters, and the renderer applies them (:func:`apply_haze`,
+:func:`dirty_lens`). Objects are placed by :mod:`.anomalies`.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Global anomalies of the synthetic world: frame effects, not objects placed in the scene.
-
-Defects (defocus, a misaligned camera, a dirty lens), mist, darkness and
-dust change the whole frame; :func:`global_effect` draws a sequence's
-parameters, and the renderer applies them (:func:`apply_haze`,
-:func:`dirty_lens`). Objects are placed by :mod:`.anomalies`.
-"""
 
 
 import cv2

@@ -1,3 +1,11 @@
+"""Things placed in the world: floor/wall decals, upright sprites, boxes.
+
+Each primitive carries an RGBA texture and, optionally, an instance-id map,
+so one primitive can hold several instances (a scatter of screws, two
+chairs). Anomalies are built from these; so are contact shadows, which
+carry no instance.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Things placed in the world: floor/wall decals, upright sprites, boxes.
-
-Each primitive carries an RGBA texture and, optionally, an instance-id map,
-so one primitive can hold several instances (a scatter of screws, two
-chairs). Anomalies are built from these; so are contact shadows, which
-carry no instance.
-"""
 
 import dataclasses
 

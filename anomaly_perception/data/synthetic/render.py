@@ -1,3 +1,14 @@
+"""Ray-cast renderer of the synthetic world (numpy + OpenCV, CPU only).
+
+One ray per pixel is intersected with the scene's shell (a corridor box or a
+tunnel vault with a floor), textured from mip-mapped atlases, lit by a
+simple per-environment model, mirrored in glossy floors, and composited
+with the scene's decals, sprites and boxes with a depth test. Labels come
+out of the same pass: semantic class, anomaly mask and instance id per
+pixel. Camera effects (exposure, noise, blur, JPEG) are applied afterwards
+by :func:`camera_effects`.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,17 +22,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Ray-cast renderer of the synthetic world (numpy + OpenCV, CPU only).
-
-One ray per pixel is intersected with the scene's shell (a corridor box or a
-tunnel vault with a floor), textured from mip-mapped atlases, lit by a
-simple per-environment model, mirrored in glossy floors, and composited
-with the scene's decals, sprites and boxes with a depth test. Labels come
-out of the same pass: semantic class, anomaly mask and instance id per
-pixel. Camera effects (exposure, noise, blur, JPEG) are applied afterwards
-by :func:`camera_effects`.
-"""
 
 import dataclasses
 import functools

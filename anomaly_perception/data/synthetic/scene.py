@@ -1,3 +1,11 @@
+"""Scenes of the synthetic world: a corridor, a factory hall, a tunnel.
+
+:func:`build_scene` turns (environment, seed) into a :class:`Scene`: the
+shell geometry, its textures, lighting, camera and look ranges. Anomalies
+are added to a scene by :mod:`.anomalies`. Scenes are deterministic in their
+seed and cached per process, because every frame of a sequence shares one.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,14 +19,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Scenes of the synthetic world: a corridor, a factory hall, a tunnel.
-
-:func:`build_scene` turns (environment, seed) into a :class:`Scene`: the
-shell geometry, its textures, lighting, camera and look ranges. Anomalies
-are added to a scene by :mod:`.anomalies`. Scenes are deterministic in their
-seed and cached per process, because every frame of a sequence shares one.
-"""
 
 import dataclasses
 import functools

@@ -1,3 +1,10 @@
+"""Procedural textures for the synthetic world (numpy + OpenCV, seeded).
+
+Textures are uint8 RGB atlases in metric coordinates (``px_per_m``), with a
+label atlas (semantic class per texel) and a mip pyramid, so the renderer
+can sample them at any distance without aliasing.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,13 +18,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Procedural textures for the synthetic world (numpy + OpenCV, seeded).
-
-Textures are uint8 RGB atlases in metric coordinates (``px_per_m``), with a
-label atlas (semantic class per texel) and a mip pyramid, so the renderer
-can sample them at any distance without aliasing.
-"""
 
 import cv2
 import numpy as np

@@ -1,3 +1,13 @@
+"""Sequences and frames of the synthetic world.
+
+A *sequence* is one run of the robot through one scene, with at most one
+anomaly type in it (as in the Robomaster dataset). :class:`Sequence` plans
+the scene, the trajectory, the anomalies and the camera look from a seed;
+:meth:`Sequence.frame` renders the frame at time ``t`` with all its labels.
+Everything is a pure function of the seeds, so frames can be rendered in
+any order, by any number of workers, with identical bytes.
+"""
+
 # Copyright 2026 The anomaly_perception Authors
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
@@ -11,16 +21,6 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-
-"""Sequences and frames of the synthetic world.
-
-A *sequence* is one run of the robot through one scene, with at most one
-anomaly type in it (as in the Robomaster dataset). :class:`Sequence` plans
-the scene, the trajectory, the anomalies and the camera look from a seed;
-:meth:`Sequence.frame` renders the frame at time ``t`` with all its labels.
-Everything is a pure function of the seeds, so frames can be rendered in
-any order, by any number of workers, with identical bytes.
-"""
 
 import dataclasses
 import functools
