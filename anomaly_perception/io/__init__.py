@@ -1,4 +1,4 @@
-"""Bytes in and out: ROS message conversion, ROS 2 bags, atomic files."""
+"""Bytes in and out: ROS messages <-> numpy, ROS 2 bags, label topics, atomic files."""
 
 # Copyright 2026 The anomaly_perception Authors
 #

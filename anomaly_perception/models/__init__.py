@@ -1,4 +1,4 @@
-"""Neural network modules (torch ``nn.Module`` only, no I/O)."""
+"""Networks several branches share (ERFNet), and the registry of architectures by name."""
 
 # Copyright 2026 The anomaly_perception Authors
 #

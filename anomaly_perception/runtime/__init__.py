@@ -1,4 +1,4 @@
-"""Deployment: model directories and manifests (backends and export join later)."""
+"""Running models: manifests, weights loading, ONNX export, backends, engine cache, bench."""
 
 # Copyright 2026 The anomaly_perception Authors
 #
