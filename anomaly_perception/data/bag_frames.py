@@ -27,17 +27,23 @@ file (the format ``replay --labels`` reads) for few-shot outlier exposure.
 # limitations under the License.
 
 import dataclasses
+import hashlib
+import io
+import json
 from pathlib import Path
+import time
 
 import numpy as np
 
 from ..errors import AnomalyPerceptionError
 from ..io.bags import BagReader
 from ..io.bags import prefetched
+from ..io.files import atomic_write_bytes
 from ..io.images import decode_frame
 from ..io.images import message_stamp
 from ..runtime.preprocess import as_shape
-from ..runtime.preprocess import fit_resize
+from ..runtime.preprocess import LETTERBOX
+from ..runtime.preprocess import model_input
 
 #: The shortest normal driving, over all bags, that ``train frame --bag`` accepts.
 MIN_PATROL_S = 60.0
@@ -77,7 +83,8 @@ class BagFrames:
         return float(sum(s['span_s'] for s in self.sources))
 
 
-def extract_bag_frames(bags, size, *, topic=None, every=1, keep=None, show_progress=True):
+def extract_bag_frames(bags, size, *, topic=None, every=1, keep=None, show_progress=True,
+                       crop=LETTERBOX):
     """Read, decode and resize the camera frames of ``bags``.
 
     Args:
@@ -123,7 +130,7 @@ def extract_bag_frames(bags, size, *, topic=None, every=1, keep=None, show_progr
                     if frame.index % every or (keep is not None
                                                and not keep(number, frame.stamp_ns)):
                         continue
-                    images.append(fit_resize(frame.image, (height, width)))
+                    images.append(model_input(frame.image, (height, width), crop))
                     stamps.append(frame.stamp_ns)
                     owners.append(number)
                     kept += 1
@@ -140,6 +147,46 @@ def extract_bag_frames(bags, size, *, topic=None, every=1, keep=None, show_progr
             bar.close()
     out = np.stack(images) if images else np.zeros((0, height, width, 3), np.uint8)
     return BagFrames(out, np.asarray(stamps, np.int64), np.asarray(owners, np.int64), sources)
+
+
+def _fingerprint(paths, extra):
+    """Return a key that changes when the bags (size, mtime) or the extraction options change."""
+    parts = [json.dumps(extra, sort_keys=True, default=str)]
+    for path in paths:
+        path = Path(path)
+        files = sorted(path.rglob('*')) if path.is_dir() else [path]
+        for f in files:
+            if f.is_file():
+                st = f.stat()
+                parts.append(f'{f.resolve()}:{st.st_size}:{st.st_mtime_ns}')
+    return hashlib.sha256('\n'.join(parts).encode()).hexdigest()[:16]
+
+
+def _save_npz(path, **arrays):
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def cached_bag_frames(bags, shape, work, *, topic=None, every=1, show_progress=True):
+    """:func:`extract_bag_frames` (letterboxed), cached in ``work`` (keyed by bags and options).
+
+    Returns ``(frames, seconds spent extracting)`` (0 when read from the cache).
+    """
+    key = _fingerprint(bags, {'shape': list(shape), 'topic': topic, 'every': every,
+                              'crop': LETTERBOX})
+    path = Path(work) / f'frames_{key}.npz'
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as saved:
+            sources = json.loads(str(saved['sources']))
+            return BagFrames(saved['images'], saved['stamps'], saved['bag_index'], sources), 0.0
+    start = time.perf_counter()
+    frames = extract_bag_frames(bags, shape, topic=topic, every=every,
+                                show_progress=show_progress)
+    seconds = time.perf_counter() - start
+    _save_npz(path, images=frames.images, stamps=frames.stamps, bag_index=frames.bag_index,
+              sources=np.array(json.dumps(frames.sources)))
+    return frames, seconds
 
 
 def _decode(msg):

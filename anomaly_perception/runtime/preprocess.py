@@ -9,6 +9,14 @@ frame of any aspect ratio is centre-cropped to the model's aspect ratio
 averaging, so what the model sees on the robot is what it saw in training.
 The manifest's ``preprocessing`` records the shape and the crop
 (:func:`~anomaly_perception.runtime.manifest.model_input_shape` reads it).
+
+``crop: letterbox`` (pixel models, and frame models learnt from bags) sees
+every pixel instead: the frame is resized to fit inside the input whole,
+and the bands left over are filled by mirroring the image's edge
+(:func:`letterbox`). A 640x480 frame fills the middle 192 columns of a
+144x256 input; :func:`content_box` says where, and :func:`from_input`
+maps a model-resolution map back onto the whole frame, so a map always has
+the image's size and no blind band.
 """
 
 # Copyright 2026 The anomaly_perception Authors
@@ -56,14 +64,18 @@ def as_shape(size):
     return int(height), int(width)
 
 
+def crop_box(height, width, aspect):
+    """``(y0, x0, h, w)`` of the largest centred crop with width/height ``aspect``."""
+    if width > height * aspect:
+        cw, ch = max(1, int(round(height * aspect))), height
+    else:
+        cw, ch = width, max(1, int(round(width / aspect)))
+    return (height - ch) // 2, (width - cw) // 2, ch, cw
+
+
 def center_crop(image, aspect):
     """Return the largest centred crop of ``[H, W, C]`` with width/height ``aspect`` (a view)."""
-    h, w = image.shape[:2]
-    if w > h * aspect:
-        cw, ch = max(1, int(round(h * aspect))), h
-    else:
-        cw, ch = w, max(1, int(round(w / aspect)))
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    y0, x0, ch, cw = crop_box(*image.shape[:2], aspect)
     return image[y0:y0 + ch, x0:x0 + cw]
 
 
@@ -83,6 +95,67 @@ def fit_resize(image, size):
         return np.ascontiguousarray(crop)
     interp = cv2.INTER_AREA if crop.shape[0] > height else cv2.INTER_LINEAR
     return cv2.resize(crop, (width, height), interpolation=interp)
+
+
+LETTERBOX = 'letterbox'
+
+
+def content_box(height, width, size):
+    """``(y0, x0, h, w)``: where a ``height x width`` frame lies in its letterboxed input."""
+    in_h, in_w = as_shape(size)
+    scale = min(in_h / height, in_w / width)
+    h = min(in_h, max(1, int(round(height * scale))))
+    w = min(in_w, max(1, int(round(width * scale))))
+    return (in_h - h) // 2, (in_w - w) // 2, h, w
+
+
+def _fit(image, height, width, interp=None):
+    if image.shape[:2] == (height, width):
+        return np.ascontiguousarray(image)
+    if interp is None:
+        interp = cv2.INTER_AREA if height < image.shape[0] else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interp)
+
+
+def letterbox(image, size, *, fill=None, interp=None):
+    """Resize ``image`` to fit inside ``size`` whole, aspect kept; pad the rest.
+
+    The bands are the image's edge mirrored (``fill=None``: closer to what
+    the model saw in training than a flat colour; their scores are dropped),
+    or the constant ``fill`` (label maps: void). ``interp`` defaults to
+    pixel-area averaging when shrinking, bilinear when enlarging
+    (``cv2.INTER_NEAREST`` for label maps).
+    """
+    y0, x0, h, w = content_box(*image.shape[:2], size)
+    in_h, in_w = as_shape(size)
+    small = _fit(image, h, w, interp)
+    if (h, w) == (in_h, in_w):
+        return small
+    pads = (y0, in_h - h - y0, x0, in_w - w - x0)
+    if fill is not None:
+        return cv2.copyMakeBorder(small, *pads, cv2.BORDER_CONSTANT, value=fill)
+    # Mirroring needs bands narrower than the picture; wider ones repeat the edge.
+    mode = cv2.BORDER_REFLECT_101 if max(pads[:2]) < h and max(pads[2:]) < w \
+        else cv2.BORDER_REPLICATE
+    return cv2.copyMakeBorder(small, *pads, mode)
+
+
+def from_input(values, image_size, *, interp=cv2.INTER_LINEAR, letterboxed=True):
+    """Map a model-resolution map ``[h, w]`` back onto a frame of ``image_size`` (h, w).
+
+    With ``letterboxed``, the frame's part of the input is cut out and
+    resized: every pixel of the frame gets a value.
+    """
+    height, width = image_size
+    if letterboxed:
+        y0, x0, h, w = content_box(height, width, values.shape[:2])
+        values = values[y0:y0 + h, x0:x0 + w]
+    return _fit(values, height, width, interp)
+
+
+def model_input(image, size, crop):
+    """Resize a frame for a model by its manifest's ``crop`` (letterbox, else centre crop)."""
+    return letterbox(image, size) if crop == LETTERBOX else fit_resize(image, size)
 
 
 def square_resize(image, size):

@@ -34,8 +34,8 @@ from ...runtime.manifest import load_manifest
 from ...runtime.manifest import model_input_shape
 from ...runtime.network import load_network
 from ...runtime.preprocess import as_batch
-from ...runtime.preprocess import fit_resize
 from ...runtime.preprocess import ImageInputError
+from ...runtime.preprocess import model_input
 from ...scoring.calibration import EmpiricalCalibration
 from ...stream.pipeline import Detector
 
@@ -109,6 +109,7 @@ class FrameAnomalyDetector(Detector):
         self.manifest = manifest
         prep = manifest['preprocessing']
         self.input_shape = model_input_shape(prep)
+        self.crop = prep.get('crop')
         self.calibration = EmpiricalCalibration.from_dict(manifest['calibration'])
         if threshold is not None:
             self.threshold = float(threshold)
@@ -141,7 +142,7 @@ class FrameAnomalyDetector(Detector):
         out = np.empty((len(items), *self.input_shape, 3), np.uint8)
 
         def one(i):
-            small = fit_resize(items[i], self.input_shape)
+            small = model_input(items[i], self.input_shape, self.crop)
             out[i] = small[..., ::-1] if channel_order == 'bgr' else small
 
         if len(items) >= 4:

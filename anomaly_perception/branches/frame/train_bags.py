@@ -50,8 +50,6 @@ Every step resumes from the work directory after an interruption.
 
 import dataclasses
 import hashlib
-import io
-import json
 from pathlib import Path
 import time
 
@@ -73,13 +71,11 @@ from .train import train_autoencoder
 from .train import train_density
 from .train_model import assemble_frame_model
 from .train_model import model_config
-from ...data.bag_frames import BagFrames
+from ...data.bag_frames import cached_bag_frames
 from ...data.bag_frames import check_patrol_length
-from ...data.bag_frames import extract_bag_frames
 from ...data.bag_frames import interval_frames
 from ...data.bag_frames import time_block_split
 from ...data.bag_frames import untagged_frames
-from ...io.files import atomic_write_bytes
 from ...io.files import atomic_write_npy
 from ...runtime.manifest import write_model_dir
 from ...runtime.preprocess import as_shape
@@ -138,42 +134,6 @@ class ExposedSource:
         if not sep or not bag or not intervals:
             raise ValueError(f'expected BAG:INTERVALS.yaml, got {text!r}')
         return cls(bag, intervals)
-
-
-def _fingerprint(paths, extra):
-    """Return a key that changes when the bags (size, mtime) or the extraction options change."""
-    parts = [json.dumps(extra, sort_keys=True, default=str)]
-    for path in paths:
-        path = Path(path)
-        files = sorted(path.rglob('*')) if path.is_dir() else [path]
-        for f in files:
-            if f.is_file():
-                st = f.stat()
-                parts.append(f'{f.resolve()}:{st.st_size}:{st.st_mtime_ns}')
-    return hashlib.sha256('\n'.join(parts).encode()).hexdigest()[:16]
-
-
-def _save_npz(path, **arrays):
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def cached_bag_frames(bags, shape, work, *, topic=None, every=1, show_progress=True):
-    """:func:`extract_bag_frames`, cached in ``work`` (keyed by the bags and options)."""
-    key = _fingerprint(bags, {'shape': list(shape), 'topic': topic, 'every': every})
-    path = Path(work) / f'frames_{key}.npz'
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as saved:
-            sources = json.loads(str(saved['sources']))
-            return BagFrames(saved['images'], saved['stamps'], saved['bag_index'], sources), 0.0
-    start = time.perf_counter()
-    frames = extract_bag_frames(bags, shape, topic=topic, every=every,
-                                show_progress=show_progress)
-    seconds = time.perf_counter() - start
-    _save_npz(path, images=frames.images, stamps=frames.stamps, bag_index=frames.bag_index,
-              sources=np.array(json.dumps(frames.sources)))
-    return frames, seconds
 
 
 def load_exposed(sources, shape, *, topic=None, every=1, count='all', seed=0):
@@ -342,7 +302,7 @@ def train_frame_from_bags(bags, model_dir, work_dir, config=None, *, exposed=(),
         'name': Path(model_dir).name,
         'branch': 'frame',
         'architecture': model_config(ae_cfg, den_cfg),
-        'preprocessing': {'input_shape': list(shape), 'crop': 'center_aspect',
+        'preprocessing': {'input_shape': list(shape), 'crop': 'letterbox',
                           'resize': 'area', 'channel_order': 'rgb', 'dtype': 'uint8',
                           'standardize': 'per_image_channel (inside the model)'},
         'score': {'name': 'nll', 'units': 'nats', 'higher_is_anomalous': True},

@@ -1,23 +1,26 @@
 """The pixel branch's detector: :class:`PixelAnomalySegmenter`.
 
-uint8 images of any size, one or a batch, RGB or BGR -> crop and resize as
-the model was trained (the manifest's preprocessing) -> the model (ERFNet,
-the anomaly score and the arg-max class, inside the exported graph) ->
-maps back at the input resolution:
+uint8 images of any size, one or a batch, RGB or BGR -> letterboxed into
+the model's input (the whole frame, aspect kept, the bands mirrored) -> the
+model (ERFNet, the anomaly score and the arg-max class, inside the exported
+graph) -> the frame's part of each map, resized back to the image, so every
+pixel of any camera (4:3, 16:9, square, fisheye) is scored:
 
-* ``anomaly``: float32 raw score per pixel (higher = more anomalous), NaN
-  outside the crop the model saw;
+* ``anomaly``: float32 score per pixel (higher = more anomalous); for a
+  model that learnt a place, the raw score minus the place's per-position
+  offset (the parts of the view that are hot on all normal driving);
 * ``probability``: the calibrated score (fraction of normal validation
   pixels scoring lower);
 * ``mask``: ``anomaly > threshold``, the threshold set for a target pixel
   false-positive rate on normal pixels;
-* ``semantic``: uint8 class ids, 255 (void) outside the crop;
+* ``semantic``: uint8 class ids;
 * ``failure`` (models with a failure head, ``train failure``): float32
-  probability that the semantic class is wrong (FSNet), NaN outside the
-  crop; None for models without a head;
+  probability that the semantic class is wrong (FSNet); None for models
+  without a head;
 * ``frame_score``: a frame-level score, the ``frame_quantile`` (0.99) of the
-  anomaly map, and ``frame_probability``, calibrated on normal validation
-  frames, so a replay can compare the pixel branch with the frame branch.
+  anomaly map over the frame's part of the input, and ``frame_probability``,
+  calibrated on normal validation frames, so a replay can compare the pixel
+  branch with the frame branch.
 
 The score map is resized bilinearly and the classes by nearest neighbour.
 """
@@ -46,8 +49,10 @@ from ...runtime.manifest import model_input_shape
 from ...runtime.manifest import ModelError
 from ...runtime.network import load_network
 from ...runtime.preprocess import as_batch
-from ...runtime.preprocess import fit_resize
+from ...runtime.preprocess import content_box
+from ...runtime.preprocess import from_input
 from ...runtime.preprocess import ImageInputError
+from ...runtime.preprocess import letterbox
 from ...scoring.calibration import EmpiricalCalibration
 from ...stream.pipeline import Detector
 
@@ -58,23 +63,27 @@ VOID = 255
 class PixelResult:
     """The pixel branch's output for one image (maps at the image's resolution)."""
 
-    anomaly: np.ndarray         # float32 [H, W], NaN outside the crop
-    probability: np.ndarray     # float32 [H, W] in [0, 1], NaN outside the crop
+    anomaly: np.ndarray         # float32 [H, W]
+    probability: np.ndarray     # float32 [H, W] in [0, 1]
     mask: np.ndarray            # bool [H, W]
-    semantic: np.ndarray        # uint8 [H, W], 255 outside the crop
+    semantic: np.ndarray        # uint8 [H, W]
     frame_score: float
     frame_probability: float
     threshold: float
-    failure: np.ndarray = None  # float32 [H, W] in [0, 1], NaN outside the crop; or None
+    failure: np.ndarray = None  # float32 [H, W] in [0, 1]; or None
 
 
-def crop_box(height, width, aspect):
-    """``(y0, x0, h, w)`` of the centred crop with width/height ``aspect`` (as fit_resize)."""
-    if width > height * aspect:
-        cw, ch = max(1, int(round(height * aspect))), height
-    else:
-        cw, ch = width, max(1, int(round(width / aspect)))
-    return (height - ch) // 2, (width - cw) // 2, ch, cw
+def position_offset(manifest, shape):
+    """The place's per-position offset at the model input ``shape`` (float32), or None.
+
+    A place model's manifest holds it on a coarse grid (``position_offset``:
+    ``grid`` [gh, gw] and ``values``), resized bilinearly to the input.
+    """
+    entry = manifest.get('position_offset')
+    if not entry:
+        return None
+    grid = np.asarray(entry['values'], np.float32).reshape(entry['grid'])
+    return cv2.resize(grid, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 class PixelAnomalySegmenter(Detector):
@@ -107,6 +116,7 @@ class PixelAnomalySegmenter(Detector):
         self.classes = list(manifest.get('classes', []))
         self.has_failure = (manifest.get('architecture') or {}).get('type') == \
             'erfnet_pixel_fsnet'
+        self.offset = position_offset(manifest, self.input_shape)
 
     @classmethod
     def from_model_dir(cls, model_dir, backend='torch', *, target_fpr=None, **backend_options):
@@ -133,7 +143,7 @@ class PixelAnomalySegmenter(Detector):
     def preprocess(self, images, channel_order='rgb'):
         """Images as :meth:`segment` takes them -> uint8 ``[N, h, w, 3]`` RGB model input."""
         items = as_batch(images, channel_order)
-        return np.stack([fit_resize(image, self.input_shape) for image in items])
+        return np.stack([letterbox(image, self.input_shape) for image in items])
 
     def infer(self, batch):
         """Run the model on a preprocessed batch.
@@ -159,7 +169,7 @@ class PixelAnomalySegmenter(Detector):
         if channel_order not in ('rgb', 'bgr'):
             raise ImageInputError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}.")
         items = as_batch(images, channel_order)
-        anomaly, classes, failure = self.infer(np.stack([fit_resize(i, self.input_shape)
+        anomaly, classes, failure = self.infer(np.stack([letterbox(i, self.input_shape)
                                                          for i in items]))
         failure = failure if failure is not None else [None] * len(items)
         return [self._result(image.shape[:2], a, c, f)
@@ -172,6 +182,7 @@ class PixelAnomalySegmenter(Detector):
     def frame_score(self, anomaly):
         """Return a map's frame-level ``(score, probability)``.
 
+        ``anomaly``: the model-resolution map of the frame's part of the input.
         The score is the map's ``frame_quantile`` over its finite pixels, the
         probability that score calibrated on normal validation frames (NaN
         where there is no finite pixel or no frame calibration).
@@ -184,22 +195,13 @@ class PixelAnomalySegmenter(Detector):
         return score, prob
 
     def _result(self, size, anomaly, classes, failure=None):
-        height, width = size
-        h, w = self.input_shape
-        y0, x0, ch, cw = crop_box(height, width, w / h)
-        full = np.full((height, width), np.nan, np.float32)
-        sem = np.full((height, width), VOID, np.uint8)
-        full[y0:y0 + ch, x0:x0 + cw] = cv2.resize(anomaly, (cw, ch),
-                                                  interpolation=cv2.INTER_LINEAR)
-        sem[y0:y0 + ch, x0:x0 + cw] = cv2.resize(classes, (cw, ch),
-                                                 interpolation=cv2.INTER_NEAREST)
-        frame_score, frame_prob = self.frame_score(anomaly)
+        if self.offset is not None:
+            anomaly = anomaly - self.offset
+        y0, x0, h, w = content_box(*size, self.input_shape)
+        full = from_input(anomaly, size)
+        frame_score, frame_prob = self.frame_score(anomaly[y0:y0 + h, x0:x0 + w])
         prob = self.calibration.probability(full.astype(np.float64)).astype(np.float32)
-        prob[~np.isfinite(full)] = np.nan
-        mask = np.where(np.isfinite(full), full, -np.inf) > self.threshold
-        fail = None
-        if failure is not None:
-            fail = np.full((height, width), np.nan, np.float32)
-            fail[y0:y0 + ch, x0:x0 + cw] = cv2.resize(failure, (cw, ch),
-                                                      interpolation=cv2.INTER_LINEAR)
+        mask = full > self.threshold
+        sem = from_input(classes, size, interp=cv2.INTER_NEAREST)
+        fail = None if failure is None else from_input(failure, size)
         return PixelResult(full, prob, mask, sem, frame_score, frame_prob, self.threshold, fail)

@@ -4,13 +4,13 @@ Topics, relative to the node (``pixel_anomaly``), every message stamped with
 the input image's header, maps at the input image's resolution:
 
 * ``~/anomaly_map`` (sensor_msgs/Image, 32FC1): the raw per-pixel anomaly
-  score (higher = more anomalous), NaN where the model did not look;
+  score (higher = more anomalous), every pixel of the image scored;
 * ``~/anomaly_mask`` (mono8): 255 where the score is above the threshold
   (a target pixel false-positive rate on normal pixels), else 0;
 * ``~/semantic`` (mono8): class ids (see ``~/label_info``), 255 void;
 * ``~/failure_map`` (32FC1), only from a model with a failure head (``train
   failure``, FSNet): the probability that ``~/semantic`` is wrong at each
-  pixel, NaN where the model did not look;
+  pixel;
 * ``~/overlay`` (rgb8): the image with the mask tinted red and the map's
   calibrated probability as intensity; built only when asked for (the node
   builds it only while someone subscribes);

@@ -404,7 +404,7 @@ class AnomalySynthesizer(Detector):
         """Resize an analysis-resolution map to the crop of an image of ``size``; NaN outside."""
         import cv2
 
-        from ..pixel.detector import crop_box
+        from ...runtime.preprocess import crop_box
         height, width = size
         y0, x0, ch, cw = crop_box(height, width, self.input_shape[1] / self.input_shape[0])
         full = np.full((height, width), np.nan, np.float32)

@@ -150,7 +150,7 @@ def load_normal_frames(data=None, bags=(), shape=(64, 112), *, every=1, topic=No
                 ds.load_images(val, shape, progress=show_progress) if val else None)
     from ...data.bag_frames import extract_bag_frames
     frames = extract_bag_frames([str(b) for b in bags], shape, topic=topic, every=every,
-                                show_progress=show_progress).images
+                                show_progress=show_progress, crop='center_aspect').images
     if len(frames) < 2:
         raise TrainingError(f'the bags hold {len(frames)} frame(s): too few to train on.')
     split = max(1, int(round(0.9 * len(frames))))
