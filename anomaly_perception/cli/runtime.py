@@ -30,6 +30,9 @@ def add_export(sub):
     p.add_argument('--model', required=True, help='model directory')
     p.add_argument('--opset', type=positive_int, default=17, help='ONNX opset (17)')
     p.add_argument('--fp16', action='store_true', help='fp16 weights and convolutions')
+    p.add_argument('--fp16-weights', action='store_true',
+                   help='then store the weights file and the fp32 graph with float16 weights '
+                        '(the directory halves; the arithmetic stays float32)')
     p.set_defaults(run=_run_export)
 
 
@@ -40,6 +43,11 @@ def _run_export(args):
     print(f"written {args.model}/{entry['file']} (opset {entry['opset']}, {entry['precision']}, "
           f"input {entry['inputs'][0]['name']} {entry['inputs'][0]['dtype']} [{shape}], "
           f"sha256 {entry['sha256'][:12]}...)")
+    if args.fp16_weights:
+        from ..runtime.export import store_fp16_weights
+        manifest = store_fp16_weights(args.model)
+        total = sum(f['bytes'] for f in manifest['files'].values())
+        print(f'stored {args.model} with float16 weights: {total / 1e6:.1f} MB in all')
     return 0
 
 

@@ -131,12 +131,37 @@ def add_train(sub):
 
     px = tsub.add_parser(
         'pixel', help='ERFNet anomaly segmentation into a deployable model directory',
-        description='ERFNet on the semantic labels of a synth dataset (anomaly pixels are '
-                    'void, never a class): encoder stage on 1/8 labels, then the whole network '
-                    'with --loss; the best epoch by validation mIoU; the anomaly score '
-                    'calibrated on normal validation pixels -> MODEL_DIR (manifest.yaml + '
-                    'pixel_model.pt). Resumable from --work.')
-    add_training_io_options(px)
+        description='Two recipes. --data: ERFNet on the semantic labels of a synth dataset '
+                    '(anomaly pixels are void, never a class): encoder stage on 1/8 labels, '
+                    'then the whole network with --loss; the best epoch by validation mIoU; '
+                    'the anomaly score calibrated on normal validation pixels. --bag: learn a '
+                    'place from its unlabelled normal bags: the shipped model (or --init-from) '
+                    "fine-tuned on the place's own frames with pasted anomaly cut-outs as the "
+                    'void class and its own confident labels elsewhere, then calibrated on '
+                    'held-out time blocks (per-position offset, pixel and frame thresholds). '
+                    '-> MODEL_DIR (manifest.yaml + pixel_model.pt). Resumable from --work.')
+    source = px.add_mutually_exclusive_group(required=True)
+    source.add_argument('--data', help='dataset written by synth dataset')
+    source.add_argument('--bag', action='append', metavar='BAG',
+                        help='a normal bag of the place (repeatable): learn the place')
+    px.add_argument('--out', required=True, help='model directory to write')
+    px.add_argument('--work', help='checkpoints (default out/train/<name>)')
+    place = px.add_argument_group('learning a place (--bag)')
+    place.add_argument('--init-from', metavar='PIXEL_MODEL',
+                       help='start from this pixel model (default the shipped pixel_erfnet); '
+                            'it needs a void class')
+    place.add_argument('--cutouts', metavar='FOLDER',
+                       help='a folder of RGBA images (PNG with alpha) to paste as well')
+    place.add_argument('--sources', default='world,procedural',
+                       help='cut-out sources: world, procedural, user (default '
+                            'world,procedural; --cutouts adds user)')
+    place.add_argument('--steps', type=positive_int, default=None,
+                       help='optimiser steps (default 480: 5 min of 10 Hz bags in about 8 '
+                            'min on 2 cores)')
+    place.add_argument('--target-fpr', type=float, default=None,
+                       help="share of the place's normal pixels above the mask threshold "
+                            '(default 0.002)')
+    place.add_argument('--topic', help="the camera topic (default: each bag's only one)")
     add_pixel_training_options(px)
     px.add_argument('--void-outliers', action='store_true',
                     help='add a void class trained on the anomaly pixels of outliers_set '
@@ -400,7 +425,8 @@ def add_pixel_training_options(p, loss=True):
     p.add_argument('--batch-size', type=positive_int, default=8)
     p.add_argument('--every', type=positive_int, default=1,
                    help='train on every n-th training frame (default 1: all)')
-    p.add_argument('--lr', type=float, default=5e-4)
+    p.add_argument('--lr', type=float, default=None,
+                   help='learning rate (default 5e-4 with --data, 1e-4 with --bag)')
     p.add_argument('--seed', type=int, default=0)
 
 
@@ -425,7 +451,8 @@ def pixel_training_config(args, loss=None):
     config = PixelTrainingConfig(
         input_shape=tuple(args.input_shape), loss=loss or args.loss, loss_weights=weights,
         gamma=args.gamma, tau=args.tau, score=score, encoder_epochs=args.encoder_epochs,
-        decoder_epochs=args.decoder_epochs, batch_size=args.batch_size, lr=args.lr,
+        decoder_epochs=args.decoder_epochs, batch_size=args.batch_size,
+        lr=args.lr if args.lr is not None else 5e-4,
         train_every=args.every, void_outliers=void, seed=args.seed)
     try:
         PixelLoss(config.loss, config.loss_weights)
@@ -434,13 +461,46 @@ def pixel_training_config(args, loss=None):
     return config
 
 
+def _run_train_place(args, work, command):
+    import dataclasses
+
+    from ..branches.pixel.place import PlaceTrainingConfig
+    from ..branches.pixel.place import train_pixel_from_bags
+    sources = tuple(s.strip() for s in args.sources.split(',') if s.strip())
+    config = PlaceTrainingConfig(sources=sources, batch_size=args.batch_size, every=args.every,
+                                 topic=args.topic, seed=args.seed)
+    for name in ('steps', 'lr', 'target_fpr'):
+        if getattr(args, name) is not None:
+            config = dataclasses.replace(config, **{name: getattr(args, name)})
+    if not 0 < config.target_fpr < 0.5:
+        raise UsageError(f'--target-fpr must be in (0, 0.5), got {config.target_fpr}.')
+    manifest = train_pixel_from_bags(args.bag, args.out, work, config, init_from=args.init_from,
+                                     cutouts=args.cutouts, overwrite=args.overwrite,
+                                     command=command)
+    check = manifest['metrics']['held_out']
+    prov = manifest['provenance']
+    print(f"written {args.out}: learnt from {prov['frames']['train']} frames "
+          f"({prov['driving_s']:.0f} s of driving), calibrated on "
+          f"{prov['frames']['calibration']} held-out frames; pasted cut-outs on held-out "
+          f"frames: AuPRC {check['pasted_auprc']:.3f}, FPR95 {check['pasted_fpr95']:.3f}; "
+          f"{prov['wall_s']:.0f} s")
+    return 0
+
+
 def _run_train_pixel(args):
     from pathlib import Path
 
     from ..branches.pixel.train import train_pixel_model
-    config = pixel_training_config(args)
     work = args.work or str(Path('out') / 'train' / Path(args.out).name)
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    if args.bag:
+        return _run_train_place(args, work, command)
+    place = [o for o in ('init_from', 'cutouts', 'steps', 'target_fpr', 'topic')
+             if getattr(args, o) is not None]
+    if place:
+        raise UsageError(f"--{place[0].replace('_', '-')} is an option of learning a place "
+                         '(--bag), not of --data.')
+    config = pixel_training_config(args)
     if args.encoder_from and not Path(args.encoder_from).is_file():
         raise UsageError(f'--encoder-from {args.encoder_from!r}: no such checkpoint file.')
     manifest = train_pixel_model(args.data, args.out, work, config, overwrite=args.overwrite,

@@ -32,9 +32,13 @@ types; ``onnx.checker`` must pass before anything is written.
 import copy
 import io
 import json
+from pathlib import Path
 import warnings
 
+import numpy as np
+
 from .manifest import add_files
+from .manifest import load_manifest
 from .manifest import model_input_shape
 from .manifest import ModelError
 from .network import architecture_of
@@ -124,6 +128,68 @@ def export_model(model_dir, opset=DEFAULT_OPSET, fp16=False):
     updated = add_files(model_dir, {name: data}, {'exports': exports})
     entry['sha256'] = updated['files'][name]['sha256']
     return entry
+
+
+def _fp16_initializers(data, min_size=256):
+    """An ONNX graph whose float32 weights are stored as float16, cast back when loaded.
+
+    Each float32 initializer of ``min_size`` values or more becomes a float16
+    initializer and a ``Cast`` to float32 at the head of the graph: the file
+    halves, the arithmetic stays float32 (ONNX Runtime folds the casts when
+    it loads the graph).
+    """
+    import onnx
+    from onnx import helper
+    from onnx import numpy_helper
+    graph_model = onnx.load_from_string(data)
+    graph = graph_model.graph
+    kept, casts = [], []
+    for init in graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT and int(np.prod(init.dims)) >= min_size:
+            half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16),
+                                           f'{init.name}__fp16')
+            kept.append(half)
+            casts.append(helper.make_node('Cast', [half.name], [init.name],
+                                          to=onnx.TensorProto.FLOAT,
+                                          name=f'{init.name}__to_fp32'))
+        else:
+            kept.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return graph_model.SerializeToString()
+
+
+def store_fp16_weights(model_dir):
+    """Store a model directory's weights at half precision; it still computes in float32.
+
+    The weights file's floating tensors are saved as float16 (loading casts
+    them back into the float32 network) and every float32 ONNX graph keeps
+    its weights as float16 with casts (:func:`_fp16_initializers`): the
+    directory shrinks by about half, and the torch and ONNX paths compute on
+    the same rounded weights, so they agree as closely as before. Returns
+    the manifest.
+    """
+    import onnx
+    import torch
+    from ..training import to_bytes
+    manifest = load_manifest(model_dir)
+    arch = architecture_of(model_dir, manifest)
+    saved = torch.load(Path(model_dir) / arch.weights_file, map_location='cpu',
+                       weights_only=True)
+    saved['state_dict'] = {k: v.half() if v.is_floating_point() else v
+                           for k, v in saved['state_dict'].items()}
+    files = {arch.weights_file: to_bytes(saved)}
+    exports = dict(manifest.get('exports') or {})
+    for key, entry in exports.items():
+        if entry.get('precision') == 'fp32' and not entry.get('weights') == 'fp16':
+            data = _fp16_initializers((Path(model_dir) / entry['file']).read_bytes())
+            onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+            files[entry['file']] = data
+            exports[key] = {**entry, 'weights': 'fp16'}
+    return add_files(model_dir, files, {'exports': exports, 'weights_storage': 'fp16'})
 
 
 def exported_graph(model_dir, manifest, precision='fp32'):

@@ -32,8 +32,9 @@ class PixelNodeConfig(CameraNodeConfig):
 
     model_dir: str = field('', 'pixel model directory; empty = the shipped pixel_erfnet',
                            configure_time=True)
-    target_fpr: float = field(0.05, 'share of normal pixels above the anomaly mask threshold',
-                              range=(0.0001, 0.5))
+    target_fpr: float = field(0.0, 'share of normal pixels above the anomaly mask threshold; '
+                              "0 = the model's own (a place model's calibrated target)",
+                              range=(0.0, 0.5))
     overlay_alpha: float = field(0.5, 'opacity of the red tint on ~/overlay', range=(0.0, 1.0))
 
 

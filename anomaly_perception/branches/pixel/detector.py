@@ -6,12 +6,10 @@ model (ERFNet, the anomaly score and the arg-max class, inside the exported
 graph) -> the frame's part of each map, resized back to the image, so every
 pixel of any camera (4:3, 16:9, square, fisheye) is scored:
 
-* ``anomaly``: float32 score per pixel (higher = more anomalous); for a
-  model that learnt a place, the raw score minus the place's per-position
-  offset (the parts of the view that are hot on all normal driving);
+* ``anomaly``: float32 score per pixel (higher = more anomalous);
 * ``probability``: the calibrated score (fraction of normal validation
   pixels scoring lower);
-* ``mask``: ``anomaly > threshold``, the threshold set for a target pixel
+* ``mask``: the score above the threshold set for a target pixel
   false-positive rate on normal pixels;
 * ``semantic``: uint8 class ids;
 * ``failure`` (models with a failure head, ``train failure``): float32
@@ -21,6 +19,14 @@ pixel of any camera (4:3, 16:9, square, fisheye) is scored:
   anomaly map over the frame's part of the input, and ``frame_probability``,
   calibrated on normal validation frames, so a replay can compare the pixel
   branch with the frame branch.
+
+A model that learnt a place (``train pixel --bag``) carries a per-position
+offset: how much hotter each part of the view is on all of the place's
+normal driving (a far corridor end, a wall edge, the robot's own body).
+Probability, mask and frame score are taken on the score less the offset;
+the ``anomaly`` map stays the raw score, so the offset raises the bar where
+the view is always hot without sinking a weak anomaly there below the
+normal pixels of the rest of the view.
 
 The score map is resized bilinearly and the classes by nearest neighbour.
 """
@@ -98,7 +104,8 @@ class PixelAnomalySegmenter(Detector):
     Args:
         backend: runs the model (uint8 NHWC -> (anomaly, classes)).
         manifest: the model's manifest.
-        target_fpr: override the manifest's pixel false-positive-rate target.
+        target_fpr: override the manifest's pixel false-positive-rate target
+            (None or 0: the manifest's).
 
     """
 
@@ -110,13 +117,17 @@ class PixelAnomalySegmenter(Detector):
         frame = manifest.get('frame_calibration')
         self.frame_calibration = EmpiricalCalibration.from_dict(frame) if frame else None
         self.frame_quantile = float(manifest.get('frame_quantile', frame_quantile))
-        self.target_fpr = float(target_fpr if target_fpr is not None
-                                else manifest['threshold']['target_fpr'])
-        self.threshold = self.calibration.threshold_for_fpr(self.target_fpr)
+        self.set_target_fpr(target_fpr)
         self.classes = list(manifest.get('classes', []))
         self.has_failure = (manifest.get('architecture') or {}).get('type') == \
             'erfnet_pixel_fsnet'
         self.offset = position_offset(manifest, self.input_shape)
+
+    def set_target_fpr(self, target_fpr=None):
+        """Set the mask threshold for ``target_fpr``; None or 0: the manifest's target."""
+        self.target_fpr = float(target_fpr if target_fpr else
+                                self.manifest['threshold']['target_fpr'])
+        self.threshold = self.calibration.threshold_for_fpr(self.target_fpr)
 
     @classmethod
     def from_model_dir(cls, model_dir, backend='torch', *, target_fpr=None, **backend_options):
@@ -195,13 +206,16 @@ class PixelAnomalySegmenter(Detector):
         return score, prob
 
     def _result(self, size, anomaly, classes, failure=None):
-        if self.offset is not None:
-            anomaly = anomaly - self.offset
+        # The place's per-position offset moves the decision (probability, mask, frame score),
+        # not the ranking: subtracting it would push weak anomalies in always-hot parts of the
+        # view below every normal pixel elsewhere.
+        normalised = anomaly if self.offset is None else anomaly - self.offset
         y0, x0, h, w = content_box(*size, self.input_shape)
         full = from_input(anomaly, size)
-        frame_score, frame_prob = self.frame_score(anomaly[y0:y0 + h, x0:x0 + w])
-        prob = self.calibration.probability(full.astype(np.float64)).astype(np.float32)
-        mask = full > self.threshold
+        decision = full if self.offset is None else from_input(normalised, size)
+        frame_score, frame_prob = self.frame_score(normalised[y0:y0 + h, x0:x0 + w])
+        prob = self.calibration.probability(decision.astype(np.float64)).astype(np.float32)
+        mask = decision > self.threshold
         sem = from_input(classes, size, interp=cv2.INTER_NEAREST)
         fail = None if failure is None else from_input(failure, size)
         return PixelResult(full, prob, mask, sem, frame_score, frame_prob, self.threshold, fail)

@@ -45,6 +45,7 @@ import numpy as np
 from ...training import TrainingError
 
 IGNORE = 255
+VISIBLE = 24            # summed |change| over RGB for a pasted pixel to count as anomalous
 SOURCES = ('world', 'procedural', 'user')
 WORLD_CUTOUT_SEED = 7919     # the cut-outs' own scenes, no patrol's building
 
@@ -231,7 +232,7 @@ class PasteOptions:
     size: tuple = (0.06, 0.45)          # cut-out height at the bottom of the view
     horizon: float = 0.35               # where the floor's perspective vanishes (share of height)
     feather: tuple = (0.4, 1.6)         # edge blur sigma (px)
-    colour_match: tuple = (0.0, 0.8)    # how far colour and brightness go to the place's
+    colour_match: tuple = (0.0, 0.6)    # how far colour and brightness go to the place's
     blur: tuple = (0.0, 1.2)            # camera blur sigma (px)
     opacity: tuple = (0.6, 1.0)         # translucent cut-outs (spills, cellophane)
 
@@ -291,9 +292,13 @@ class Paster:
             rgb = rgb + rng.normal(0, sigma_noise + 0.5, rgb.shape).astype(np.float32)
             soft = cv2.GaussianBlur(alpha.astype(np.float32), (0, 0), rng.uniform(*o.feather))
             soft = soft * rng.uniform(*o.opacity)
-            out[ys, xs] = under * (1 - soft[..., None]) + rgb * soft[..., None]
+            blended = under * (1 - soft[..., None]) + rgb * soft[..., None]
+            # A pasted pixel the place's own colours hide is not an anomaly to learn: only
+            # what the paste visibly changed is void, the rest of it is left out.
+            visible = np.abs(blended - under).sum(-1) > VISIBLE
+            out[ys, xs] = blended
             core = soft > 0.45
-            void[ys, xs] |= core
-            rim[ys, xs] |= (soft > 0.08) & ~core
+            void[ys, xs] |= core & visible
+            rim[ys, xs] |= (soft > 0.08) & ~(core & visible)
         rim &= ~void
         return np.clip(out, 0, 255).astype(np.uint8), void, rim

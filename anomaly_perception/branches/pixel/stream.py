@@ -43,8 +43,7 @@ class PixelStream(Pipeline):
 
     def reconfigure(self, config):
         """Apply live parameter changes (the mask threshold) without a reload."""
-        self.detector.target_fpr = config.target_fpr
-        self.detector.threshold = self.detector.calibration.threshold_for_fpr(config.target_fpr)
+        self.detector.set_target_fpr(config.target_fpr)
         self.config = config
 
     def process(self, stamps, images):
