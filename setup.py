@@ -83,6 +83,8 @@ setup(
             'pydocstyle>=6',
         ],
         'rba': ['transformers>=4.30'],
+        # The peer row of experiment pixel-place only (anomalib's DRAEM); nothing else uses it.
+        'peer': ['anomalib>=2.0'],
         'tensorrt': ['tensorrt>=10', 'cuda-python>=12'],
     },
     zip_safe=True,

@@ -36,7 +36,7 @@ from anomaly_perception.errors import BagError
 from anomaly_perception.io.bag_writer import BagWriter
 from anomaly_perception.io.labels import LabelsError
 from anomaly_perception.runtime.manifest import load_manifest
-from anomaly_perception.runtime.preprocess import fit_resize
+from anomaly_perception.runtime.preprocess import letterbox
 from anomaly_perception.scoring.calibration import EmpiricalCalibration
 from anomaly_perception.stream.hazard import count_alarms
 from anomaly_perception.stream.hazard import heldout_sequences
@@ -168,7 +168,7 @@ def test_compressed_images_are_read_like_raw_ones(tmp_path, rng):
                       numpy_to_compressed(rgb[..., ::-1], header, bag.factory, codec='png'))
     frames = extract_bag_frames([tmp_path / 'bag'], (16, 32), show_progress=False)
     assert frames.sources[0]['topic'] == '/cam/image/compressed'
-    np.testing.assert_array_equal(frames.images[2], fit_resize(images[2], (16, 32)))
+    np.testing.assert_array_equal(frames.images[2], letterbox(images[2], (16, 32)))
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -220,7 +220,7 @@ def test_the_manifest_says_where_the_model_learnt_and_how_it_sees(trained):
     assert data['bags'][0]['resolution'] == [320, 180]
     assert data['exposed']['n_frames'] == 5 and data['exposed']['labels'] == ['debris']
     assert manifest['preprocessing']['input_shape'] == [64, 112]
-    assert manifest['preprocessing']['crop'] == 'center_aspect'
+    assert manifest['preprocessing']['crop'] == 'letterbox'
     assert manifest['architecture']['autoencoder']['input_size'] == [64, 112]
     held = manifest['alarms']['heldout']['blocks']
     assert sum(len(b['raw']) for b in held) == data['n_heldout'] == 20
@@ -267,12 +267,19 @@ def test_pipeline_manifest_and_exported_graph_agree_on_a_640x360_frame(trained, 
     import onnx
     frame = cv2.resize(rng.integers(0, 255, (9, 16, 3)).astype(np.uint8), (640, 360),
                        interpolation=cv2.INTER_CUBIC)
-    frame[:, :5] = 255     # outside the 16:9 -> 7:4 crop: never seen
+    frame[:, :5] = 255     # the edges are seen too: the whole view, letterboxed
     frame[:, -5:] = 0
-    # 640x360 -> the centred 630x360 (aspect 112/64) -> 112x64 by pixel areas, by hand.
-    expected = cv2.resize(frame[:, 5:635], (112, 64), interpolation=cv2.INTER_AREA)
+    # 640x360 -> 112x63 by pixel areas, then one mirrored row below (7:4 is a little taller).
+    small = cv2.resize(frame, (112, 63), interpolation=cv2.INTER_AREA)
+    expected = np.concatenate([small, small[-2:-1]])
     detector = FrameAnomalyDetector.from_model_dir(out / 'model', 'torch')
     np.testing.assert_array_equal(detector.preprocess([frame])[0], expected)
+    assert detector.preprocess([frame])[0][:, 0].min() > 200     # the left edge is in view
+    # A 4:3 camera: the whole frame in the middle of the input, nothing cropped away.
+    four_three = np.zeros((480, 640, 3), np.uint8)
+    four_three[:, :20] = 255
+    seen = detector.preprocess([four_three])[0]
+    assert seen[:, 13:14].min() > 200 and seen[:, 20:90].max() == 0
     entry = export_model(out / 'model')
     graph = onnx.load(str(out / 'model' / entry['file']))
     dims = [d.dim_value or d.dim_param for d in
