@@ -6,8 +6,9 @@ In one run, on the same machine:
   score and the arg-max) at the shipped model's resolution and at 640x360,
   PyTorch eager vs ONNX Runtime (exported here, at batch 1 and 8; the
   ratio exported / eager is the figure the issue asks for);
-* the whole pipeline (``PixelStream.process``: crop, resize, the model,
-  maps back at 640x360, calibration, mask) on one 640x360 frame, per
+* the whole pipeline (``PixelStream.process``: letterbox, resize, the
+  model, maps back at the frame's resolution, calibration, mask) on one
+  640x360 frame and on one 640x480 frame (a 4:3 camera, letterboxed), per
   backend: frames per second;
 * with ``--cuda`` (a GPU machine): ERFNet at 512x1024, fp16, PyTorch eager
   and CUDA graphs via ``torch.compile(mode='reduce-overhead')``, batch 1.
@@ -81,13 +82,13 @@ def graph_speeds(model_dir, shape, batches, seconds):
     return out
 
 
-def pipeline_speeds(model_dir, seconds):
-    """Frames/s of ``PixelStream.process`` on one 640x360 frame, per backend."""
+def pipeline_speeds(model_dir, seconds, size=(360, 640)):
+    """Frames/s of ``PixelStream.process`` on one frame of ``size`` (h, w), per backend."""
     from anomaly_perception.branches.pixel.config import PixelNodeConfig
     from anomaly_perception.branches.pixel.stream import PixelStream
     from anomaly_perception.runtime.export import export_model
     import shutil
-    frame = np.random.default_rng(1).integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    frame = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / 'model'
@@ -148,6 +149,7 @@ def main():
                                                          args.seconds)
         results['graph_640x360'] = graph_speeds(args.model, (360, 640), (1, 8), args.seconds)
         results['pipeline_640x360'] = pipeline_speeds(args.model, args.seconds)
+        results['pipeline_640x480'] = pipeline_speeds(args.model, args.seconds, (480, 640))
     if args.cuda:
         results['cuda_512x1024_fp16'] = cuda_speeds(args.seconds)
     for key, label in (('graph_model_resolution', f'{shape[0]}x{shape[1]}'),
@@ -156,9 +158,10 @@ def main():
             print(f"pixel graph {label} {batch}: eager {r['eager_frames_per_s']:.1f} frames/s, "
                   f"ONNX Runtime {r['onnxruntime_frames_per_s']:.1f} frames/s "
                   f"(ratio {r['ratio_onnxruntime_over_eager']:.2f})")
-    for backend, r in results.get('pipeline_640x360', {}).items():
-        print(f"whole pipeline, one 640x360 frame, {backend}: {r['frames_per_s']:.1f} frames/s "
-              f"(median {r['ms']['median']:.1f} ms)")
+    for size in ('640x360', '640x480'):
+        for backend, r in results.get(f'pipeline_{size}', {}).items():
+            print(f"whole pipeline, one {size} frame, {backend}: {r['frames_per_s']:.1f} "
+                  f"frames/s (median {r['ms']['median']:.1f} ms)")
     if args.cuda:
         c = results['cuda_512x1024_fp16']
         print(f"{c['device']}: ERFNet 512x1024 fp16 eager {c['eager_frames_per_s']:.0f} "

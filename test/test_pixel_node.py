@@ -220,19 +220,18 @@ def test_evaluate_pixel_scores_the_deployed_pipeline_at_full_resolution(
 
 def test_evaluate_pixel_on_a_common_region(tiny_pixel_model, tiny_pixel_data, tmp_path):
     from anomaly_perception.branches.pixel.evaluate import evaluate_pixel
-    from anomaly_perception.errors import AnomalyPerceptionError
     full = evaluate_pixel(tiny_pixel_model, tiny_pixel_data, tmp_path / 'a',
                           show_progress=False)
     strip = evaluate_pixel(tiny_pixel_model, tiny_pixel_data, tmp_path / 'b',
                            show_progress=False, region_aspect=16 / 9)
-    # The 16:9 strip (64x36 of the 64x64 frames) is inside the model's 64x37 crop.
+    # The 16:9 strip (64x36 of the 64x64 frames); the model sees every pixel (letterboxed).
     assert strip['region_aspect'] == pytest.approx(16 / 9)
     n_full = sum(m['pixels'] for m in full['per_type'].values())
     n_strip = sum(m['pixels'] for m in strip['per_type'].values())
     assert 0 < n_strip < n_full
-    with pytest.raises(AnomalyPerceptionError, match='does not see all of that region'):
-        evaluate_pixel(tiny_pixel_model, tiny_pixel_data, tmp_path / 'c', limit=20,
-                       show_progress=False, region_aspect=1.0)
+    square = evaluate_pixel(tiny_pixel_model, tiny_pixel_data, tmp_path / 'c',
+                            show_progress=False, region_aspect=1.0)
+    assert sum(m['pixels'] for m in square['per_type'].values()) == n_full
 
 
 def test_pixel_loss_study_shares_one_encoder_and_scores_every_loss(tiny_pixel_data, tmp_path):

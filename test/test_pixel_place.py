@@ -38,7 +38,7 @@ TINY = {'steps': 3, 'batch_size': 4, 'checkpoint_every': 1, 'sources': ('procedu
 
 @pytest.fixture(scope='module')
 def tiny_void_model(tiny_pixel_data, tmp_path_factory):
-    """A tiny pixel model with a void class (the kind a place is learnt from), exported."""
+    """Train a tiny pixel model with a void class (the kind a place is learnt from), export it."""
     from anomaly_perception.branches.pixel.train import PixelTrainingConfig
     from anomaly_perception.branches.pixel.train import train_pixel_model
     from anomaly_perception.runtime.export import export_model
@@ -52,7 +52,7 @@ def tiny_void_model(tiny_pixel_data, tmp_path_factory):
 
 
 def _corridor(rng, height, width, shift):
-    """A 'place': a floor, two walls and a far end that drift with the robot (``shift``)."""
+    """Draw a 'place': a floor, two walls and a far end that drift with the robot (``shift``)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     image = np.zeros((height, width, 3), np.float32)
     image[:] = (150, 140, 120)
@@ -65,7 +65,7 @@ def _corridor(rng, height, width, shift):
 
 @pytest.fixture(scope='module')
 def place_bag(tmp_path_factory):
-    """25 s of 'normal driving' at 3 Hz from a 4:3 camera (80x60)."""
+    """Write 25 s of 'normal driving' at 3 Hz from a 4:3 camera (80x60)."""
     rng = np.random.default_rng(0)
     frames = [_corridor(rng, 60, 80, 4 * np.sin(i / 9)) for i in range(75)]
     path = tmp_path_factory.mktemp('place') / 'normal'
@@ -234,3 +234,25 @@ def test_shipped_pixel_model_is_small_and_its_graph_agrees():
     np.testing.assert_allclose(b.anomaly, a.anomaly, rtol=1e-3, atol=1e-4)
     assert (a.semantic == b.semantic).mean() > 0.999
     assert np.abs(b.failure - a.failure).max() < 1e-3
+
+
+def test_evaluate_bag_scores_every_labelled_frame_with_any_scorer(patrol_bag_5s):
+    from anomaly_perception.branches.pixel.place_eval import evaluate_bag
+    from anomaly_perception.branches.pixel.place_eval import labelled_frames
+    frames = list(labelled_frames(patrol_bag_5s))
+    assert len(frames) == 120 and frames[0][1].shape == (360, 640, 3)
+    truth = {stamp: ids > 0 for stamp, _, ids, _ in frames}
+    order = iter([stamp for stamp, _, _, _ in frames])
+
+    def oracle(images):      # the label itself as the score: a perfect scorer
+        out = []
+        for _ in images:
+            mask = truth[next(order)]
+            out.append((mask.astype(np.float32), mask, 0.0))
+        return out
+
+    row, examples = evaluate_bag(patrol_bag_5s, oracle, keep_examples={frames[3][0]})
+    assert row['frames'] == 120 and list(examples) == [frames[3][0]]
+    if any(t.any() for t in truth.values()):
+        assert row['auprc'] == pytest.approx(1.0) and row['fpr95'] == pytest.approx(0.0)
+    assert row['normal_pixels_flagged'] == 0.0 and row['events']['false_alarms'] == 0

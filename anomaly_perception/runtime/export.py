@@ -131,7 +131,7 @@ def export_model(model_dir, opset=DEFAULT_OPSET, fp16=False):
 
 
 def _fp16_initializers(data, min_size=256):
-    """An ONNX graph whose float32 weights are stored as float16, cast back when loaded.
+    """Return the ONNX graph with its float32 weights stored as float16, cast back when loaded.
 
     Each float32 initializer of ``min_size`` values or more becomes a float16
     initializer and a ``Cast`` to float32 at the head of the graph: the file
@@ -174,14 +174,15 @@ def store_fp16_weights(model_dir):
     """
     import onnx
     import torch
-    from ..training import to_bytes
     manifest = load_manifest(model_dir)
     arch = architecture_of(model_dir, manifest)
     saved = torch.load(Path(model_dir) / arch.weights_file, map_location='cpu',
                        weights_only=True)
     saved['state_dict'] = {k: v.half() if v.is_floating_point() else v
                            for k, v in saved['state_dict'].items()}
-    files = {arch.weights_file: to_bytes(saved)}
+    buf = io.BytesIO()
+    torch.save(saved, buf)
+    files = {arch.weights_file: buf.getvalue()}
     exports = dict(manifest.get('exports') or {})
     for key, entry in exports.items():
         if entry.get('precision') == 'fp32' and not entry.get('weights') == 'fp16':

@@ -80,7 +80,7 @@ class PixelResult:
 
 
 def position_offset(manifest, shape):
-    """The place's per-position offset at the model input ``shape`` (float32), or None.
+    """Return the place's per-position offset at the model input ``shape`` (float32), or None.
 
     A place model's manifest holds it on a coarse grid (``position_offset``:
     ``grid`` [gh, gw] and ``values``), resized bilinearly to the input.

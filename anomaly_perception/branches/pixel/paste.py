@@ -125,7 +125,7 @@ def user_cutouts(folder):
 
 
 def _texture(rng, h, w, frame=None):
-    """A random fill ``uint8 [h, w, 3]``: flat, noise, stripes, checker or a frame's patch."""
+    """Return a random fill ``uint8 [h, w, 3]``: flat, noise, stripes, checker or a patch."""
     kind = rng.choice(['flat', 'noise', 'stripes', 'checker', 'patch'],
                       p=[0.25, 0.25, 0.2, 0.1, 0.2])
     colour = rng.integers(0, 256, 3).astype(np.float32)
@@ -218,7 +218,7 @@ class CutoutBank:
 
 
 def noise_level(image):
-    """A frame's noise (std of its finest detail, in grey levels), for matching pastes."""
+    """Estimate a frame's noise (std of its finest detail, grey levels) to match pastes."""
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
     detail = grey - cv2.GaussianBlur(grey, (3, 3), 0.8)
     return float(1.4826 * np.median(np.abs(detail - np.median(detail))))

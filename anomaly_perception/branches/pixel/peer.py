@@ -47,7 +47,7 @@ BUDGET_S = 400.0
 
 
 def available():
-    """``(True, version)`` when anomalib imports, else ``(False, why)``."""
+    """Return ``(True, version)`` when anomalib imports, else ``(False, why)``."""
     try:
         import anomalib
     except ImportError as err:
@@ -63,7 +63,7 @@ def _pad(images, multiple=32):
 
 
 def build_draem():
-    """anomalib's DRAEM with the narrower networks of the module docs."""
+    """Build anomalib's DRAEM with the narrower networks of the module docs."""
     from anomalib.models.image.draem.torch_model import DiscriminativeSubNetwork
     from anomalib.models.image.draem.torch_model import DraemModel
     from anomalib.models.image.draem.torch_model import ReconstructiveSubNetwork
@@ -117,7 +117,7 @@ def train_draem(images, *, budget_s=BUDGET_S, batch=8, seed=0, show_progress=Tru
 
 
 def draem_scorer(model, shape):
-    """``score_batch`` for :func:`~.place_experiment.evaluate_bag`: maps at the image size."""
+    """Return the ``score_batch`` of :func:`~.place_eval.evaluate_bag`: maps at the image size."""
     import torch
     import torch.nn.functional as F
 
@@ -135,7 +135,7 @@ def draem_scorer(model, shape):
 
 def peer_row(bags, work, keep_examples, show_progress=True, budget_s=BUDGET_S):
     """Train DRAEM on the normal bag's frames, score the test bag: ``(row, examples)``."""
-    from .place_experiment import evaluate_bag
+    from .place_eval import evaluate_bag
     from ...data.bag_frames import cached_bag_frames
     ok, why = available()
     if not ok:

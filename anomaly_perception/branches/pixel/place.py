@@ -107,7 +107,7 @@ class PlaceTrainingConfig:
 
 
 def _network(module):
-    """The ERFNet and the segmenter wrapper of a pixel module (with or without a failure head)."""
+    """Return the ERFNet and the segmenter wrapper of a pixel module (failure head or not)."""
     segmenter = getattr(module, 'segmenter', module)
     return segmenter.network, segmenter
 
@@ -157,7 +157,7 @@ def make_batch(images, rng, paster, teacher, void_index, region, config):
 
 @torch.no_grad()
 def score_maps(segmenter, images, batch=16):
-    """The deployed graph's anomaly maps of uint8 NHWC images (float32 ``[N, h, w]``)."""
+    """Return the deployed graph's anomaly maps of uint8 NHWC images (float32 ``[N, h, w]``)."""
     segmenter.eval()
     out = []
     for start in range(0, len(images), batch):

@@ -8,7 +8,7 @@ Per building (an environment, a scene seed and a camera resolution):
   world's in-scene anomalies, rendered by the world's ray caster; the
   pasted cut-outs of training are never these (see :mod:`.paste`).
 
-Rows, scored on the same test frames by :func:`evaluate_bag`:
+Rows, scored on the same test frames by :func:`~.place_eval.evaluate_bag`:
 
 * ``generic``: the shipped pixel model as it is;
 * ``place``: ``train pixel --bag normal`` (:mod:`.place`);
@@ -42,24 +42,20 @@ import json
 from pathlib import Path
 import time
 
-import cv2
 import numpy as np
 
+from .place_eval import evaluate_bag
+from .place_eval import segmenter_scorer
+from .place_eval import write_overlays
 from ...io.bags import BagReader
 from ...io.files import atomic_write_bytes
 from ...io.files import atomic_write_json
 from ...io.files import atomic_write_text
-from ...io.images import decode_frame
-from ...io.images import image_to_numpy
 from ...io.labels import FRAME_LABELS_SUFFIX
-from ...io.labels import INSTANCES_SUFFIX
 from ...io.labels import label_topic
-from ...metrics.binary import BinaryScoreAccumulator
-from ...metrics.events import event_metrics
 
 PATROLS = {'normal': {'seconds': 300.0, 'fps': 10.0, 'anomaly_rate': 0.0, 'seed': 101},
            'test': {'seconds': 120.0, 'fps': 10.0, 'seed': 31337}}
-FRAME_FPR = 0.01        # the pixel node's frame flag: calibrated probability >= 0.99
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,129 +94,6 @@ def patrol_bag(root, name, building, workers=2):
                                             **PATROLS[name]),
                          workers=workers, overwrite=True, progress=False)
     return path
-
-
-def labelled_frames(bag, every=1):
-    """Yield ``(stamp, rgb, instance ids, frame label)`` of a synthetic patrol, in order."""
-    with BagReader(bag) as reader:
-        image_topic = reader.find_image_topic()
-        ids_topic = label_topic(image_topic, INSTANCES_SUFFIX)
-        frame_topic = label_topic(image_topic, FRAME_LABELS_SUFFIX)
-        pending, count = {}, 0
-        for topic, _, msg in reader.messages([image_topic, ids_topic, frame_topic]):
-            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-            item = pending.setdefault(stamp, {})
-            if topic == image_topic:
-                item['image'] = msg
-            elif topic == ids_topic:
-                item['ids'] = msg
-            else:
-                item['label'] = msg.results[0].class_id if msg.results else 'normal'
-            if len(item) == 3:
-                del pending[stamp]
-                count += 1
-                if (count - 1) % every:
-                    continue
-                ids = np.asarray(image_to_numpy(item['ids'], output='passthrough'))
-                yield stamp, decode_frame(item['image']), ids.reshape(ids.shape[:2]), \
-                    item['label']
-
-
-def evaluate_bag(bag, score_batch, *, every=1, batch=16, keep_examples=()):
-    """Score a labelled patrol with ``score_batch(images) -> [(map, mask, frame_prob)]``.
-
-    ``mask`` and ``frame_prob`` may be None (a peer without a threshold).
-    Returns the metrics dict and ``{stamp: (rgb, map, mask)}`` for the
-    stamps in ``keep_examples``.
-    """
-    from ...data.synthetic.catalog import GLOBAL_TYPES
-    overall = BinaryScoreAccumulator()
-    per_type = {}
-    stamps, labels, flags = [], [], []
-    normal_share, examples = [], {}
-    started, frames = time.perf_counter(), 0
-
-    def flush(items):
-        nonlocal frames
-        results = score_batch([rgb for _, rgb, _, _ in items])
-        frames += len(items)
-        for (stamp, rgb, ids, label), (amap, mask, prob) in zip(items, results):
-            stamps.append(stamp)
-            labels.append(label)
-            flags.append(prob is not None and prob >= 1 - FRAME_FPR)
-            if stamp in keep_examples:
-                examples[stamp] = (rgb, amap, mask)
-            if label in GLOBAL_TYPES:
-                continue
-            truth = (ids > 0).astype(np.uint8)
-            overall.update(truth, amap)
-            if label == 'normal':
-                if mask is not None:
-                    normal_share.append(float(mask.mean()))
-            else:
-                per_type.setdefault(label, BinaryScoreAccumulator()).update(truth, amap)
-
-    items = []
-    for item in labelled_frames(bag, every):
-        items.append(item)
-        if len(items) == batch:
-            flush(items)
-            items = []
-    if items:
-        flush(items)
-    seconds = time.perf_counter() - started
-    curve = overall.curve()
-    out = {'frames': frames, 'auprc': curve.average_precision(),
-           'fpr95': curve.fpr_at_tpr(0.95), 'auroc': curve.auroc(),
-           'per_type': {k: {'auprc': v.curve().average_precision(),
-                            'fpr95': v.curve().fpr_at_tpr(0.95)}
-                        for k, v in sorted(per_type.items())},
-           'frames_per_s': frames / seconds if seconds else float('nan')}
-    if normal_share:
-        out['normal_pixels_flagged'] = float(np.mean(normal_share))
-        out['normal_pixels_flagged_p95'] = float(np.quantile(normal_share, 0.95))
-    if any(f is not None for f in flags):
-        ev = event_metrics(np.asarray(stamps), labels, np.asarray(flags, bool))
-        out['events'] = {k: ev[k] for k in ('n_events', 'detected', 'false_alarms',
-                                            'false_alarms_per_hour', 'alarm_time_fraction')}
-    return out, examples
-
-
-def segmenter_scorer(segmenter):
-    """``score_batch`` of a :class:`~.detector.PixelAnomalySegmenter` (the node's pipeline)."""
-    def score(images):
-        return [(r.anomaly, r.mask, r.frame_probability) for r in segmenter.segment(images)]
-    return score
-
-
-def _overlay(rgb, amap, mask, lo, hi):
-    heat = np.clip((amap - lo) / max(hi - lo, 1e-6), 0, 1)
-    colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
-    out = (0.55 * rgb + 0.45 * colour).astype(np.uint8)
-    if mask is not None:
-        edge = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3)))
-        out[edge > 0] = (0, 255, 0)
-    return out
-
-
-def write_overlays(path, rows, width=320):
-    """A JPEG: per example frame, the image, then one overlay per model (mask edge in green)."""
-    tiles = []
-    for rgb, maps in rows:
-        h = int(round(rgb.shape[0] * width / rgb.shape[1]))
-        row = [cv2.resize(rgb, (width, h), interpolation=cv2.INTER_AREA)]
-        for amap, mask, (lo, hi) in maps:
-            over = _overlay(rgb, amap, mask, lo, hi)
-            row.append(cv2.resize(over, (width, h), interpolation=cv2.INTER_AREA))
-        tiles.append(np.concatenate(row, 1))
-    if not tiles:
-        return
-    width_all = max(t.shape[1] for t in tiles)
-    tiles = [np.pad(t, ((0, 2), (0, width_all - t.shape[1]), (0, 0))) for t in tiles]
-    ok, data = cv2.imencode('.jpg', cv2.cvtColor(np.concatenate(tiles), cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, 85])
-    if ok:
-        atomic_write_bytes(path, data.tobytes())
 
 
 def _example_stamps(bag, count=6):
@@ -313,7 +186,7 @@ def _summary(row):
 
 
 def format_pixel_place(results):
-    """The results as Markdown tables."""
+    """Format the results as Markdown tables."""
     lines = ['# experiment pixel-place', '',
              'Pixel AuPRC / FPR95 on the local anomalies of a patrol of another run '
              '(patrol seed 31337) of each building, after learning it from a 300 s normal '

@@ -113,7 +113,7 @@ def run_real_frames(folder, out, config, *, show_progress=True, steps=REAL_STEPS
     """Leave-one-out shares and the contact sheet of the module docs; return the results."""
     from .detector import PixelAnomalySegmenter
     from .paste import CutoutBank
-    from .place_experiment import write_overlays
+    from .place_eval import write_overlays
     from ...runtime.manifest import shipped_model_dir
     from . import SHIPPED_MODEL
     out = Path(out)
