@@ -27,6 +27,9 @@ import time
 
 import numpy as np
 
+# The branches register their model architectures (model directories name them).
+import anomaly_perception.branches.registry  # noqa: F401, I100
+
 OUT = Path(__file__).resolve().parents[1] / 'out' / 'bench'
 
 
