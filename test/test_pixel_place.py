@@ -256,3 +256,17 @@ def test_evaluate_bag_scores_every_labelled_frame_with_any_scorer(patrol_bag_5s)
     if any(t.any() for t in truth.values()):
         assert row['auprc'] == pytest.approx(1.0) and row['fpr95'] == pytest.approx(0.0)
     assert row['normal_pixels_flagged'] == 0.0 and row['events']['false_alarms'] == 0
+
+
+def test_train_pixel_bag_command_writes_a_place_model(tiny_void_model, place_bag, tmp_path,
+                                                      capsys):
+    assert main(['train', 'pixel', '--bag', str(place_bag), '--out', str(tmp_path / 'm'),
+                 '--work', str(tmp_path / 'w'), '--init-from', str(tiny_void_model),
+                 '--sources', 'procedural', '--steps', '2', '--batch-size', '4',
+                 '--target-fpr', '0.01']) == 0
+    out = capsys.readouterr().out
+    assert f"written {tmp_path / 'm'}: learnt from" in out and 'held-out frames' in out
+    manifest = load_manifest(tmp_path / 'm')
+    assert manifest['threshold']['target_fpr'] == 0.01
+    assert manifest['training']['steps'] == 2 and manifest['training']['lr'] == 1e-4
+    assert manifest['provenance']['resolution'] == [80, 60]
