@@ -79,7 +79,7 @@ class PixelResult:
     failure: np.ndarray = None  # float32 [H, W] in [0, 1]; or None
 
 
-def position_offset(manifest, shape):
+def position_offset_map(manifest, shape):
     """Return the place's per-position offset at the model input ``shape`` (float32), or None.
 
     A place model's manifest holds it on a coarse grid (``position_offset``:
@@ -121,7 +121,7 @@ class PixelAnomalySegmenter(Detector):
         self.classes = list(manifest.get('classes', []))
         self.has_failure = (manifest.get('architecture') or {}).get('type') == \
             'erfnet_pixel_fsnet'
-        self.offset = position_offset(manifest, self.input_shape)
+        self.offset = position_offset_map(manifest, self.input_shape)
 
     def set_target_fpr(self, target_fpr=None):
         """Set the mask threshold for ``target_fpr``; None or 0: the manifest's target."""

@@ -56,9 +56,9 @@ def available():
     return True, getattr(anomalib, '__version__', '?')
 
 
-def _pad(images, multiple=32):
-    h = images.shape[2]
-    total = (-h) % multiple
+def _pad(height, multiple=32):
+    """Rows to add ``(top, bottom)`` so that ``height`` becomes a multiple of ``multiple``."""
+    total = (-height) % multiple
     return total // 2, total - total // 2
 
 
@@ -86,7 +86,7 @@ def train_draem(images, *, budget_s=BUDGET_S, batch=8, seed=0, show_progress=Tru
     generator = PerlinAnomalyGenerator(anomaly_source_path=None, blend_factor=(0.1, 1.0))
     loss_fn = DraemLoss()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    top, bottom = _pad(images[:, None, :, :, 0])
+    top, bottom = _pad(images.shape[1])
     model.train()
     steps, started, losses = 0, time.perf_counter(), []
     from tqdm import tqdm
@@ -124,7 +124,7 @@ def draem_scorer(model, shape):
     def score(images):
         batch = np.stack([letterbox(i, shape) for i in images])
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0
-        top, bottom = _pad(batch[:, None, :, :, 0])
+        top, bottom = _pad(batch.shape[1])
         x = F.pad(x, (0, 0, top, bottom), mode='reflect')
         with torch.no_grad():
             maps = model(x).anomaly_map[:, top:top + shape[0]].numpy()

@@ -110,9 +110,7 @@ def evaluate_bag(bag, score_batch, *, every=1, batch=16, keep_examples=()):
     curve = overall.curve()
     out = {'frames': frames, 'auprc': curve.average_precision(),
            'fpr95': curve.fpr_at_tpr(0.95), 'auroc': curve.auroc(),
-           'per_type': {k: {'auprc': v.curve().average_precision(),
-                            'fpr95': v.curve().fpr_at_tpr(0.95)}
-                        for k, v in sorted(per_type.items())},
+           'per_type': {k: _ap_fpr95(v.curve()) for k, v in sorted(per_type.items())},
            'frames_per_s': frames / seconds if seconds else float('nan')}
     if normal_share:
         out['normal_pixels_flagged'] = float(np.mean(normal_share))
@@ -122,6 +120,10 @@ def evaluate_bag(bag, score_batch, *, every=1, batch=16, keep_examples=()):
         out['events'] = {k: ev[k] for k in ('n_events', 'detected', 'false_alarms',
                                             'false_alarms_per_hour', 'alarm_time_fraction')}
     return out, examples
+
+
+def _ap_fpr95(curve):
+    return {'auprc': curve.average_precision(), 'fpr95': curve.fpr_at_tpr(0.95)}
 
 
 def segmenter_scorer(segmenter):
