@@ -256,7 +256,7 @@ def test_the_alarm_threshold_meets_its_rate_on_the_heldout_blocks(trained):
 
 def test_a_rate_target_needs_a_model_with_a_heldout_patrol():
     from anomaly_perception.runtime.manifest import ModelError
-    with pytest.raises(ModelError, match='needs a model trained with `train frame --bag`'):
+    with pytest.raises(ModelError, match='needs a model learnt from bags'):
         FrameStream.from_config(FrameNodeConfig(backend='torch',
                                                 target_false_alarms_per_hour=3.0))
 

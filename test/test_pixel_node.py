@@ -131,9 +131,10 @@ def test_pixel_node_publishes_every_topic_with_the_input_header_and_scores_maps(
         for key in keys:
             helper.create_subscription(f._cls('sensor_msgs/msg/Image'), f'/pixel_anomaly/{key}',
                                        lambda m, k=key: got.setdefault(k, []).append(m), 10)
-        helper.create_subscription(f._cls('vision_msgs/msg/Classification'),
-                                   '/pixel_anomaly/score',
-                                   lambda m: got.setdefault('score', []).append(m), 10)
+        for key in ('score', 'hazard'):
+            helper.create_subscription(f._cls('vision_msgs/msg/Classification'),
+                                       f'/pixel_anomaly/{key}',
+                                       lambda m, k=key: got.setdefault(k, []).append(m), 10)
         # A late subscriber still gets the label info (transient local).
         helper.create_subscription(
             f._cls('vision_msgs/msg/LabelInfo'), '/pixel_anomaly/label_info',
@@ -147,13 +148,13 @@ def test_pixel_node_publishes_every_topic_with_the_input_header_and_scores_maps(
         header = f.header(STAMP0, 'robot/camera_optical_link')
         pub.publish(f.new('sensor_msgs/msg/Image', header=header,
                           **numpy_to_image_fields(bgr, 'bgr8')))
-        wanted = (*keys, 'score', 'label_info')
+        wanted = (*keys, 'score', 'hazard', 'label_info')
         assert spin_until(executor, lambda: all(k in got for k in wanted), 30), sorted(got)
     finally:
         node.close()
         helper.destroy_node()
         executor.shutdown()
-    for key in (*keys, 'score'):
+    for key in (*keys, 'score', 'hazard'):
         msg = got[key][0]
         assert msg.header.stamp.sec == header.stamp.sec, key
         assert msg.header.stamp.nanosec == header.stamp.nanosec, key
@@ -166,6 +167,8 @@ def test_pixel_node_publishes_every_topic_with_the_input_header_and_scores_maps(
     assert names[:2] == ['floor', 'wall']
     assert [r.class_id for r in got['score'][0].results] in (['anomaly', 'raw_score'],
                                                              ['unscorable'])
+    # The hazard flag: one frame cannot turn it on (it must persist for min_on_s).
+    assert [r.class_id for r in got['hazard'][0].results] == ['clear']
     # The node's maps equal `score --branch pixel`'s for the same image and backend.
     cv2.imwrite(str(tmp_path / 'same.png'), bgr)
     assert main(['score', '--branch', 'pixel', '--model', str(tiny_pixel_model), '--backend',

@@ -17,6 +17,7 @@
 from pathlib import Path
 
 from anomaly_perception.branches.pixel.paste import CutoutBank
+from anomaly_perception.branches.pixel.paste import PasteOptions
 from anomaly_perception.branches.pixel.paste import Paster
 from anomaly_perception.branches.pixel.paste import user_cutouts
 from anomaly_perception.branches.pixel.place import PlaceTrainingConfig
@@ -100,6 +101,42 @@ def test_pasted_cutouts_land_in_the_frame_and_are_labelled():
     assert changed_any
 
 
+def test_surface_changes_alter_the_floor_itself_and_label_what_changed():
+    paster = Paster(CutoutBank(('surface',)), PasteOptions(per_image=(1, 1)))
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:144, 0:256]
+    image = np.stack([100 + 40 * np.sin(xx / 3.0), 90 + 30 * np.cos(yy / 4.0),
+                      np.full((144, 256), 110.0)], -1).astype(np.uint8)
+    region = (18, 0, 108, 256)          # a 640x270 camera letterboxed into 144x256
+    labelled = 0
+    for _ in range(30):
+        out, void, rim = paster.paste(image, rng, region)
+        assert not (void & rim).any()
+        assert not void[:18].any() and not void[126:].any()      # never in the bands
+        diff = np.abs(out.astype(int) - image).sum(-1)
+        assert (diff > 24)[~(void | rim)].mean() < 0.01          # only the patch moved
+        if void.any():
+            labelled += 1
+            assert (diff > 20)[void].mean() > 0.98              # (rounding to uint8)
+            # A floor patch: under the horizon (35 % down the frame), wider than tall.
+            ys, xs = np.nonzero(void)
+            assert ys.min() >= 18 + 0.35 * 108 and np.ptp(xs) >= np.ptp(ys)
+    assert labelled >= 20
+
+
+def test_cutouts_also_land_off_the_floor():
+    paster = Paster(CutoutBank(('procedural',)), PasteOptions(anywhere=0.3))
+    rng = np.random.default_rng(4)
+    image = np.full((144, 256, 3), 120, np.uint8)
+    tops = []
+    for _ in range(40):
+        _, void, _ = paster.paste(image, rng)
+        if void.any():
+            tops.append(np.nonzero(void)[0].max())
+    # Floor pastes end below the horizon; some (walls, ceilings) end above it.
+    assert min(tops) < 0.35 * 144 and max(tops) > 0.6 * 144
+
+
 def test_user_cutouts_need_rgba_images(tmp_path):
     with pytest.raises(TrainingError, match='is not a folder'):
         user_cutouts(tmp_path / 'nowhere')
@@ -112,6 +149,17 @@ def test_user_cutouts_need_rgba_images(tmp_path):
     cuts = user_cutouts(tmp_path)
     assert [name for _, name in cuts] == ['box']
     assert cuts[0][0][10, 10].tolist() == [255, 0, 0, 255]    # RGBA
+
+
+def test_other_run_views_change_the_pose_once_per_block():
+    from anomaly_perception.branches.pixel.place import other_run_views
+    rng = np.random.default_rng(0)
+    images = np.stack([_corridor(rng, 60, 80, 0.0)] * 6)
+    views = other_run_views(images, [np.arange(3), np.arange(3, 6)], seed=0)
+    assert views.shape == images.shape and views.dtype == np.uint8
+    assert (views[0] == views[1]).all() and (views[3] == views[5]).all()   # one pose a block
+    assert not (views[0] == views[3]).all() and not (views[0] == images[0]).all()
+    assert len({v.tobytes() for v in other_run_views(images, None, seed=0)}) == 6
 
 
 def test_position_offset_is_what_is_always_hot():
@@ -175,6 +223,26 @@ def test_train_pixel_from_bags_learns_calibrates_and_resumes(tiny_void_model, pl
     shares = [r.mask.mean() for r in PixelAnomalySegmenter.from_model_dir(
         tmp_path / 'place').segment(frames)]
     assert np.mean(shares) < 0.1
+    # The held-out blocks are kept for the hazard flag: the node sets its level for a rate.
+    alarms = manifest['alarms']
+    assert alarms['target_false_alarms_per_hour'] == config.target_false_alarms_per_hour
+    blocks = alarms['heldout']['blocks']
+    # Each held-out block as driven, then as another run would see it (a pose change).
+    assert sum(len(b['raw']) for b in blocks) == 2 * prov['frames']['calibration']
+    half = len(blocks) // 2
+    assert [b['t_ms'] for b in blocks[:half]] == [b['t_ms'] for b in blocks[half:]]
+    assert all(b['t_ms'][0] == 0 and np.all(np.diff(b['t_ms']) > 0) for b in blocks)
+    from anomaly_perception.branches.pixel.config import PixelNodeConfig
+    from anomaly_perception.branches.pixel.stream import PixelStream
+    stream = PixelStream.from_config(PixelNodeConfig(model_dir=str(tmp_path / 'place')))
+    assert stream.alarm_details['target_false_alarms_per_hour'] == 2.0
+    on = stream.hazard.config.on_probability
+    assert on == pytest.approx(1 - 10 ** -stream.alarm_details['level_nines'])
+    states = [r.state for r in stream.process([i * 10**8 for i in range(6)], frames)]
+    assert all(s is not None for s in states) and not any(s.flag for s in states)
+    stream.reconfigure(PixelNodeConfig(model_dir=str(tmp_path / 'place'),
+                                       target_false_alarms_per_hour=50.0))
+    assert stream.hazard.config.on_probability <= on
 
 
 def test_train_pixel_bag_bad_input_gives_one_clear_error(tiny_void_model, tiny_pixel_model,
@@ -244,11 +312,12 @@ def test_evaluate_bag_scores_every_labelled_frame_with_any_scorer(patrol_bag_5s)
     truth = {stamp: ids > 0 for stamp, _, ids, _ in frames}
     order = iter([stamp for stamp, _, _, _ in frames])
 
-    def oracle(images):      # the label itself as the score: a perfect scorer
+    def oracle(stamps, images):      # the label itself as the score: a perfect scorer
         out = []
-        for _ in images:
-            mask = truth[next(order)]
-            out.append((mask.astype(np.float32), mask, 0.0))
+        for stamp in stamps:
+            assert stamp == next(order)
+            mask = truth[stamp]
+            out.append((mask.astype(np.float32), mask, False))
         return out
 
     row, examples = evaluate_bag(patrol_bag_5s, oracle, keep_examples={frames[3][0]})

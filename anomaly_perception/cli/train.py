@@ -153,8 +153,9 @@ def add_train(sub):
     place.add_argument('--cutouts', metavar='FOLDER',
                        help='a folder of RGBA images (PNG with alpha) to paste as well')
     place.add_argument('--sources', default='world,procedural',
-                       help='cut-out sources: world, procedural, user (default '
-                            'world,procedural; --cutouts adds user)')
+                       help='cut-out sources: world, procedural, surface (floor patches '
+                            'changed in place), user (default world,procedural; --cutouts '
+                            'adds user)')
     place.add_argument('--steps', type=positive_int, default=None,
                        help='optimiser steps (default 480: 5 min of 10 Hz bags in about 8 '
                             'min on 2 cores)')

@@ -75,6 +75,16 @@ def score_classification(f, header, probability, raw):
     return f.new('vision_msgs/msg/Classification', header=header, results=results)
 
 
+def hazard_classification(f, header, state):
+    """Build a ``~/hazard`` (vision_msgs/Classification), as frame and pixel nodes do.
+
+    ``hazard`` or ``clear`` with the smoothed probability, after hysteresis
+    (``state``: a :class:`~anomaly_perception.stream.hazard.HazardState`).
+    """
+    return f.new('vision_msgs/msg/Classification', header=header,
+                 results=[hypothesis(f, 'hazard' if state.flag else 'clear', state.smoothed)])
+
+
 def stamp_to_ns(stamp):
     """Convert a ``builtin_interfaces/Time`` (fields ``sec``, ``nanosec``) to integer ns."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)

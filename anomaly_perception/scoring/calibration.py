@@ -88,6 +88,20 @@ class EmpiricalCalibration:
             scores = np.quantile(scores, np.linspace(0, 1, max_points), method='linear')
         return cls(scores, n, tail)
 
+    @classmethod
+    def fit_tailed(cls, normal_scores, tail_quantile=0.9):
+        """Calibrate with an exponential tail when the scores allow one (held-out frames).
+
+        The tail needs at least 10 scores above its start; a short held-out set
+        moves the start down, and one without enough distinct high scores gets
+        no tail (the CDF alone, saturating at its maximum).
+        """
+        quantile = min(tail_quantile, 1 - 10 / max(np.size(normal_scores), 1))
+        try:
+            return cls.fit(normal_scores, tail_quantile=quantile)
+        except ValueError:
+            return cls.fit(normal_scores)
+
     def probability(self, raw):
         """Fraction of normal scores strictly below ``raw`` (NaN stays NaN).
 

@@ -162,7 +162,10 @@ def on_probability_for_rate(sequences, config, target_per_hour, hysteresis=0.1):
     if not hours:
         raise ValueError('no held-out sequence of two or more frames to measure alarms on')
     alarming = np.flatnonzero(rates > 0)
-    first_quiet = float(levels[alarming[-1] + 1]) if alarming.size else float(levels[0])
+    # Held-out probabilities of exactly 1 (scores above every calibration value) alarm at
+    # every level: the highest level is then the quietest there is.
+    first_quiet = float(levels[min(alarming[-1] + 1, len(levels) - 1)]) if alarming.size \
+        else float(levels[0])
     anchor = None
     if alarming.size:
         u_a, r_a = float(levels[alarming[-1]]), float(rates[alarming[-1]])
@@ -192,3 +195,62 @@ def heldout_sequences(heldout, calibration):
         stamps = np.asarray(block['t_ms'], np.int64) * 1_000_000
         out.append((stamps, calibration.probability(np.asarray(block['raw'], np.float64))))
     return out
+
+
+def heldout_record(stamps_per_block, raw_per_block):
+    """Return a manifest's ``alarms.heldout`` from held-out blocks' stamps (ns) and raw scores.
+
+    The inverse of :func:`heldout_sequences`: what a model trained on bags
+    keeps of its held-out normal driving so that a node can measure alarm
+    rates for any filter setting.
+    """
+    blocks = []
+    for stamps, raw in zip(stamps_per_block, raw_per_block):
+        stamps = np.asarray(stamps, np.int64)
+        blocks.append({'t_ms': [int(v) for v in (stamps - stamps[0]) // 1_000_000],
+                       'raw': [round(float(v), 4) for v in raw]})
+    return {'blocks': blocks}
+
+
+class AlarmLevels:
+    """The hazard flag's on probability for a model and a node configuration (cached).
+
+    A model learnt from bags (``train frame --bag``, ``train pixel --bag``)
+    keeps its held-out normal patrol (``alarms`` in its manifest): the on
+    probability is where the filter, with the node's smoothing and
+    durations, raises ``target_false_alarms_per_hour`` (0 = the rate the
+    model was trained for) on it. Other models use a fixed on probability.
+    """
+
+    def __init__(self):
+        self._cache = {}
+
+    def on_probability(self, manifest, calibration, config, rate, hysteresis, fixed_on):
+        """Return ``(on_probability, details)``; details are None for a fixed level.
+
+        Args:
+            manifest: the model's manifest.
+            calibration: maps the held-out raw scores to probabilities.
+            config: the filter's :class:`HazardConfig` (smoothing, durations).
+            rate: false alarms per hour asked for (0 = the model's own).
+            hysteresis: how far below the on probability the flag turns off.
+            fixed_on: the on probability of a model without a held-out patrol.
+
+        Raises:
+            ValueError: a rate is asked of a model without a held-out patrol.
+
+        """
+        alarms = manifest.get('alarms')
+        if not alarms or 'heldout' not in alarms:
+            if rate:
+                raise ValueError(
+                    f'target_false_alarms_per_hour={rate:g} needs a model learnt from bags '
+                    f'(it keeps a held-out normal patrol to measure alarm rates on); '
+                    f'{manifest.get("name")!r} has none.')
+            return float(fixed_on), None
+        rate = rate or float(alarms['target_false_alarms_per_hour'])
+        key = (rate, config.smoothing, config.min_on_s, config.min_off_s, hysteresis)
+        if key not in self._cache:
+            sequences = heldout_sequences(alarms['heldout'], calibration)
+            self._cache[key] = on_probability_for_rate(sequences, config, rate, hysteresis)
+        return self._cache[key]

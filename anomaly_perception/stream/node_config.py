@@ -22,6 +22,7 @@ parameter files list the shared parameters first and in the same order.
 
 import dataclasses
 
+from .hazard import HazardConfig
 from ..config import field
 
 BACKEND_CHOICES = ('auto', 'torch', 'onnxruntime', 'tensorrt')
@@ -53,3 +54,35 @@ class CameraNodeConfig:
                                'that the model keeps up with)', range=(0.0, 1000.0))
     diagnostics_period_s: float = field(1.0, 'seconds between /diagnostics messages',
                                         range=(0.1, 60.0))
+
+
+@dataclasses.dataclass
+class FlagNodeConfig(CameraNodeConfig):
+    """Parameters of camera nodes that raise a hazard flag (frame, pixel).
+
+    The flag is the :class:`~.hazard.HazardFilter` over the frame's
+    calibrated probability; its on probability comes from a false-alarm rate
+    on the held-out normal patrol of a model learnt from bags, or from the
+    branch's fixed level for other models (:class:`~.hazard.AlarmLevels`).
+    """
+
+    target_false_alarms_per_hour: float = field(
+        0.0, 'false alarms per hour of normal driving that set the on probability, measured '
+        'with this smoothing on the held-out normal patrol of a model learnt from bags '
+        '(`train frame --bag`, `train pixel --bag`; 0 = the rate the model was trained for; '
+        'other models use a fixed level)', range=(0.0, 3600.0))
+    hysteresis: float = field(0.1, 'the flag turns off this much below the on probability',
+                              range=(0.0, 0.5))
+    smoothing: float = field(0.3, 'weight of the newest probability in the moving average',
+                             range=(0.01, 1.0))
+    min_on_s: float = field(0.3, 'seconds above the on probability before the flag turns on',
+                            range=(0.0, 60.0))
+    min_off_s: float = field(1.0, 'seconds below the off probability before it turns off',
+                             range=(0.0, 60.0))
+
+    def flag_config(self, on_probability):
+        """Return the :class:`~.hazard.HazardConfig` of this smoothing at ``on_probability``."""
+        on = float(on_probability)
+        return HazardConfig(smoothing=self.smoothing, on_probability=on,
+                            off_probability=max(0.0, on - self.hysteresis),
+                            min_on_s=self.min_on_s, min_off_s=self.min_off_s)

@@ -24,12 +24,11 @@ import dataclasses
 
 from ...config import field
 from ...config import NodeParameters
-from ...stream.hazard import HazardConfig
-from ...stream.node_config import CameraNodeConfig
+from ...stream.node_config import FlagNodeConfig
 
 
 @dataclasses.dataclass
-class FrameNodeConfig(CameraNodeConfig):
+class FrameNodeConfig(FlagNodeConfig):
     """Parameters of ``frame_anomaly_node`` (see config/frame_anomaly.yaml).
 
     ``configure_time`` parameters are read by the lifecycle ``configure``
@@ -41,28 +40,13 @@ class FrameNodeConfig(CameraNodeConfig):
                            configure_time=True)
     target_fpr: float = field(0.05, 'false-alarm rate on normal frames that turns the flag '
                               'on (on probability = 1 - target_fpr)', range=(0.0001, 0.5))
-    target_false_alarms_per_hour: float = field(
-        0.0, 'false alarms per hour of normal driving that set the on probability, measured '
-        'with this smoothing on the held-out normal patrol of a model trained by `train frame '
-        '--bag` (0 = the rate the model was trained for; a model without a held-out patrol '
-        'uses target_fpr)', range=(0.0, 3600.0))
-    hysteresis: float = field(0.1, 'the flag turns off this much below the on probability',
-                              range=(0.0, 0.5))
-    smoothing: float = field(0.3, 'weight of the newest probability in the moving average',
-                             range=(0.01, 1.0))
-    min_on_s: float = field(0.3, 'seconds above the on probability before the flag turns on',
-                            range=(0.0, 60.0))
-    min_off_s: float = field(1.0, 'seconds below the off probability before it turns off',
-                             range=(0.0, 60.0))
     marker_distance_m: float = field(1.5, 'how far in front of the camera the text marker '
                                      'floats', range=(0.1, 50.0))
 
     def hazard_config(self, on_probability=None):
         """Return the hazard filter's settings (on probability ``1 - target_fpr`` unless given)."""
-        on = 1.0 - self.target_fpr if on_probability is None else float(on_probability)
-        return HazardConfig(smoothing=self.smoothing, on_probability=on,
-                            off_probability=max(0.0, on - self.hysteresis),
-                            min_on_s=self.min_on_s, min_off_s=self.min_off_s)
+        return self.flag_config(1.0 - self.target_fpr if on_probability is None
+                                else on_probability)
 
 
 PARAMETERS = NodeParameters(FrameNodeConfig, 'frame_anomaly_node')

@@ -33,7 +33,7 @@ import math
 from ...io.diagnostics import diagnostics_message
 from ...io.diagnostics import DIAGNOSTICS_TOPIC
 from ...io.diagnostics import DIAGNOSTICS_TYPE  # noqa: F401 - a messages module names it
-from ...io.messages import hypothesis
+from ...io.messages import hazard_classification
 from ...io.messages import score_classification
 
 NODE_NAME = 'frame_anomaly'
@@ -74,9 +74,7 @@ class FrameMessageBuilder:
 
     def hazard(self, header, state):
         """``~/hazard``: the flag after smoothing and hysteresis."""
-        return self.f.new('vision_msgs/msg/Classification', header=header,
-                          results=[hypothesis(self.f, 'hazard' if state.flag else 'clear',
-                                              state.smoothed)])
+        return hazard_classification(self.f, header, state)
 
     def markers(self, header, state, probability):
         """``~/markers``: a text marker floating in front of the camera."""

@@ -28,10 +28,9 @@ import dataclasses
 from . import SHIPPED_MODEL
 from .detector import FrameAnomalyDetector
 from ...runtime.manifest import ModelError
+from ...stream.hazard import AlarmLevels
 from ...stream.hazard import HazardFilter
 from ...stream.hazard import HazardState
-from ...stream.hazard import heldout_sequences
-from ...stream.hazard import on_probability_for_rate
 from ...stream.pipeline import Pipeline
 
 
@@ -69,7 +68,7 @@ class FrameStream(Pipeline):
 
     def __init__(self, detector, config):
         super().__init__(detector, config)
-        self._alarm_cache = {}
+        self.alarm_levels = AlarmLevels()
         self.alarm_details = None
         self.hazard = HazardFilter(self._hazard_config(config))
 
@@ -91,26 +90,17 @@ class FrameStream(Pipeline):
             ModelError: a rate is asked of a model without a held-out patrol.
 
         """
-        alarms = self.detector.manifest.get('alarms')
-        rate = config.target_false_alarms_per_hour
-        if not alarms or 'heldout' not in alarms:
-            if rate:
-                raise ModelError(
-                    f'target_false_alarms_per_hour={rate:g} needs a model trained with '
-                    f'`train frame --bag` (it keeps a held-out normal patrol to measure alarm '
-                    f'rates on); {self.detector.name!r} has none: set target_fpr instead.')
-            self.alarm_details = None
+        base = config.hazard_config()
+        try:
+            on, self.alarm_details = self.alarm_levels.on_probability(
+                self.detector.manifest, self.detector.calibration, base,
+                config.target_false_alarms_per_hour, config.hysteresis, 1 - config.target_fpr)
+        except ValueError as exc:
+            raise ModelError(f'{exc} Set target_fpr instead.') from None
+        if self.alarm_details is None:
             self.detector.threshold = self.detector.calibration.threshold_for_fpr(
                 config.target_fpr)
-            return config.hazard_config()
-        rate = rate or float(alarms['target_false_alarms_per_hour'])
-        base = config.hazard_config()
-        key = (rate, base.smoothing, base.min_on_s, base.min_off_s, config.hysteresis)
-        if key not in self._alarm_cache:
-            sequences = heldout_sequences(alarms['heldout'], self.detector.calibration)
-            self._alarm_cache[key] = on_probability_for_rate(sequences, base, rate,
-                                                             config.hysteresis)
-        on, self.alarm_details = self._alarm_cache[key]
+            return base
         self.detector.threshold = float(self.detector.calibration.raw_for_probability(on))
         return config.hazard_config(on)
 

@@ -191,20 +191,6 @@ def _cached(path, make):
     return arr
 
 
-def _calibrate(raw, tail_quantile):
-    """Empirical CDF of the held-out scores with an exponential tail when they allow one.
-
-    The tail needs at least 10 scores above its start; a short held-out set
-    moves the start down, and one without enough distinct high scores gets
-    no tail (the CDF alone, saturating at its maximum).
-    """
-    quantile = min(tail_quantile, 1 - 10 / max(len(raw), 1))
-    try:
-        return EmpiricalCalibration.fit(raw, tail_quantile=quantile)
-    except ValueError:
-        return EmpiricalCalibration.fit(raw)
-
-
 def train_frame_from_bags(bags, model_dir, work_dir, config=None, *, exposed=(),
                           overwrite=False, show_progress=True, command=None):
     """Run the chain of the module docs; write ``model_dir``; return its manifest.
@@ -276,7 +262,7 @@ def train_frame_from_bags(bags, model_dir, work_dir, config=None, *, exposed=(),
     den_metrics = train_density(z_train, z_val, den_dir, den_cfg, z_exp, show_progress)
     normalizer, flow = load_density(den_dir)
     val_raw = density_scores(normalizer, flow, z_val)
-    calibration = _calibrate(val_raw, config.tail_quantile)
+    calibration = EmpiricalCalibration.fit_tailed(val_raw, config.tail_quantile)
     position = {int(i): k for k, i in enumerate(val_idx)}
     heldout = {'blocks': []}
     for block in blocks:

@@ -18,16 +18,17 @@ import dataclasses
 
 from ...config import field
 from ...config import NodeParameters
-from ...stream.node_config import CameraNodeConfig
+from ...stream.node_config import FlagNodeConfig
 
 
 @dataclasses.dataclass
-class PixelNodeConfig(CameraNodeConfig):
+class PixelNodeConfig(FlagNodeConfig):
     """Parameters of ``pixel_anomaly_node``.
 
     ``configure_time`` parameters are read by the lifecycle ``configure``
     transition and can change only while the node is unconfigured; the
-    others change live.
+    others change live. The hazard flag (``~/hazard``) is the frame-level
+    score's: see :class:`~...stream.node_config.FlagNodeConfig`.
     """
 
     model_dir: str = field('', 'pixel model directory; empty = the shipped pixel_erfnet',
@@ -35,6 +36,9 @@ class PixelNodeConfig(CameraNodeConfig):
     target_fpr: float = field(0.0, 'share of normal pixels above the anomaly mask threshold; '
                               "0 = the model's own (a place model's calibrated target)",
                               range=(0.0, 0.5))
+    frame_target_fpr: float = field(0.01, 'share of normal frames whose score turns the hazard '
+                                    'flag on, for a model without a held-out patrol (on '
+                                    'probability = 1 - frame_target_fpr)', range=(0.0001, 0.5))
     overlay_alpha: float = field(0.5, 'opacity of the red tint on ~/overlay', range=(0.0, 1.0))
 
 

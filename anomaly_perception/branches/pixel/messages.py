@@ -17,6 +17,10 @@ the input image's header, maps at the input image's resolution:
 * ``~/score`` (vision_msgs/Classification): ``anomaly`` with the calibrated
   frame-level probability and ``raw_score`` with the frame-level score (the
   map's 0.99 quantile), or ``unscorable``;
+* ``~/hazard`` (vision_msgs/Classification): ``hazard`` or ``clear`` with
+  the smoothed frame-level probability, after hysteresis (the frame node's
+  filter; a place model sets its level for a false-alarm rate); not
+  published by a model without a frame calibration;
 * ``~/label_info`` (vision_msgs/LabelInfo, transient local): the class names;
 * ``/diagnostics``: as every perception node.
 """
@@ -42,6 +46,7 @@ from ...io.diagnostics import diagnostics_message
 from ...io.diagnostics import DIAGNOSTICS_TOPIC
 from ...io.diagnostics import DIAGNOSTICS_TYPE  # noqa: F401 - a messages module names it
 from ...io.images import numpy_to_image
+from ...io.messages import hazard_classification
 from ...io.messages import score_classification
 
 NODE_NAME = 'pixel_anomaly'
@@ -52,6 +57,7 @@ OUTPUT_TYPES = {
     'failure_map': 'sensor_msgs/msg/Image',
     'overlay': 'sensor_msgs/msg/Image',
     'score': 'vision_msgs/msg/Classification',
+    'hazard': 'vision_msgs/msg/Classification',
 }
 LABEL_INFO_TYPE = 'vision_msgs/msg/LabelInfo'
 
@@ -114,6 +120,8 @@ class PixelMessageBuilder:
             'semantic': numpy_to_image(r.semantic, 'mono8', header, self.f),
             'score': self.score(header, r.frame_probability, r.frame_score),
         }
+        if result.state is not None:
+            out['hazard'] = hazard_classification(self.f, header, result.state)
         if r.failure is not None:
             out['failure_map'] = numpy_to_image(r.failure.astype(np.float32), '32FC1', header,
                                                 self.f)

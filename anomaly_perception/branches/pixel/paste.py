@@ -12,12 +12,19 @@ are the anomaly (void) class. Three sources of cut-outs (:class:`CutoutBank`):
   reflections and perspective: a different generator, kept so;
 * ``procedural``: random blobs, polygons, strokes and thin curves filled
   with flat colours, noise, stripes, checkers or a patch of another frame;
+* ``surface``: no cut-out but a change of the place's own floor under a
+  soft blob (:func:`surface_change`): darker and glossier with a blurred
+  mirror of the view above it (a wet patch), a sheen, a colour stain, or
+  its texture smoothed away. Anomalies that are the floor itself, changed,
+  have no outline for a cut-out to teach;
 * ``user``: a folder of RGBA images (PNG with alpha) a user supplies.
 
 So that the seam is not the cue, every paste is blended into the frame:
 its edge feathered, its colour and brightness pulled towards the place
 under it, blurred and noised like the camera, and scaled by where it lands
-on the floor (larger near the bottom of the view). The few pixels of the
+on the floor (larger near the bottom of the view; ``anywhere`` sends a
+share anywhere in the view, as what hangs from a ceiling or sits on a
+wall). The few pixels of the
 feathered rim are left out of the loss (``IGNORE``).
 """
 
@@ -46,7 +53,7 @@ from ...training import TrainingError
 
 IGNORE = 255
 VISIBLE = 24            # summed |change| over RGB for a pasted pixel to count as anomalous
-SOURCES = ('world', 'procedural', 'user')
+SOURCES = ('world', 'procedural', 'surface', 'user')
 WORLD_CUTOUT_SEED = 7919     # the cut-outs' own scenes, no patrol's building
 
 
@@ -181,6 +188,46 @@ def procedural_cutout(rng, frame=None):
     return rgba
 
 
+def _blob(rng, h, w):
+    """A soft-edged random blob ``float32 [h, w]`` in [0, 1] (spill-like outline)."""
+    small = rng.random((5, 5), np.float32)
+    field = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot((xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2))
+    return ((1 - r + 0.6 * (field - 0.5)) > 0.3).astype(np.float32)
+
+
+def surface_change(image, rng, box, mirror_top=None):
+    """Change the floor under a blob in ``box`` = ``(y, x, h, w)``; return ``(patch, alpha)``.
+
+    ``patch`` is the changed ``float32 [h, w, 3]`` of ``image`` there and
+    ``alpha`` the blob (hard, the caller feathers it). ``mirror_top``: the
+    row above which the view is mirrored into a wet patch's reflection.
+    """
+    y, x, h, w = box
+    under = image[y:y + h, x:x + w].astype(np.float32)
+    alpha = _blob(rng, h, w)
+    kind = rng.choice(['wet', 'sheen', 'stain', 'smooth'], p=[0.4, 0.2, 0.2, 0.2])
+    if kind == 'wet':
+        grey = under.mean(-1, keepdims=True)
+        out = (grey + (under - grey) * rng.uniform(1.1, 1.5)) * rng.uniform(0.45, 0.8)
+        top = y if mirror_top is None else mirror_top
+        rows = np.clip(2 * top - np.arange(y, y + h), 0, image.shape[0] - 1)
+        reflection = cv2.GaussianBlur(image[rows, x:x + w].astype(np.float32), (0, 0),
+                                      rng.uniform(1.0, 4.0))
+        k = rng.uniform(0.15, 0.45)
+        out = out * (1 - k) + reflection * k
+    elif kind == 'sheen':
+        ramp = np.linspace(rng.uniform(0, 1), rng.uniform(0, 1), w, dtype=np.float32)[None]
+        k = (rng.uniform(0.2, 0.5) * (0.5 + 0.5 * ramp))[..., None]
+        out = under * (1 - k) + 255 * k
+    elif kind == 'stain':
+        out = under * rng.uniform(0.5, 1.15, 3).astype(np.float32)
+    else:
+        out = cv2.GaussianBlur(under, (0, 0), rng.uniform(2.0, 5.0)) * rng.uniform(0.7, 1.0)
+    return np.clip(out, 0, 255), alpha
+
+
 class CutoutBank:
     """Where the pasted cut-outs come from: a weighted choice among the sources.
 
@@ -208,8 +255,10 @@ class CutoutBank:
             raise TrainingError('No cut-out source: give at least one.')
 
     def draw(self, rng, frame=None):
-        """One ``(rgba, source)`` cut-out."""
+        """One ``(rgba, source)`` cut-out (``(None, 'surface')`` for a surface change)."""
         source = self.sources[int(rng.integers(len(self.sources)))]
+        if source == 'surface':
+            return None, source
         if source == 'world':
             return self.world[int(rng.integers(len(self.world)))][0], source
         if source == 'user':
@@ -235,6 +284,7 @@ class PasteOptions:
     colour_match: tuple = (0.0, 0.6)    # how far colour and brightness go to the place's
     blur: tuple = (0.0, 1.2)            # camera blur sigma (px)
     opacity: tuple = (0.6, 1.0)         # translucent cut-outs (spills, cellophane)
+    anywhere: float = 0.0               # share of cut-outs placed anywhere, not on the floor
 
 
 class Paster:
@@ -259,11 +309,18 @@ class Paster:
         rim = np.zeros((height, width), bool)
         sigma_noise = noise_level(image)
         for _ in range(int(rng.integers(o.per_image[0], o.per_image[1] + 1))):
-            rgba, _ = self.bank.draw(rng, image)
+            rgba, source = self.bank.draw(rng, image)
             # Perspective: the bottom edge lands at y; things are larger lower in the view.
             horizon = y0 + o.horizon * rh
             bottom = rng.uniform(horizon + 0.1 * rh, y0 + rh * 1.05)
             depth = (bottom - horizon) / max(1.0, y0 + rh - horizon)
+            if source != 'surface' and rng.random() < o.anywhere:
+                # Hanging from the ceiling, on a wall: anywhere in the view, any size.
+                bottom, depth = rng.uniform(y0 + 0.15 * rh, y0 + rh), rng.uniform(0.25, 1.0)
+            if source == 'surface':
+                self._surface(out, image, rng, (y0, x0, rh, rw), bottom, depth, horizon,
+                              void, rim)
+                continue
             target_h = max(4, int(rh * rng.uniform(*o.size) * max(0.25, depth)))
             scale = target_h / rgba.shape[0]
             target_w = int(np.clip(rgba.shape[1] * scale * rng.uniform(0.8, 1.25), 3, rw * 0.6))
@@ -302,3 +359,27 @@ class Paster:
             rim[ys, xs] |= (soft > 0.08) & ~(core & visible)
         rim &= ~void
         return np.clip(out, 0, 255).astype(np.uint8), void, rim
+
+    def _surface(self, out, image, rng, region, bottom, depth, horizon, void, rim):
+        """Change a floor patch of ``out`` in place (see :func:`surface_change`)."""
+        y0, x0, rh, rw = region
+        w = int(np.clip(rw * rng.uniform(0.12, 0.55) * max(0.3, depth), 6, rw))
+        h = int(np.clip(w * rng.uniform(0.2, 0.5), 4, rh))
+        top = int(min(round(bottom), y0 + rh)) - h
+        top = max(top, y0)
+        # On the lit floor rather than in the dark: the brightest of a few places.
+        lefts = rng.integers(x0, max(x0 + 1, x0 + rw - w), 4)
+        left = int(max(lefts, key=lambda v: image[top:top + h, v:v + w].mean()))
+        h, w = min(h, y0 + rh - top), min(w, x0 + rw - left)
+        if h < 3 or w < 3:
+            return
+        patch, alpha = surface_change(image, rng, (top, left, h, w), mirror_top=int(horizon))
+        ys, xs = slice(top, top + h), slice(left, left + w)
+        soft = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(1.0, 4.0))
+        under = out[ys, xs]
+        blended = under * (1 - soft[..., None]) + patch * soft[..., None]
+        visible = np.abs(blended - under).sum(-1) > VISIBLE
+        out[ys, xs] = blended
+        core = soft > 0.45
+        void[ys, xs] |= core & visible
+        rim[ys, xs] |= (soft > 0.08) & ~(core & visible)

@@ -121,7 +121,7 @@ def draem_scorer(model, shape):
     import torch
     import torch.nn.functional as F
 
-    def score(images):
+    def score(stamps, images):
         batch = np.stack([letterbox(i, shape) for i in images])
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0
         top, bottom = _pad(batch.shape[1])

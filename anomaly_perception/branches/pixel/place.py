@@ -7,18 +7,24 @@ Every pixel of a normal frame is normal; the anomalies come from synthesis:
    input (the whole view, as the node sees it) and split by time blocks:
    every fifth 10 s block is held out for calibration (neighbouring frames
    are near-copies, so a random split would calibrate on training frames).
+   Training frames are flipped and their brightness jittered (``warp``
+   also changes the pose of a share of them; off by default, measured in
+   docs/RESULTS.md).
 2. **Pasted-anomaly exposure** (:mod:`.paste`): cut-outs are pasted onto
    the place's own frames; pasted pixels are the void (anomaly) class.
 3. **Classes kept.** The other pixels get the starting model's confident
    pseudo-labels (its arg-max over the normal classes, computed on the
    unpasted frame; pixels below ``pseudo_confidence`` are left out), so the
    semantic classes are not forgotten while the void class learns the place.
-4. **Calibration** on the held-out blocks: a per-position offset (the
-   ``position_quantile`` of each cell of a coarse grid over the view, less
+4. **Calibration** on the held-out blocks, scored as driven and as
+   another run would see them (one small pose change per block): a
+   per-position offset (the ``position_quantile`` of each cell of a coarse grid over the view, less
    the median cell: far corridor ends, wall edges and the robot's own body
    that are hot on all normal driving), then the per-pixel calibration of
    the offset map (threshold at ``target_fpr`` of normal pixels) and the
-   frame-level calibration of its 0.99 quantile.
+   frame-level calibration of its 0.99 quantile. The held-out blocks' frame
+   scores are kept in the manifest, so the node sets its hazard flag for a
+   false-alarm rate per hour (2 by default) with its own smoothing.
 
 It fine-tunes the starting model (the shipped ``pixel_erfnet`` or
 ``--init-from``), which must have a void class; a failure head (FSNet)
@@ -68,6 +74,10 @@ from ...runtime.preprocess import content_box
 from ...runtime.preprocess import LETTERBOX
 from ...scoring.calibration import EmpiricalCalibration
 from ...scoring.pixel import fit_pixel_calibration
+from ...stream.hazard import HazardConfig
+from ...stream.hazard import heldout_record
+from ...stream.hazard import heldout_sequences
+from ...stream.hazard import on_probability_for_rate
 from ...training import CHECKPOINT
 from ...training import load_resumable
 from ...training import restore_rng
@@ -96,7 +106,9 @@ class PlaceTrainingConfig:
     pseudo_confidence: float = 0.5      # keep the starting model's labels above this softmax
     sources: tuple = ('world', 'procedural')
     jitter: float = 0.2                 # brightness / contrast jitter of training frames
+    warp: float = 0.0                   # share of training frames given a pose change
     target_fpr: float = 0.002           # the mask's share of normal pixels above threshold
+    target_false_alarms_per_hour: float = 2.0   # the hazard flag on the held-out blocks
     position_grid: tuple = (18, 32)     # per-position offset cells over the input
     position_quantile: float = 0.99
     block_s: float = 10.0               # time blocks; every 5th held out for calibration
@@ -112,14 +124,48 @@ def _network(module):
     return segmenter.network, segmenter
 
 
-def _augment(image, rng, jitter):
+def pose_change(rng):
+    """Draw a small change of the camera's pose: ``(dx, dy, degrees, scale)`` (shares of size)."""
+    return (rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05), rng.uniform(-6, 6),
+            rng.uniform(0.9, 1.15))
+
+
+def change_pose(image, pose):
+    """Tilt, zoom and shift ``image`` by ``pose`` (:func:`pose_change`), the edges mirrored."""
+    h, w = image.shape[:2]
+    dx, dy, angle, scale = pose
+    m = cv2.getRotationMatrix2D((w / 2 + dx * w, h / 2 + dy * h), angle, scale)
+    return cv2.warpAffine(np.ascontiguousarray(image), m, (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _augment(image, rng, jitter, warp=0.5):
+    """Flip, change the pose (the views another run of the route sees), light jitter."""
     if rng.random() < 0.5:
         image = image[:, ::-1]
+    if rng.random() < warp:
+        image = change_pose(image, pose_change(rng))
     if jitter:
         gain = 1 + rng.uniform(-jitter, jitter)
         bias = rng.uniform(-jitter, jitter) * 64
         image = np.clip(image.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(image)
+
+
+def other_run_views(images, blocks, seed):
+    """The held-out frames as another run would see them: one pose change per block.
+
+    ``blocks``: position arrays into ``images`` (a stretch of driving each);
+    None: every frame a block of its own. Returns uint8 ``[N, h, w, 3]``.
+    """
+    rng = np.random.default_rng(seed + 11)
+    blocks = [np.array([i]) for i in range(len(images))] if blocks is None else blocks
+    out = np.empty_like(images)
+    for block in blocks:
+        pose = pose_change(rng)
+        for i in block:
+            out[i] = change_pose(images[i], pose)
+    return out
 
 
 def _to_input(images):
@@ -136,7 +182,7 @@ def _keep_region(labels, region):
 
 def make_batch(images, rng, paster, teacher, void_index, region, config):
     """One training batch: augmented, pasted frames and their labels (tensors)."""
-    clean = [_augment(images[i], rng, config.jitter) for i in range(len(images))]
+    clean = [_augment(images[i], rng, config.jitter, config.warp) for i in range(len(images))]
     with torch.no_grad():
         logits = teacher(_to_input(clean))
     keep = [c for c in range(logits.shape[1]) if c != void_index]
@@ -282,13 +328,21 @@ def _config_key(config, frames):
     return key
 
 
-def calibrate_place(segmenter, images, region, config):
+def calibrate_place(segmenter, images, region, config, blocks=None):
     """Per-position offset, pixel and frame calibrations from held-out normal frames.
 
-    Returns ``(offset [gh, gw], pixel calibration, frame calibration)``; both
+    The held-out frames are scored as they are and as another run of the
+    route would see them (:func:`other_run_views`, one pose change per
+    block of ``blocks``): the same place from a few degrees and centimetres
+    away runs hotter, and a threshold set on one run alone does not hold on
+    the next one.
+
+    Returns ``(offset [gh, gw], pixel calibration, frame calibration, frame
+    scores [2N])``: the frame scores of the frames, then of their views; both
     calibrations are of the score less the offset, as the detector decides.
     """
-    maps = score_maps(segmenter, images)
+    views = other_run_views(images, blocks, config.seed)
+    maps = score_maps(segmenter, np.concatenate([images, views]))
     offset = position_offset(maps, region, config.position_grid, config.position_quantile)
     h, w = maps.shape[1:]
     offset_map = cv2.resize(offset, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -299,18 +353,21 @@ def calibrate_place(segmenter, images, region, config):
     calibration = fit_pixel_calibration(normalised, np.zeros(maps.shape, bool),
                                         np.broadcast_to(valid, maps.shape), seed=config.seed)
     inside = normalised[:, y0:y0 + rh, x0:x0 + rw].reshape(len(maps), -1)
-    frame = EmpiricalCalibration.fit(np.quantile(inside, FRAME_QUANTILE, axis=1))
-    return offset, calibration, frame
+    scores = np.quantile(inside, FRAME_QUANTILE, axis=1)
+    return offset, calibration, EmpiricalCalibration.fit_tailed(scores), scores
 
 
 def learn_place(start_dir, train_images, cal_images, region, model_dir, work_dir, config=None,
                 *, cutouts=None, provenance=None, overwrite=False, show_progress=True,
-                bank=None):
+                bank=None, heldout_blocks=None):
     """Adapt ``start_dir``'s pixel model to a place, calibrate it, write ``model_dir``.
 
     ``train_images`` / ``cal_images``: letterboxed uint8 frames of the place's
     normal driving (disjoint time blocks); ``region``: the frame's part of the
-    input. Returns the manifest written.
+    input; ``heldout_blocks``: ``[(stamps_ns, positions in cal_images)]``, the
+    held-out driving in time order, kept for the hazard flag's false-alarm
+    rate (:class:`~...stream.hazard.AlarmLevels`); None for frames without
+    time (the node then uses its fixed level). Returns the manifest written.
     """
     config = config or PlaceTrainingConfig()
     started = time.perf_counter()
@@ -328,7 +385,9 @@ def learn_place(start_dir, train_images, cal_images, region, model_dir, work_dir
     state = adapt_to_place(module, void_index, arch['num_classes'], train_images, region,
                            work_dir, config, bank, show_progress)
     module.eval()
-    offset, calibration, frame_cal = calibrate_place(module, cal_images, region, config)
+    positions = None if not heldout_blocks else [p for _, p in heldout_blocks]
+    offset, calibration, frame_cal, frame_scores = calibrate_place(module, cal_images, region,
+                                                                   config, positions)
     check = pasted_validation(module, cal_images, Paster(bank, PasteOptions()), region,
                               config.seed)
     out = {k: v for k, v in manifest.items() if k not in ('files', 'format', 'exports')}
@@ -351,12 +410,35 @@ def learn_place(start_dir, train_images, cal_images, region, model_dir, work_dir
                        'wall_s': round(time.perf_counter() - started, 1),
                        **training_environment()},
     })
+    if heldout_blocks:
+        out['alarms'] = _alarms(heldout_blocks, frame_scores, frame_cal, config)
     weights = to_bytes({'config': arch, 'state_dict': module.state_dict()})
     weights_file = architecture_of(start_dir, manifest).weights_file
     write_model_dir(model_dir, out, {weights_file: weights}, overwrite=overwrite)
     # The graph the node runs on ONNX Runtime, and half-size storage (float32 arithmetic).
     export_model(model_dir)
     return store_fp16_weights(model_dir)
+
+
+def _alarms(blocks, frame_scores, frame_cal, config):
+    """The manifest's ``alarms``: the held-out blocks' frame scores and the default flag's fit.
+
+    ``frame_scores``: of the held-out frames, then of their other-run views
+    (:func:`calibrate_place`); each block is kept twice, as driven and as
+    seen from its other pose.
+    """
+    n = len(frame_scores) // 2
+    stamps = [s for s, _ in blocks] * 2
+    raw = [frame_scores[p] for _, p in blocks] + [frame_scores[n + p] for _, p in blocks]
+    heldout = heldout_record(stamps, raw)
+    hazard = HazardConfig()
+    hysteresis = hazard.on_probability - hazard.off_probability
+    on, details = on_probability_for_rate(heldout_sequences(heldout, frame_cal), hazard,
+                                          config.target_false_alarms_per_hour, hysteresis)
+    return {'target_false_alarms_per_hour': float(config.target_false_alarms_per_hour),
+            'on_probability': float(on), 'hazard_filter': dataclasses.asdict(hazard),
+            'fit': details, 'heldout': heldout,
+            'heldout_views': 'each block as driven, then with one pose change'}
 
 
 def train_pixel_from_bags(bags, model_dir, work_dir, config=None, *, init_from=None,
@@ -387,7 +469,9 @@ def train_pixel_from_bags(bags, model_dir, work_dir, config=None, *, init_from=N
                              f'({", ".join(f"{w}x{h}" for w, h in sorted(sizes))}); one model '
                              'learns one camera: train one place model per camera.')
     width, height = sizes.pop()
-    train, val, _ = time_block_split(frames, config.block_s)
+    train, val, blocks = time_block_split(frames, config.block_s)
+    position = {int(i): k for k, i in enumerate(val)}
+    heldout = [(frames.stamps[b], np.array([position[int(i)] for i in b])) for b in blocks]
     region = content_box(height, width, shape)
     provenance = {'bags': [s['bag'] for s in frames.sources], 'topics':
                   sorted({s['topic'] for s in frames.sources}), 'resolution': [width, height],
@@ -395,7 +479,7 @@ def train_pixel_from_bags(bags, model_dir, work_dir, config=None, *, init_from=N
                   'command': command}
     manifest = learn_place(start, frames.images[train], frames.images[val], region, model_dir,
                            work_dir, config, provenance=provenance, overwrite=overwrite,
-                           show_progress=show_progress, bank=bank)
+                           show_progress=show_progress, bank=bank, heldout_blocks=heldout)
     manifest['provenance']['total_wall_s'] = round(time.perf_counter() - started, 1)
     return manifest
 

@@ -35,8 +35,6 @@ from ...io.labels import label_topic
 from ...metrics.binary import BinaryScoreAccumulator
 from ...metrics.events import event_metrics
 
-FRAME_FPR = 0.01        # the pixel node's frame flag: calibrated probability >= 0.99
-
 
 def labelled_frames(bag, every=1):
     """Yield ``(stamp, rgb, instance ids, frame label)`` of a synthetic patrol, in order."""
@@ -65,9 +63,10 @@ def labelled_frames(bag, every=1):
 
 
 def evaluate_bag(bag, score_batch, *, every=1, batch=16, keep_examples=()):
-    """Score a labelled patrol with ``score_batch(images) -> [(map, mask, frame_prob)]``.
+    """Score a labelled patrol with ``score_batch(stamps, images) -> [(map, mask, flag)]``.
 
-    ``mask`` and ``frame_prob`` may be None (a peer without a threshold).
+    ``flag``: the hazard flag after the frame, in time order; ``mask`` and
+    ``flag`` may be None (a peer without a threshold).
     Returns the metrics dict and ``{stamp: (rgb, map, mask)}`` for the
     stamps in ``keep_examples``.
     """
@@ -80,12 +79,13 @@ def evaluate_bag(bag, score_batch, *, every=1, batch=16, keep_examples=()):
 
     def flush(items):
         nonlocal frames
-        results = score_batch([rgb for _, rgb, _, _ in items])
+        results = score_batch([stamp for stamp, _, _, _ in items],
+                              [rgb for _, rgb, _, _ in items])
         frames += len(items)
-        for (stamp, rgb, ids, label), (amap, mask, prob) in zip(items, results):
+        for (stamp, rgb, ids, label), (amap, mask, flag) in zip(items, results):
             stamps.append(stamp)
             labels.append(label)
-            flags.append(prob is not None and prob >= 1 - FRAME_FPR)
+            flags.append(flag)
             if stamp in keep_examples:
                 examples[stamp] = (rgb, amap, mask)
             if label in GLOBAL_TYPES:
@@ -116,7 +116,7 @@ def evaluate_bag(bag, score_batch, *, every=1, batch=16, keep_examples=()):
         out['normal_pixels_flagged'] = float(np.mean(normal_share))
         out['normal_pixels_flagged_p95'] = float(np.quantile(normal_share, 0.95))
     if any(f is not None for f in flags):
-        ev = event_metrics(np.asarray(stamps), labels, np.asarray(flags, bool))
+        ev = event_metrics(np.asarray(stamps), labels, np.asarray([bool(f) for f in flags]))
         out['events'] = {k: ev[k] for k in ('n_events', 'detected', 'false_alarms',
                                             'false_alarms_per_hour', 'alarm_time_fraction')}
     return out, examples
@@ -126,10 +126,11 @@ def _ap_fpr95(curve):
     return {'auprc': curve.average_precision(), 'fpr95': curve.fpr_at_tpr(0.95)}
 
 
-def segmenter_scorer(segmenter):
-    """``score_batch`` of a :class:`~.detector.PixelAnomalySegmenter` (the node's pipeline)."""
-    def score(images):
-        return [(r.anomaly, r.mask, r.frame_probability) for r in segmenter.segment(images)]
+def stream_scorer(stream):
+    """``score_batch`` of a :class:`~.stream.PixelStream`: the node's pipeline, hazard flag too."""
+    def score(stamps, images):
+        return [(r.pixels.anomaly, r.pixels.mask, None if r.state is None else r.state.flag)
+                for r in stream.process(stamps, images)]
     return score
 
 

@@ -19,6 +19,10 @@ import dataclasses
 from . import SHIPPED_MODEL
 from .detector import PixelAnomalySegmenter
 from .detector import PixelResult
+from ...runtime.manifest import ModelError
+from ...stream.hazard import AlarmLevels
+from ...stream.hazard import HazardFilter
+from ...stream.hazard import HazardState
 from ...stream.pipeline import Pipeline
 
 
@@ -29,24 +33,63 @@ class PixelFrame:
     stamp_ns: int
     pixels: PixelResult
     image: object       # RGB uint8 [H, W, 3], for the overlay
+    state: HazardState = None   # the hazard flag; None for a model without frame calibration
 
 
 class PixelStream(Pipeline):
     """Image messages -> :class:`PixelFrame` s, in stamp order.
 
-    Stateless over time (each frame stands alone); ``process`` runs a batch
-    through :class:`PixelAnomalySegmenter` in one call.
+    The maps are stateless over time (each frame stands alone); ``process``
+    runs a batch through :class:`PixelAnomalySegmenter` in one call. The
+    hazard flag runs the :class:`HazardFilter` over the frames' calibrated
+    frame-level probability, its on probability set for a false-alarm rate
+    on the held-out patrol of a place model (``train pixel --bag``), else at
+    ``1 - frame_target_fpr``.
     """
 
     detector_class = PixelAnomalySegmenter
     shipped_model = SHIPPED_MODEL
 
+    def __init__(self, detector, config):
+        super().__init__(detector, config)
+        self.alarm_levels = AlarmLevels()
+        self.alarm_details = None
+        self.hazard = HazardFilter()
+        self.hazard.config = self._hazard_config(config)     # None: no flag
+
     def reconfigure(self, config):
-        """Apply live parameter changes (the mask threshold) without a reload."""
+        """Apply live parameter changes (mask threshold, hazard filter) without a reload."""
         self.detector.set_target_fpr(config.target_fpr)
+        self.hazard.config = self._hazard_config(config)
         self.config = config
+
+    def _hazard_config(self, config):
+        """Return the hazard filter's settings for ``config`` (None: the model has no flag).
+
+        Raises:
+            ModelError: a rate is asked of a model without a held-out patrol.
+
+        """
+        self.detector.set_target_fpr(config.target_fpr)
+        if self.detector.frame_calibration is None:
+            self.alarm_details = None
+            return None
+        try:
+            on, self.alarm_details = self.alarm_levels.on_probability(
+                self.detector.manifest, self.detector.frame_calibration,
+                config.flag_config(1 - config.frame_target_fpr),
+                config.target_false_alarms_per_hour, config.hysteresis,
+                1 - config.frame_target_fpr)
+        except ValueError as exc:
+            raise ModelError(f'{exc} Set frame_target_fpr instead.') from None
+        return config.flag_config(on)
 
     def process(self, stamps, images):
         """Segment frames (RGB ``uint8 [H, W, 3]`` each); one :class:`PixelFrame` each."""
         results = self.detector.segment(images) if len(images) else []
-        return [PixelFrame(int(s), r, image) for s, r, image in zip(stamps, results, images)]
+        out = []
+        for stamp, result, image in zip(stamps, results, images):
+            state = None if self.hazard.config is None else \
+                self.hazard.update(int(stamp), result.frame_probability)
+            out.append(PixelFrame(int(stamp), result, image, state))
+        return out
