@@ -189,7 +189,7 @@ def procedural_cutout(rng, frame=None):
 
 
 def _blob(rng, h, w):
-    """A soft-edged random blob ``float32 [h, w]`` in [0, 1] (spill-like outline)."""
+    """Return a random blob ``float32 [h, w]`` of 0 and 1 (a spill-like outline)."""
     small = rng.random((5, 5), np.float32)
     field = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
     yy, xx = np.mgrid[0:h, 0:w]

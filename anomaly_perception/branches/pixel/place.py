@@ -153,7 +153,7 @@ def _augment(image, rng, jitter, warp=0.5):
 
 
 def other_run_views(images, blocks, seed):
-    """The held-out frames as another run would see them: one pose change per block.
+    """Return the held-out frames as another run would see them: one pose change per block.
 
     ``blocks``: position arrays into ``images`` (a stretch of driving each);
     None: every frame a block of its own. Returns uint8 ``[N, h, w, 3]``.
@@ -421,7 +421,7 @@ def learn_place(start_dir, train_images, cal_images, region, model_dir, work_dir
 
 
 def _alarms(blocks, frame_scores, frame_cal, config):
-    """The manifest's ``alarms``: the held-out blocks' frame scores and the default flag's fit.
+    """Return the manifest's ``alarms``: held-out blocks' frame scores, the default flag's fit.
 
     ``frame_scores``: of the held-out frames, then of their other-run views
     (:func:`calibrate_place`); each block is kept twice, as driven and as
