@@ -348,15 +348,7 @@ class Paster:
                 rgb = cv2.GaussianBlur(rgb, (0, 0), sigma)
             rgb = rgb + rng.normal(0, sigma_noise + 0.5, rgb.shape).astype(np.float32)
             soft = cv2.GaussianBlur(alpha.astype(np.float32), (0, 0), rng.uniform(*o.feather))
-            soft = soft * rng.uniform(*o.opacity)
-            blended = under * (1 - soft[..., None]) + rgb * soft[..., None]
-            # A pasted pixel the place's own colours hide is not an anomaly to learn: only
-            # what the paste visibly changed is void, the rest of it is left out.
-            visible = np.abs(blended - under).sum(-1) > VISIBLE
-            out[ys, xs] = blended
-            core = soft > 0.45
-            void[ys, xs] |= core & visible
-            rim[ys, xs] |= (soft > 0.08) & ~(core & visible)
+            _blend(out, ys, xs, rgb, soft * rng.uniform(*o.opacity), void, rim)
         rim &= ~void
         return np.clip(out, 0, 255).astype(np.uint8), void, rim
 
@@ -375,11 +367,20 @@ class Paster:
             return
         patch, alpha = surface_change(image, rng, (top, left, h, w), mirror_top=int(horizon))
         ys, xs = slice(top, top + h), slice(left, left + w)
-        soft = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(1.0, 4.0))
-        under = out[ys, xs]
-        blended = under * (1 - soft[..., None]) + patch * soft[..., None]
-        visible = np.abs(blended - under).sum(-1) > VISIBLE
-        out[ys, xs] = blended
-        core = soft > 0.45
-        void[ys, xs] |= core & visible
-        rim[ys, xs] |= (soft > 0.08) & ~(core & visible)
+        _blend(out, ys, xs, patch, cv2.GaussianBlur(alpha, (0, 0), rng.uniform(1.0, 4.0)),
+               void, rim)
+
+
+def _blend(out, ys, xs, rgb, soft, void, rim):
+    """Blend ``rgb`` into ``out[ys, xs]`` by ``soft``; mark its void core and rim (in place).
+
+    A pasted pixel the place's own colours hide is not an anomaly to learn:
+    only what the paste visibly changed is void, the rest of it is left out.
+    """
+    under = out[ys, xs]
+    blended = under * (1 - soft[..., None]) + rgb * soft[..., None]
+    visible = np.abs(blended - under).sum(-1) > VISIBLE
+    out[ys, xs] = blended
+    core = soft > 0.45
+    void[ys, xs] |= core & visible
+    rim[ys, xs] |= (soft > 0.08) & ~(core & visible)
