@@ -59,8 +59,7 @@ class PixelStream(Pipeline):
 
     def reconfigure(self, config):
         """Apply live parameter changes (mask threshold, hazard filter) without a reload."""
-        self.detector.set_target_fpr(config.target_fpr)
-        self.hazard.config = self._hazard_config(config)
+        self.hazard.config = self._hazard_config(config)     # sets the mask threshold too
         self.config = config
 
     def _hazard_config(self, config):
