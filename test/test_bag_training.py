@@ -254,6 +254,43 @@ def test_the_alarm_threshold_meets_its_rate_on_the_heldout_blocks(trained):
     assert stream.hazard.config.smoothing == 0.8
 
 
+def _flags_on(stream, raws, period_s=0.1):
+    """Feed ``raws`` as the detector's scores at 10 Hz; return the flag after each frame."""
+    stream.detector.score = lambda images: stream.detector.scores_from_raw(next(feed))
+    feed = iter([[r] for r in raws])
+    frame = np.zeros((180, 320, 3), np.uint8)
+    return np.array([stream.process([START + int(i * period_s * 1e9)], [frame])[0].state.flag
+                     for i in range(len(raws))])
+
+
+def test_another_runs_level_is_taken_off_before_the_flag_and_a_hazard_still_raises_it(trained):
+    out, manifest = trained
+    raw = np.concatenate([b['raw'] for b in manifest['alarms']['heldout']['blocks']])
+    spread = float(np.percentile(raw, 95) - np.median(raw))
+    # Another day: the same normal driving scored well above the held-out level...
+    rng = np.random.default_rng(3)
+    run = np.median(raw) + 4 * spread + max(abs(np.max(raw) - np.median(raw)), 1.0) \
+        + rng.normal(0, spread / 4, 1200)
+    # ... and a 6 s hazard 90 s in.
+    run[900:960] += 50 * max(spread, 1.0)
+    plain = FrameStream.from_config(FrameNodeConfig(backend='torch', run_baseline_s=0.0),
+                                    out / 'model')
+    assert plain.baseline is None
+    flags = _flags_on(plain, run)
+    assert flags[:900].mean() > 0.9                     # without it: on all day
+    adjusted = FrameStream.from_config(FrameNodeConfig(backend='torch'), out / 'model')
+    assert adjusted.baseline.reference == pytest.approx(np.median(raw))
+    flags = _flags_on(adjusted, run)
+    assert not flags[:900].any() and flags[930:960].all()    # up within 3 s
+    assert not flags[1000:].any()
+    # A live change to the flag keeps what the run has learnt; a new window starts over.
+    learnt = adjusted.baseline
+    adjusted.reconfigure(FrameNodeConfig(backend='torch', smoothing=0.5))
+    assert adjusted.baseline is learnt
+    adjusted.reconfigure(FrameNodeConfig(backend='torch', run_baseline_s=60.0))
+    assert adjusted.baseline is not learnt and adjusted.baseline.shift == 0.0
+
+
 def test_a_rate_target_needs_a_model_with_a_heldout_patrol():
     from anomaly_perception.runtime.manifest import ModelError
     with pytest.raises(ModelError, match='needs a model learnt from bags'):

@@ -28,6 +28,8 @@ import dataclasses
 from . import SHIPPED_MODEL
 from .detector import FrameAnomalyDetector
 from ...runtime.manifest import ModelError
+from ...stream.baseline import baseline_probability
+from ...stream.baseline import keep_baseline
 from ...stream.hazard import AlarmLevels
 from ...stream.hazard import HazardFilter
 from ...stream.hazard import HazardState
@@ -71,10 +73,13 @@ class FrameStream(Pipeline):
         self.alarm_levels = AlarmLevels()
         self.alarm_details = None
         self.hazard = HazardFilter(self._hazard_config(config))
+        self.baseline = keep_baseline(None, config, detector.manifest, detector.calibration)
 
     def reconfigure(self, config):
-        """Apply live parameter changes (threshold and hazard filter) without a reload."""
+        """Apply live parameter changes (threshold, flag, run baseline) without a reload."""
         self.hazard.config = self._hazard_config(config)
+        self.baseline = keep_baseline(self.baseline, config, self.detector.manifest,
+                                      self.detector.calibration)
         self.config = config
 
     def _hazard_config(self, config):
@@ -110,5 +115,10 @@ class FrameStream(Pipeline):
         results = []
         for i, stamp in enumerate(stamps):
             prob, raw = float(scores.probability[i]), float(scores.raw[i])
-            results.append(FrameResult(int(stamp), prob, raw, self.hazard.update(stamp, prob)))
+            if self.baseline is not None:
+                prob = baseline_probability(self.baseline, self.detector.calibration, raw, prob)
+            state = self.hazard.update(stamp, prob)
+            if self.baseline is not None:
+                self.baseline.learn(stamp, raw, state.flag)
+            results.append(FrameResult(int(stamp), prob, raw, state))
         return results

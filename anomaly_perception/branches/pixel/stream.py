@@ -20,6 +20,8 @@ from . import SHIPPED_MODEL
 from .detector import PixelAnomalySegmenter
 from .detector import PixelResult
 from ...runtime.manifest import ModelError
+from ...stream.baseline import baseline_probability
+from ...stream.baseline import keep_baseline
 from ...stream.hazard import AlarmLevels
 from ...stream.hazard import HazardFilter
 from ...stream.hazard import HazardState
@@ -56,11 +58,19 @@ class PixelStream(Pipeline):
         self.alarm_details = None
         self.hazard = HazardFilter()
         self.hazard.config = self._hazard_config(config)     # None: no flag
+        self.baseline = self._baseline(None, config)
 
     def reconfigure(self, config):
         """Apply live parameter changes (mask threshold, hazard filter) without a reload."""
         self.hazard.config = self._hazard_config(config)     # sets the mask threshold too
+        self.baseline = self._baseline(self.baseline, config)
         self.config = config
+
+    def _baseline(self, current, config):
+        if self.hazard.config is None:
+            return None
+        return keep_baseline(current, config, self.detector.manifest,
+                             self.detector.frame_calibration)
 
     def _hazard_config(self, config):
         """Return the hazard filter's settings for ``config`` (None: the model has no flag).
@@ -88,7 +98,15 @@ class PixelStream(Pipeline):
         results = self.detector.segment(images) if len(images) else []
         out = []
         for stamp, result, image in zip(stamps, results, images):
-            state = None if self.hazard.config is None else \
-                self.hazard.update(int(stamp), result.frame_probability)
+            state = None
+            if self.hazard.config is not None:
+                prob = result.frame_probability
+                if self.baseline is not None:
+                    prob = baseline_probability(self.baseline, self.detector.frame_calibration,
+                                                result.frame_score, prob)
+                    result = dataclasses.replace(result, frame_probability=prob)
+                state = self.hazard.update(int(stamp), prob)
+                if self.baseline is not None:
+                    self.baseline.learn(int(stamp), result.frame_score, state.flag)
             out.append(PixelFrame(int(stamp), result, image, state))
         return out
