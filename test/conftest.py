@@ -169,6 +169,21 @@ def tiny_pixel_model(tiny_pixel_data, tmp_path_factory):
     return root / 'model'
 
 
+@pytest.fixture(scope='session')
+def tiny_void_model(tiny_pixel_data, tmp_path_factory):
+    """Train a tiny pixel model with a void class (the kind a place is learnt from), export it."""
+    from anomaly_perception.branches.pixel.train import PixelTrainingConfig
+    from anomaly_perception.branches.pixel.train import train_pixel_model
+    from anomaly_perception.runtime.export import export_model
+    root = tmp_path_factory.mktemp('void_model')
+    config = PixelTrainingConfig(input_shape=(32, 56), encoder_epochs=1, decoder_epochs=1,
+                                 batch_size=16, void_outliers=True, score='void')
+    train_pixel_model(tiny_pixel_data, root / 'model', root / 'work', config,
+                      cache_dir=root / 'cache', show_progress=False)
+    export_model(root / 'model')
+    return root / 'model'
+
+
 TINY_FAILURE_HEAD = {'inputs': ['x', 'w1', 'w2', 'w3', 'w4', 'se'], 'single_branch': False,
                      'width': 16, 'resnet_width': 4}
 

@@ -37,21 +37,6 @@ import pytest
 TINY = {'steps': 3, 'batch_size': 4, 'checkpoint_every': 1, 'sources': ('procedural',)}
 
 
-@pytest.fixture(scope='module')
-def tiny_void_model(tiny_pixel_data, tmp_path_factory):
-    """Train a tiny pixel model with a void class (the kind a place is learnt from), export it."""
-    from anomaly_perception.branches.pixel.train import PixelTrainingConfig
-    from anomaly_perception.branches.pixel.train import train_pixel_model
-    from anomaly_perception.runtime.export import export_model
-    root = tmp_path_factory.mktemp('void_model')
-    config = PixelTrainingConfig(input_shape=(32, 56), encoder_epochs=1, decoder_epochs=1,
-                                 batch_size=16, void_outliers=True, score='void')
-    train_pixel_model(tiny_pixel_data, root / 'model', root / 'work', config,
-                      cache_dir=root / 'cache', show_progress=False)
-    export_model(root / 'model')
-    return root / 'model'
-
-
 def _corridor(rng, height, width, shift):
     """Draw a 'place': a floor, two walls and a far end that drift with the robot (``shift``)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -240,6 +225,15 @@ def test_train_pixel_from_bags_learns_calibrates_and_resumes(tiny_void_model, pl
     assert on == pytest.approx(1 - 10 ** -stream.alarm_details['level_nines'])
     states = [r.state for r in stream.process([i * 10**8 for i in range(6)], frames)]
     assert all(s is not None for s in states) and not any(s.flag for s in states)
+    # The run baseline starts from the held-out driving's level and learns this run's frames.
+    held = [v for b in blocks for v in b['raw']]
+    assert stream.baseline.reference == pytest.approx(np.median(held))
+    scores = [r.pixels.frame_score for r in stream.process([10**9 + i * 10**8 for i in range(6)],
+                                                           frames)]
+    assert stream.baseline.shift == pytest.approx(np.median(scores) - np.median(held))
+    off = PixelStream.from_config(PixelNodeConfig(model_dir=str(tmp_path / 'place'),
+                                                  run_baseline_s=0.0))
+    assert off.baseline is None
     stream.reconfigure(PixelNodeConfig(model_dir=str(tmp_path / 'place'),
                                        target_false_alarms_per_hour=50.0))
     assert stream.hazard.config.on_probability <= on

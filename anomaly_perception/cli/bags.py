@@ -101,6 +101,10 @@ def add_replay(sub):
     p.add_argument('--model', action='append', default=[], metavar='[BRANCH=]DIR',
                    help="model directory (default: the branch's shipped one); with several "
                         'pipelines BRANCH=DIR, repeatable')
+    p.add_argument('--place', metavar='PLACE',
+                   help='a place directory (train place): run its frame and pixel models, '
+                        'plus any other --pipelines, and the hazard monitor that fuses them '
+                        'into <ns>/hazard_monitor/hazard')
     p.add_argument('--backend', default='auto', help='torch, onnxruntime, tensorrt, auto')
     p.add_argument('--labels', help="intervals file (YAML) instead of the bag's labels")
     p.add_argument('--params', action='append', default=[], metavar='[BRANCH=]FILE',
@@ -135,17 +139,34 @@ def _run_replay(args):
     from ..branches.registry import get_branches
     from ..config import load_config
     from ..replay.engine import replay
-    branches = get_branches(args.pipelines)
+    pipelines = args.pipelines
+    monitor, place = None, None
+    if args.place:
+        from ..branches.place.place import load_place
+        from ..replay.monitor import MonitorSpec
+        place = load_place(args.place)
+        asked = [n.strip() for n in pipelines.split(',') if n.strip()]
+        others = [n for n in asked if n not in ('frame', 'pixel')]
+        pipelines = ','.join(['frame', 'pixel'] + others)
+        monitor = MonitorSpec(place.hazard_config(), tuple(place.fusion['branches']),
+                              place.fusion['rule'], str(place.path))
+    branches = get_branches(pipelines)
     names = [b.name for b in branches]
     if not names or len(set(names)) != len(names):
         raise UsageError(f'--pipelines {args.pipelines!r}: name each branch once.')
     model_dirs = _per_branch(args.model, names, '--model')
+    if place is not None:
+        clash = sorted(set(model_dirs) & {'frame', 'pixel'})
+        if clash:
+            raise UsageError(f'--model {",".join(clash)}: --place gives the frame and pixel '
+                             'models.')
+        model_dirs.update({k: str(v) for k, v in place.model_dirs().items()})
     configs = {n: load_config(get_branch(n).config, path)
                for n, path in _per_branch(args.params, names, '--params').items()}
     report = replay(args.bag, args.out, branches, topic=args.topic, model_dirs=model_dirs,
                     backend=args.backend, labels=args.labels, namespace=args.namespace,
                     configs=configs, batch=args.batch, overwrite=args.overwrite,
-                    show_progress=not args.no_progress)
+                    show_progress=not args.no_progress, monitor=monitor)
     print(format_replay(report, args.out))
     return 0
 
@@ -166,6 +187,18 @@ def format_replay(report, out):
     for name, part in parts.items():
         lines += get_branch(name).recorder.summary(report, part, out)
         topics += [t for t in part['output_topics'].values() if t not in topics]
+    if 'monitor' in report:
+        mon = report['monitor']
+        line = (f"hazard monitor ({mon['rule']} of {', '.join(mon['branches'])}, place "
+                f"{mon['place']}): {len(mon['alarm_episodes'])} alarm(s)")
+        if 'events' in mon:
+            ev = mon['events']
+            line += (f"; {ev['detected']}/{ev['n_events']} anomalies detected, "
+                     f"{ev['false_alarms']} false alarm(s), "
+                     f"{ev['false_alarms_per_hour']:.0f} per hour of normal driving; flag on "
+                     f"for {100 * ev['alarm_time_fraction']:.1f}% of normal driving")
+        lines.append(line)
+        topics += list(mon['output_topics'].values())
     lines.append(f'output bag: {out}/outputs  ({", ".join(topics)})')
     return '\n'.join(lines)
 

@@ -261,6 +261,40 @@ def add_train(sub):
                     help='torchvision resnet18 state dict for both encoders (needs '
                          '--resnet-width 64); none: trained from scratch')
     add_seed_and_run(fa, _run_train_failure)
+    pl = tsub.add_parser(
+        'place', help="a whole place from the robot's normal bags: frame, pixel, fused flag",
+        description='Learn one building from its normal bags: the frame branch (as train frame '
+                    '--bag) and the pixel branch (as train pixel --bag) on the same bags, then '
+                    "the fused hazard flag's level on their held-out blocks, paired frame by "
+                    'frame, for a target of false alarms per hour -> PLACE (frame/, pixel/, '
+                    'place.yaml, manifest.yaml with the sha256 of every file). All bags must '
+                    'come from one camera. Resumable from --work; PLACE appears only when '
+                    'complete.')
+    pl.add_argument('--bag', action='append', required=True, metavar='BAG',
+                    help='a normal bag of the place (repeatable: several runs)')
+    pl.add_argument('--exposed', action='append', default=[], metavar='BAG:INTERVALS.yaml',
+                    help='frames an operator tagged as anomalous, for the frame branch '
+                         '(repeatable)')
+    pl.add_argument('--out', required=True, help='place directory to write')
+    pl.add_argument('--work', help='checkpoints of both branches (default out/train/<name>)')
+    pl.add_argument('--topic', help="the camera topic (default: each bag's only one)")
+    pl.add_argument('--every', type=positive_int, default=1,
+                    help='keep every N-th frame (default 1)')
+    pl.add_argument('--target-alarms-per-hour', type=float, default=2.0,
+                    help='false alarms per hour of normal driving the flags are set for, '
+                         'measured on the held-out blocks (default 2)')
+    pl.add_argument('--init-from', metavar='PIXEL_MODEL',
+                    help='the pixel model to start from (default the shipped pixel_erfnet)')
+    pl.add_argument('--pixel-steps', type=positive_int, default=None,
+                    help="the pixel branch's optimiser steps (default 480)")
+    pl.add_argument('--frame-epochs', type=positive_int, default=None,
+                    help="the frame branch's autoencoder epochs (default 25)")
+    pl.add_argument('--density-epochs', type=positive_int, default=None,
+                    help="the frame branch's Real-NVP epochs (default 100)")
+    pl.add_argument('--seed', type=int, default=0)
+    pl.add_argument('--overwrite', action='store_true')
+    pl.set_defaults(run=_run_train_whole_place)
+
     df = tsub.add_parser(
         'diffusion', help="the synthesis branch's DDPM of normal frames (paper 001)",
         description='An unconditional DDPM (diffusers UNet2DModel, epsilon prediction) of '
@@ -629,4 +663,49 @@ def _run_train_promptable(args):
     m = manifest['metrics']
     print(f'written {args.out}: validation mask IoU from one point per anomaly '
           f"{m['validation_anomaly_iou']:.3f} (epoch {m['best_epoch']})")
+    return 0
+
+
+def _run_train_whole_place(args):
+    import dataclasses
+    from pathlib import Path
+
+    from ..branches.frame.train_bags import BagTrainingConfig
+    from ..branches.frame.train_bags import ExposedSource
+    from ..branches.pixel.place import PlaceTrainingConfig
+    from ..branches.place.place import PlaceConfig
+    from ..branches.place.place import train_place_from_bags
+    if args.target_alarms_per_hour <= 0:
+        raise UsageError('--target-alarms-per-hour must be > 0.')
+    try:
+        exposed = [ExposedSource.parse(text) for text in args.exposed]
+    except ValueError as err:
+        raise UsageError(f'--exposed: {err}') from None
+    rate = args.target_alarms_per_hour
+    frame = BagTrainingConfig(topic=args.topic, every=args.every,
+                              target_false_alarms_per_hour=rate, seed=args.seed)
+    if args.frame_epochs:
+        frame = dataclasses.replace(frame, autoencoder=dataclasses.replace(
+            frame.autoencoder, epochs=args.frame_epochs))
+    if args.density_epochs:
+        frame = dataclasses.replace(frame, density=dataclasses.replace(
+            frame.density, epochs=args.density_epochs))
+    pixel = PlaceTrainingConfig(topic=args.topic, every=args.every,
+                                target_false_alarms_per_hour=rate, seed=args.seed)
+    if args.pixel_steps:
+        pixel = dataclasses.replace(pixel, steps=args.pixel_steps)
+    config = PlaceConfig(frame=frame, pixel=pixel, target_false_alarms_per_hour=rate)
+    work = args.work or str(Path('out') / 'train' / Path(args.out).name)
+    command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    place = train_place_from_bags(args.bag, args.out, work, config, exposed=exposed,
+                                  pixel_init_from=args.init_from, overwrite=args.overwrite,
+                                  command=command)
+    fusion, wall = place['fusion'], place['provenance']['wall_s']
+    w, h = place['camera']['resolution']
+    print(f'written {args.out} (work files in {work}): a {w}x{h} camera on '
+          f"{place['camera']['topic']}; frame branch {wall['frame']:.0f} s, pixel branch "
+          f"{wall['pixel']:.0f} s, {wall['total']:.0f} s in all")
+    print(f"fused flag: on probability {fusion['on_probability']:.10g} for "
+          f"{fusion['target_false_alarms_per_hour']:g} false alarms per hour, fitted on "
+          f"{fusion['heldout_frames']} held-out frames")
     return 0

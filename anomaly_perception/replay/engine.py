@@ -41,6 +41,7 @@ import time
 
 import numpy as np
 
+from .monitor import MonitorRecorder
 from .recorder import header_stamp_ns
 from ..errors import AnomalyPerceptionError
 from ..io.bag_writer import BagWriter
@@ -69,14 +70,16 @@ def _collect_label(labels, msg):
 
 def replay(bag_path, out_dir, pipelines, *, topic=None, model_dir=None, backend='auto',
            labels=None, namespace=None, config=None, batch=32, overwrite=False,
-           show_progress=True, model_dirs=None, configs=None):
+           show_progress=True, model_dirs=None, configs=None, monitor=None):
     """Replay ``bag_path`` through ``pipelines`` (:class:`Branch` entries) into ``out_dir``.
 
     Returns the report (see module docs). Every pipeline sees the same
     decoded frames, in the same batches; ``model_dirs`` / ``configs`` map a
     branch name to its model directory / node config (``model_dir`` /
     ``config``: the same for a single pipeline); otherwise a branch runs its
-    config's defaults and its shipped model.
+    config's defaults and its shipped model. ``monitor``: a
+    :class:`~.monitor.MonitorSpec` (from a place) adds the hazard monitor,
+    fusing the pipelines it names into ``<ns>/hazard_monitor/hazard``.
 
     Raises:
         AnomalyPerceptionError: no pipeline, a pipeline named twice, or
@@ -110,6 +113,7 @@ def replay(bag_path, out_dir, pipelines, *, topic=None, model_dir=None, backend=
         peers = {r.branch.name: r for r in recorders}
         for r in recorders:
             r.peers = peers
+        fused = MonitorRecorder(monitor, ns, peers) if monitor is not None else None
         labels_topic = None if labels else _label_topic(bag, image_topic)
         bag_labels = {} if labels_topic else None
         # Several recorders may read the same topic (the per-pixel labels): every one gets it.
@@ -122,6 +126,8 @@ def replay(bag_path, out_dir, pipelines, *, topic=None, model_dir=None, backend=
         with BagWriter(tmp / 'outputs', storage='mcap', compression='zstd') as out:
             for r in recorders:
                 r.start(out, bag_labels)
+            if fused is not None:
+                fused.start(out)
             pending = []
             frames = prefetched(bag.read_images(
                 image_topic, on_error='skip', decode=recorders[0].stream.decode,
@@ -130,10 +136,10 @@ def replay(bag_path, out_dir, pipelines, *, topic=None, model_dir=None, backend=
             for frame in frames:
                 pending.append(frame)
                 if len(pending) == batch:
-                    progress.process(recorders, pending)
+                    progress.process(recorders, pending, fused)
                     pending = []
             if pending:
-                progress.process(recorders, pending)
+                progress.process(recorders, pending, fused)
             progress.finish()
             for r in recorders:
                 r.finish()
@@ -163,6 +169,10 @@ def replay(bag_path, out_dir, pipelines, *, topic=None, model_dir=None, backend=
                 part.update(r.metrics(frame_labels))
                 r.plots(tmp, frame_labels, part)
             report['branches'][r.branch.name] = part
+        if fused is not None:
+            report['monitor'] = fused.report()
+            if frame_labels is not None:
+                report['monitor'].update(fused.metrics(stamps, frame_labels))
         atomic_write_json(tmp / 'report.json', report)
     return report
 
@@ -180,9 +190,11 @@ class _Progress:
         self.bar = tqdm(total=total, unit='frame', desc='replay', disable=not show_progress,
                         dynamic_ncols=True)
 
-    def process(self, recorders, frames):
+    def process(self, recorders, frames, monitor=None):
         for r in recorders:
             r.process(frames)
+        if monitor is not None:
+            monitor.process(frames)     # reads the recorders' results of this batch
         self.stamps.extend(f.stamp_ns for f in frames)
         self.encodings.update(f.encoding for f in frames)
         self.bar.update(len(frames))

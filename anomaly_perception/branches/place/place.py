@@ -1,0 +1,290 @@
+"""``train place``: the whole stack of one place from its bags, and the place directory.
+
+A place directory holds what a robot needs to patrol one building::
+
+    PLACE/
+      frame/          the frame branch learnt from the bags (train frame --bag)
+      pixel/          the pixel branch learnt from the same bags (train pixel --bag)
+      place.yaml      the camera, the fused flag's rule and level, provenance
+      manifest.yaml   sha256 and size of every other file
+
+:func:`train_place_from_bags` runs both branches' learning on the same
+bags (tagged intervals, ``--exposed``, feed the frame branch), then fits the
+fused flag (:mod:`~...stream.fusion`) on their held-out normal blocks,
+paired frame by frame, for a target of false alarms per hour. Both
+trainings resume from their work directories; the place directory appears
+only when complete. :func:`load_place` refuses a place whose files are
+missing, changed, or whose two models were learnt from different cameras,
+naming the file.
+"""
+
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+import dataclasses
+import json
+from pathlib import Path
+import time
+
+import yaml
+
+from ..frame.train_bags import BagTrainingConfig
+from ..frame.train_bags import train_frame_from_bags
+from ..pixel.place import PlaceTrainingConfig
+from ..pixel.place import train_pixel_from_bags
+from ...data.bag_frames import BagFramesError
+from ...io.bags import BagReader
+from ...io.files import atomic_directory
+from ...runtime.manifest import load_manifest
+from ...runtime.manifest import ModelError
+from ...runtime.manifest import sha256_file
+from ...scoring.calibration import EmpiricalCalibration
+from ...stream.fusion import paired_heldout
+from ...stream.hazard import HazardConfig
+from ...stream.hazard import heldout_sequences
+from ...stream.hazard import on_probability_for_rate
+from ...training import training_environment
+from ...training import TrainingError
+
+PLACE_FILE = 'place.yaml'
+MANIFEST = 'manifest.yaml'
+FORMAT = 'anomaly_perception.place/1'
+BRANCHES = ('frame', 'pixel')
+
+
+class PlaceError(ModelError):
+    """A place directory is missing, incomplete, changed, or its parts do not belong together."""
+
+
+@dataclasses.dataclass
+class PlaceConfig:
+    """Options of ``train place``: each branch's learning, and the fused flag."""
+
+    frame: BagTrainingConfig = dataclasses.field(default_factory=BagTrainingConfig)
+    pixel: PlaceTrainingConfig = dataclasses.field(default_factory=PlaceTrainingConfig)
+    target_false_alarms_per_hour: float = 2.0
+    rule: str = 'max_probability'
+    hysteresis: float = 0.1
+
+
+@dataclasses.dataclass
+class Place:
+    """A loaded place: its branches' model directories and its fused flag."""
+
+    path: Path
+    frame_dir: Path
+    pixel_dir: Path
+    place: dict
+
+    @property
+    def fusion(self):
+        return self.place['fusion']
+
+    def hazard_config(self):
+        """Return the fused flag's :class:`~...stream.hazard.HazardConfig`."""
+        f = self.fusion
+        return HazardConfig(**{**f['hazard_filter'], 'on_probability': f['on_probability'],
+                               'off_probability': f['off_probability']})
+
+    def model_dirs(self):
+        """Return ``{branch: model directory}``."""
+        return {'frame': self.frame_dir, 'pixel': self.pixel_dir}
+
+
+def camera_of(bag, topic=None):
+    """Return ``(topic, (width, height))`` of a bag's camera: its first decodable image."""
+    with BagReader(bag) as reader:
+        topic = reader.find_image_topic(topic)
+        for frame in reader.read_images(topic, on_error='skip'):
+            h, w = frame.image.shape[:2]
+            return topic, (int(w), int(h))
+    raise BagFramesError(f'Bag {str(bag)!r} has no readable image on {topic}.')
+
+
+def check_one_camera(bags, topic=None):
+    """Refuse bags of different cameras (sizes); return ``(topic, (width, height))`` of the first.
+
+    Raises:
+        BagFramesError: the bags' images differ in size (each bag named with its size).
+
+    """
+    cameras = {str(bag): camera_of(bag, topic) for bag in bags}
+    sizes = {size for _, size in cameras.values()}
+    if len(sizes) > 1:
+        listed = ', '.join(f'{bag} ({w}x{h})' for bag, (_, (w, h)) in cameras.items())
+        raise BagFramesError(f'The bags come from different cameras: {listed}. A place learns '
+                             'one camera: train one place per camera.')
+    return next(iter(cameras.values()))
+
+
+def fit_fusion(frame_manifest, pixel_manifest, config):
+    """Return ``place.yaml``'s ``fusion``: the fused flag's level on the paired held-out blocks.
+
+    The frame model's held-out blocks and the pixel model's first copy of
+    them (as driven; the second is its other-run views) cover the same
+    frames; each branch's calibration turns their scores into
+    probabilities, :func:`~...stream.fusion.paired_heldout` fuses them.
+    """
+    frame_blocks = frame_manifest['alarms']['heldout']
+    pixel_blocks = pixel_manifest['alarms']['heldout']['blocks']
+    as_driven = {'blocks': pixel_blocks[:len(frame_blocks['blocks'])]}
+    sequences = {
+        'frame': heldout_sequences(frame_blocks, EmpiricalCalibration.from_dict(
+            frame_manifest['calibration'])),
+        'pixel': heldout_sequences(as_driven, EmpiricalCalibration.from_dict(
+            pixel_manifest['frame_calibration']))}
+    fused = paired_heldout(sequences, config.rule)
+    hazard = HazardConfig()
+    on, details = on_probability_for_rate(fused, hazard, config.target_false_alarms_per_hour,
+                                          config.hysteresis)
+    return {'rule': config.rule, 'branches': list(BRANCHES),
+            'target_false_alarms_per_hour': float(config.target_false_alarms_per_hour),
+            'on_probability': float(on), 'off_probability': float(max(0.0, on -
+                                                                      config.hysteresis)),
+            'hazard_filter': {'smoothing': hazard.smoothing, 'min_on_s': hazard.min_on_s,
+                              'min_off_s': hazard.min_off_s},
+            'heldout_frames': int(sum(len(s) for s, _ in fused)), 'fit': details}
+
+
+def train_place_from_bags(bags, place_dir, work_dir, config=None, *, exposed=(),
+                          pixel_init_from=None, overwrite=False, show_progress=True,
+                          command=None):
+    """``train place``: learn both branches and the fused flag; write ``place_dir``.
+
+    ``pixel_init_from``: the pixel model to start from (default the shipped
+    one). Returns the ``place.yaml`` written.
+
+    Raises:
+        BagError / BagFramesError: unusable bags, or bags of different cameras.
+        TrainingError: too little driving, bad options.
+        OutputExistsError: ``place_dir`` exists and ``overwrite`` is false.
+
+    """
+    config = config or PlaceConfig()
+    started = time.perf_counter()
+    if not bags:
+        raise TrainingError('train place needs at least one bag of normal driving.')
+    for bag in list(bags) + [s.bag for s in exposed]:
+        if not Path(bag).exists():
+            raise TrainingError(f'Bag {str(bag)!r} does not exist.')
+    topic, (width, height) = check_one_camera(list(bags) + [s.bag for s in exposed],
+                                              config.frame.topic)
+    work = Path(work_dir)
+    with atomic_directory(place_dir, overwrite=overwrite) as tmp:
+        if show_progress:
+            print('[place] 1/3 the frame branch', flush=True)
+        t0 = time.perf_counter()
+        frame = train_frame_from_bags(bags, tmp / 'frame', work / 'frame', config.frame,
+                                      exposed=exposed, show_progress=show_progress,
+                                      command=command)
+        if show_progress:
+            print('[place] 2/3 the pixel branch', flush=True)
+        t1 = time.perf_counter()
+        pixel = train_pixel_from_bags(bags, tmp / 'pixel', work / 'pixel', config.pixel,
+                                      init_from=pixel_init_from, show_progress=show_progress,
+                                      command=command)
+        if show_progress:
+            print('[place] 3/3 the fused flag', flush=True)
+        t2 = time.perf_counter()
+        place = {
+            'format': FORMAT, 'name': Path(place_dir).name,
+            'branches': {name: name for name in BRANCHES},
+            'camera': {'topic': topic, 'resolution': [width, height]},
+            'fusion': fit_fusion(frame, pixel, config),
+            'provenance': {
+                'command': command, 'bags': [Path(b).name for b in bags],
+                'exposed': [f'{Path(s.bag).name}:{Path(s.intervals).name}' for s in exposed],
+                'wall_s': {'frame': round(t1 - t0, 1), 'pixel': round(t2 - t1, 1),
+                           'total': round(time.perf_counter() - started, 1)},
+                **training_environment()}}
+        (tmp / PLACE_FILE).write_text(yaml.safe_dump(_plain(place), sort_keys=False))
+        files = {str(p.relative_to(tmp)): {'sha256': sha256_file(p), 'bytes': p.stat().st_size}
+                 for p in sorted(tmp.rglob('*')) if p.is_file()}
+        (tmp / MANIFEST).write_text(yaml.safe_dump({'format': FORMAT, 'files': files},
+                                                   sort_keys=False))
+    return place
+
+
+def _plain(obj):
+    """Return plain YAML-safe data (numpy scalars, paths and str subclasses converted)."""
+    def default(value):
+        return value.item() if hasattr(value, 'item') else str(value)
+    return json.loads(json.dumps(obj, default=default))
+
+
+def _read_yaml(path, what):
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise PlaceError(f'{str(path.parent)!r} is not a place directory: no {path.name} '
+                         f'({what}).') from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise PlaceError(f'{str(path)!r} is not valid YAML: {err}') from None
+    if not isinstance(data, dict) or data.get('format') != FORMAT:
+        raise PlaceError(f'{str(path)!r} is not a place file (expected format {FORMAT!r}).')
+    return data
+
+
+def load_place(path, *, verify=True):
+    """Read and check a place directory; return a :class:`Place`.
+
+    Raises:
+        PlaceError: no such directory, a missing, corrupt or changed file, a
+            place whose models were learnt from different cameras, or a branch
+            directory holding the wrong kind of model (each names the file).
+
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise PlaceError(f'Place directory {str(path)!r} does not exist.')
+    manifest = _read_yaml(path / MANIFEST, 'sha256 of every file')
+    if verify:
+        for name, info in (manifest.get('files') or {}).items():
+            file = path / name
+            if not file.is_file():
+                raise PlaceError(f'Place file {str(file)!r} listed in {MANIFEST} is missing.')
+            if file.stat().st_size != info.get('bytes') or sha256_file(file) != info.get(
+                    'sha256'):
+                raise PlaceError(f'Place file {str(file)!r} fails its size or sha256 check: it '
+                                 'is corrupt or was changed after the place was written.')
+    place = _read_yaml(path / PLACE_FILE, 'the fused flag and the camera')
+    dirs = {}
+    for branch in BRANCHES:
+        sub = (place.get('branches') or {}).get(branch)
+        if not sub:
+            raise PlaceError(f'{str(path / PLACE_FILE)!r} names no {branch} model.')
+        dirs[branch] = path / sub
+        try:
+            model = load_manifest(dirs[branch], branch=branch, verify=verify)
+        except ModelError as err:
+            raise PlaceError(f'Place {str(path)!r}: {err}') from None
+        size = _camera_of_model(model)
+        if size is not None and size != list(place['camera']['resolution']):
+            raise PlaceError(
+                f'Place {str(path)!r}: its {branch} model ({str(dirs[branch] / MANIFEST)!r}) '
+                f'was learnt from a {size[0]}x{size[1]} camera, {PLACE_FILE} says '
+                f'{place["camera"]["resolution"][0]}x{place["camera"]["resolution"][1]}: the '
+                'parts of this place do not belong together.')
+    return Place(path, dirs['frame'], dirs['pixel'], place)
+
+
+def _camera_of_model(manifest):
+    """Return ``[width, height]`` of the camera a model was learnt from (None if unknown)."""
+    prov = manifest.get('provenance') or {}
+    if prov.get('resolution'):
+        return list(prov['resolution'])
+    bags = (prov.get('data') or {}).get('bags') or []
+    if bags and bags[0].get('resolution'):
+        return list(bags[0]['resolution'])
+    return None
