@@ -289,6 +289,8 @@ def test_another_runs_level_is_taken_off_before_the_flag_and_a_hazard_still_rais
     assert adjusted.baseline is learnt
     adjusted.reconfigure(FrameNodeConfig(backend='torch', run_baseline_s=60.0))
     assert adjusted.baseline is not learnt and adjusted.baseline.shift == 0.0
+    # The shipped model keeps no held-out driving of a building: no baseline.
+    assert FrameStream.from_config(FrameNodeConfig(backend='torch')).baseline is None
 
 
 def test_a_rate_target_needs_a_model_with_a_heldout_patrol():

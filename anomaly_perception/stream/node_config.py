@@ -82,8 +82,8 @@ class FlagNodeConfig(CameraNodeConfig):
     run_baseline_s: float = field(
         120.0, "seconds of this run's own driving whose median frame score is moved onto the "
         "level of the model's held-out normal driving before the flag (another day's "
-        'exposure and route; 0 = off; models without held-out driving use their '
-        "calibration's median)", range=(0.0, 3600.0))
+        'exposure and route; 0 = off; models not learnt from bags have no held-out driving '
+        'and run without it)', range=(0.0, 3600.0))
     run_baseline_warmup_s: float = field(
         20.0, 'seconds at the start of a run in which the run baseline learns every frame, '
         'flagged or not (later, frames under the flag are not learnt)', range=(0.0, 600.0))

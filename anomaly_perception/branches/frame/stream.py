@@ -73,13 +73,12 @@ class FrameStream(Pipeline):
         self.alarm_levels = AlarmLevels()
         self.alarm_details = None
         self.hazard = HazardFilter(self._hazard_config(config))
-        self.baseline = keep_baseline(None, config, detector.manifest, detector.calibration)
+        self.baseline = keep_baseline(None, config, detector.manifest)
 
     def reconfigure(self, config):
         """Apply live parameter changes (threshold, flag, run baseline) without a reload."""
         self.hazard.config = self._hazard_config(config)
-        self.baseline = keep_baseline(self.baseline, config, self.detector.manifest,
-                                      self.detector.calibration)
+        self.baseline = keep_baseline(self.baseline, config, self.detector.manifest)
         self.config = config
 
     def _hazard_config(self, config):

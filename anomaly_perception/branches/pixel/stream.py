@@ -69,8 +69,7 @@ class PixelStream(Pipeline):
     def _baseline(self, current, config):
         if self.hazard.config is None:
             return None
-        return keep_baseline(current, config, self.detector.manifest,
-                             self.detector.frame_calibration)
+        return keep_baseline(current, config, self.detector.manifest)
 
     def _hazard_config(self, config):
         """Return the hazard filter's settings for ``config`` (None: the model has no flag).
