@@ -94,6 +94,7 @@ setup(
             'frame_anomaly_node = anomaly_perception.nodes.frame_anomaly_node:main',
             'pixel_anomaly_node = anomaly_perception.nodes.pixel_anomaly_node:main',
             'instance_anomaly_node = anomaly_perception.nodes.instance_anomaly_node:main',
+            'hazard_monitor = anomaly_perception.nodes.hazard_monitor_node:main',
         ],
     },
 )

@@ -7,6 +7,10 @@ keyframes (latest wins): on a slow machine it skips keyframes, counted in
 its diagnostics; ``anomaly-perception replay --pipelines frame,pixel,instance``
 processes every keyframe.
 
+With ``place:=DIR`` (a directory written by ``train place``) the frame and
+pixel nodes run the place's models, and ``hazard_monitor`` fuses their
+``~/score`` into one flag, ``<ns>/hazard_monitor/hazard``.
+
     ros2 launch anomaly_perception replay.launch.py bag:=out/demo/patrol_bag
 """
 
@@ -33,12 +37,19 @@ from launch.conditions import LaunchConfigurationNotEquals
 from launch.substitutions import AndSubstitution
 from launch.substitutions import LaunchConfiguration
 from launch.substitutions import PathJoinSubstitution
+from launch.substitutions import PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 DDS_PROFILE = 'fastdds_camera_profile.xml'
 # Read by Fast DDS 2 (Humble, Jazzy) and Fast DDS 3 (Kilted and later).
 DDS_PROFILE_VARIABLES = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')
+
+
+def model_of(branch, model):
+    """Return the place's ``branch`` model with ``place:=DIR``, else the ``model`` argument."""
+    place = LaunchConfiguration('place')
+    return PythonExpression(["'", place, f"/{branch}' if '", place, "' else '", model, "'"])
 
 
 def generate_launch_description():
@@ -64,6 +75,10 @@ def generate_launch_description():
         DeclareLaunchArgument('instance_model', default_value='',
                               description='promptable segmenter directory (empty: the shipped '
                                           'one)'),
+        DeclareLaunchArgument('place', default_value='',
+                              description='place directory (train place): the frame and pixel '
+                                          'nodes run its models, and hazard_monitor fuses them '
+                                          'into one flag (needs pixel:=true); empty: no place'),
         DeclareLaunchArgument('rviz', default_value='true'),
         DeclareLaunchArgument(
             'dds_profile', default_value=PathJoinSubstitution([share, 'config', DDS_PROFILE]),
@@ -78,7 +93,7 @@ def generate_launch_description():
             package='anomaly_perception', executable='frame_anomaly_node',
             name='frame_anomaly', namespace=LaunchConfiguration('name'), output='screen',
             parameters=[PathJoinSubstitution([share, 'config', 'frame_anomaly.yaml']), {
-                'model_dir': LaunchConfiguration('model'),
+                'model_dir': model_of('frame', LaunchConfiguration('model')),
                 'backend': LaunchConfiguration('backend'),
                 'use_sim_time': True,
                 'process_all_frames': True,
@@ -91,7 +106,7 @@ def generate_launch_description():
             package='anomaly_perception', executable='pixel_anomaly_node',
             name='pixel_anomaly', namespace=LaunchConfiguration('name'), output='screen',
             parameters=[pixel_params, {
-                'model_dir': LaunchConfiguration('pixel_model'),
+                'model_dir': model_of('pixel', LaunchConfiguration('pixel_model')),
                 'backend': LaunchConfiguration('backend'),
                 'use_sim_time': True,
                 'process_all_frames': True,
@@ -106,7 +121,7 @@ def generate_launch_description():
             name='instance_anomaly', namespace=LaunchConfiguration('name'), output='screen',
             parameters=[instance_params, {
                 'model_dir': LaunchConfiguration('instance_model'),
-                'pixel_model_dir': LaunchConfiguration('pixel_model'),
+                'pixel_model_dir': model_of('pixel', LaunchConfiguration('pixel_model')),
                 'backend': LaunchConfiguration('backend'),
                 'use_sim_time': True,
                 'qos_depth': 100,
@@ -123,5 +138,15 @@ def generate_launch_description():
             arguments=['-d', PathJoinSubstitution([share, 'config', 'anomaly_perception.rviz'])],
             parameters=[{'use_sim_time': True}],
             condition=IfCondition(LaunchConfiguration('rviz')),
+        ),
+        Node(
+            package='anomaly_perception', executable='hazard_monitor',
+            name='hazard_monitor', namespace=LaunchConfiguration('name'), output='screen',
+            parameters=[{'place': LaunchConfiguration('place'), 'use_sim_time': True}],
+            remappings=[('frame/score', 'frame_anomaly/score'),
+                        ('pixel/score', 'pixel_anomaly/score')],
+            condition=IfCondition(AndSubstitution(
+                PythonExpression(["'", LaunchConfiguration('place'), "' != ''"]),
+                LaunchConfiguration('pixel'))),
         ),
     ])

@@ -8,6 +8,10 @@ the default, with the pixel node) ``instance_anomaly_node`` in the robot's
 namespace, listening there; the instance node pairs the camera's images
 with the pixel node's ``pixel_anomaly/anomaly_map``.
 
+With ``place:=DIR`` (a directory written by ``train place``) the frame and
+pixel nodes run the place's models, and ``hazard_monitor`` fuses their
+``~/score`` into one flag, ``<ns>/hazard_monitor/hazard``.
+
     ros2 launch anomaly_perception robomaster.launch.py name:=robomaster
 """
 
@@ -33,12 +37,19 @@ from launch.conditions import LaunchConfigurationNotEquals
 from launch.substitutions import AndSubstitution
 from launch.substitutions import LaunchConfiguration
 from launch.substitutions import PathJoinSubstitution
+from launch.substitutions import PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 DDS_PROFILE = 'fastdds_camera_profile.xml'
 # Read by Fast DDS 2 (Humble, Jazzy) and Fast DDS 3 (Kilted and later).
 DDS_PROFILE_VARIABLES = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')
+
+
+def model_of(branch, model):
+    """Return the place's ``branch`` model with ``place:=DIR``, else the ``model`` argument."""
+    place = LaunchConfiguration('place')
+    return PythonExpression(["'", place, f"/{branch}' if '", place, "' else '", model, "'"])
 
 
 def generate_launch_description():
@@ -66,6 +77,10 @@ def generate_launch_description():
         DeclareLaunchArgument('instance_model', default_value='',
                               description='promptable segmenter directory (empty: the shipped '
                                           'one)'),
+        DeclareLaunchArgument('place', default_value='',
+                              description='place directory (train place): the frame and pixel '
+                                          'nodes run its models, and hazard_monitor fuses them '
+                                          'into one flag (needs pixel:=true); empty: no place'),
         DeclareLaunchArgument('use_sim_time', default_value='false'),
         DeclareLaunchArgument('autostart', default_value='true',
                               description='configure and activate at start (false: leave the '
@@ -81,7 +96,7 @@ def generate_launch_description():
             package='anomaly_perception', executable='frame_anomaly_node',
             name='frame_anomaly', namespace=name, output='screen',
             parameters=[params, {
-                'model_dir': LaunchConfiguration('model'),
+                'model_dir': model_of('frame', LaunchConfiguration('model')),
                 'backend': LaunchConfiguration('backend'),
                 'use_sim_time': LaunchConfiguration('use_sim_time'),
                 'autostart': LaunchConfiguration('autostart'),
@@ -93,7 +108,7 @@ def generate_launch_description():
             package='anomaly_perception', executable='pixel_anomaly_node',
             name='pixel_anomaly', namespace=name, output='screen',
             parameters=[pixel_params, {
-                'model_dir': LaunchConfiguration('pixel_model'),
+                'model_dir': model_of('pixel', LaunchConfiguration('pixel_model')),
                 'backend': LaunchConfiguration('backend'),
                 'use_sim_time': LaunchConfiguration('use_sim_time'),
                 'autostart': LaunchConfiguration('autostart'),
@@ -107,7 +122,7 @@ def generate_launch_description():
             name='instance_anomaly', namespace=name, output='screen',
             parameters=[instance_params, {
                 'model_dir': LaunchConfiguration('instance_model'),
-                'pixel_model_dir': LaunchConfiguration('pixel_model'),
+                'pixel_model_dir': model_of('pixel', LaunchConfiguration('pixel_model')),
                 'backend': LaunchConfiguration('backend'),
                 'use_sim_time': LaunchConfiguration('use_sim_time'),
                 'autostart': LaunchConfiguration('autostart'),
@@ -118,5 +133,19 @@ def generate_launch_description():
                         ('camera_info', 'camera/camera_info')],
             condition=IfCondition(AndSubstitution(LaunchConfiguration('pixel'),
                                                   LaunchConfiguration('instance'))),
+        ),
+        Node(
+            package='anomaly_perception', executable='hazard_monitor',
+            name='hazard_monitor', namespace=name, output='screen',
+            parameters=[{
+                'place': LaunchConfiguration('place'),
+                'use_sim_time': LaunchConfiguration('use_sim_time'),
+                'autostart': LaunchConfiguration('autostart'),
+            }],
+            remappings=[('frame/score', 'frame_anomaly/score'),
+                        ('pixel/score', 'pixel_anomaly/score')],
+            condition=IfCondition(AndSubstitution(
+                PythonExpression(["'", LaunchConfiguration('place'), "' != ''"]),
+                LaunchConfiguration('pixel'))),
         ),
     ])

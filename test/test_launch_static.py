@@ -26,6 +26,7 @@ from anomaly_perception.branches.pixel.config import PixelNodeConfig
 from anomaly_perception.branches.pixel.messages import output_topics as pixel_output_topics
 from anomaly_perception.config import load_config
 from anomaly_perception.config import parameter_specs_of
+from anomaly_perception.replay.monitor import MONITOR_PARAMETERS
 import pytest
 import yaml
 
@@ -71,7 +72,7 @@ def test_launch_file_compiles_and_starts_existing_executables(path):
         if package == 'anomaly_perception':
             assert executable in entry_points, f'{path.name}: {executable} is no entry point'
             started.append(executable)
-    assert sorted(started) == ['frame_anomaly_node', 'instance_anomaly_node',
+    assert sorted(started) == ['frame_anomaly_node', 'hazard_monitor', 'instance_anomaly_node',
                                'pixel_anomaly_node']
 
 
@@ -95,9 +96,47 @@ def test_instance_node_listens_to_the_pixel_nodes_map(path):
 
 
 @pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+def test_a_place_gives_the_nodes_its_models_and_starts_the_monitor_on_their_scores(path):
+    text = path.read_text()
+    assert "DeclareLaunchArgument('place', default_value=''" in text
+    calls = {kw['executable'].value: kw for kw in _node_calls(path)
+             if kw['package'].value == 'anomaly_perception'}
+    models = {}
+    for name, key in (('frame_anomaly_node', 'model_dir'), ('pixel_anomaly_node', 'model_dir'),
+                      ('instance_anomaly_node', 'pixel_model_dir')):
+        params = next(item for item in calls[name]['parameters'].elts
+                      if isinstance(item, ast.Dict))
+        models[name] = ast.unparse(dict(zip([k.value for k in params.keys],
+                                            params.values))[key])
+    assert models['frame_anomaly_node'] == "model_of('frame', LaunchConfiguration('model'))"
+    assert models['pixel_anomaly_node'] == models['instance_anomaly_node'] == \
+        "model_of('pixel', LaunchConfiguration('pixel_model'))"
+    monitor, frame = calls['hazard_monitor'], calls['frame_anomaly_node']
+    assert ast.unparse(monitor['namespace']) == ast.unparse(frame['namespace'])
+    remaps = {ast.literal_eval(e.elts[0]): ast.literal_eval(e.elts[1])
+              for e in monitor['remappings'].elts}
+    assert remaps == {'frame/score': f"{frame['name'].value}/score",
+                      'pixel/score': f"{calls['pixel_anomaly_node']['name'].value}/score"}
+    condition = ast.unparse(monitor['condition'])
+    assert "LaunchConfiguration('place')" in condition and "LaunchConfiguration('pixel')" in \
+        condition
+    # The expression model_of builds picks the place's model only when a place is given.
+    expression = "'{place}/{branch}' if '{place}' else '{model}'"
+    assert eval(expression.format(place='/p', branch='pixel', model='')) == '/p/pixel'
+    assert eval(expression.format(place='', branch='pixel', model='/m')) == '/m'
+    assert 'PythonExpression(["\'", place, f"/{branch}\' if \'", place, "\' else \'", ' \
+           'model, "\'"])' in text
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_parameters_are_declared_by_the_node(path):
     for kwargs in _node_calls(path):
         if kwargs['package'].value != 'anomaly_perception':
+            continue
+        if kwargs['executable'].value == 'hazard_monitor':
+            declared = {name for name, *_ in MONITOR_PARAMETERS} | {'use_sim_time'}
+            keys = {k.value for item in kwargs['parameters'].elts for k in item.keys}
+            assert keys <= declared, f'{path.name}: undeclared {keys - declared}'
             continue
         config = CONFIGS[kwargs['executable'].value]
         declared = {name for name, *_ in parameter_specs_of(config)} | {'use_sim_time'}

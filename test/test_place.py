@@ -211,19 +211,16 @@ def test_a_silent_branch_does_not_stall_the_flag_and_a_loop_starts_over():
         monitor.add('instance', 0, 0.5)
 
 
-def test_replay_with_a_place_runs_both_branches_and_the_monitor_as_the_node_would(
-        place, bags, tmp_path, capsys):
+@pytest.fixture(scope='module')
+def replayed(place, bags, tmp_path_factory):
+    """Replay the normal bag with the place; return (report, scores per branch, hazards)."""
     from anomaly_perception.io.bags import BagReader
     from anomaly_perception.io.messages import stamp_to_ns
-    from anomaly_perception.stream.fusion import HazardMonitor
-    out = tmp_path / 'replay'
+    import json
+    out = tmp_path_factory.mktemp('replay') / 'replay'
     assert main(['replay', str(bags / 'normal'), '--place', str(place), '--out', str(out),
                  '--no-progress']) == 0
-    assert 'hazard monitor (max_probability of frame, pixel' in capsys.readouterr().out
-    report = __import__('json').loads((out / 'report.json').read_text())
-    assert set(report['branches']) == {'frame', 'pixel'}
-    assert report['branches']['pixel']['model'] == str(place / 'pixel')
-    assert report['monitor']['frames_decided'] == report['frames_scored'] == 140
+    report = json.loads((out / 'report.json').read_text())
     topics = {'frame': '/robomaster/frame_anomaly/score',
               'pixel': '/robomaster/pixel_anomaly/score'}
     hazard = '/robomaster/hazard_monitor/hazard'
@@ -233,6 +230,16 @@ def test_replay_with_a_place_runs_both_branches_and_the_monitor_as_the_node_woul
         published = [(stamp_to_ns(m.header.stamp), m.results[0].class_id,
                       [(h.class_id, h.score) for h in m.results[1:]])
                      for _, _, m in bag.messages([hazard])]
+    return report, scores, published
+
+
+def test_replay_with_a_place_runs_both_branches_and_the_monitor_as_the_node_would(
+        place, replayed):
+    from anomaly_perception.stream.fusion import HazardMonitor
+    report, scores, published = replayed
+    assert set(report['branches']) == {'frame', 'pixel'}
+    assert report['branches']['pixel']['model'] == str(place / 'pixel')
+    assert report['monitor']['frames_decided'] == report['frames_scored'] == 140
     # The node's way: the branches' published ~/score messages into the monitor object,
     # the pixel branch's 1.5 s late (under max_wait_s); the same flags and evidence as the
     # replay wrote.
@@ -246,3 +253,59 @@ def test_replay_with_a_place_runs_both_branches_and_the_monitor_as_the_node_woul
              sorted(r.evidence.items())) for r in decided] == \
         [(s, c, sorted((b, pytest.approx(p)) for b, p in ev)) for s, c, ev in published]
     assert all({c for c, _ in ev} == {'frame', 'pixel'} for _, _, ev in published)
+
+
+@pytest.mark.ros
+def test_the_monitor_node_publishes_what_replay_wrote(place, replayed, ros_context, tmp_path):
+    from anomaly_perception.io.messages import hypothesis
+    from anomaly_perception.io.messages import stamp_to_ns
+    from anomaly_perception.nodes.hazard_monitor_node import HazardMonitorNode
+    from anomaly_perception.nodes.rclpy_messages import RclpyMessageFactory
+    from conftest import spin_until
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    _, scores, published = replayed
+    f = RclpyMessageFactory()
+    node = HazardMonitorNode(context=ros_context,
+                             parameter_overrides=[Parameter('place', value=str(place))])
+    broken = HazardMonitorNode(node_name='broken_monitor', context=ros_context,
+                               parameter_overrides=[Parameter('place', value=str(tmp_path))])
+    helper = rclpy.create_node('monitor_test_helper', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    for n in (node, broken, helper):
+        executor.add_node(n)
+    got = []
+    try:
+        # A place that is not one fails the configure transition, naming the directory.
+        assert broken.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert str(tmp_path) in broken.error and 'not a place directory' in broken.error
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        cls = f._cls('vision_msgs/msg/Classification')
+        helper.create_subscription(cls, '/hazard_monitor/hazard', got.append, 200)
+        pubs = {b: helper.create_publisher(cls, f'/{b}/score', 200) for b in scores}
+        assert spin_until(executor, lambda: all(p.get_subscription_count() for p in
+                                                pubs.values()), 10)
+
+        def score(stamp, p):
+            return f.new('vision_msgs/msg/Classification', header=f.header(stamp, 'cam'),
+                         results=[hypothesis(f, 'anomaly', p)])
+        pubs['frame'].publish(cls())            # no results: counted, skipped
+        for k, ((sf, pf), (sp, pp)) in enumerate(zip(scores['frame'], scores['pixel'])):
+            pubs['frame'].publish(score(sf, pf))
+            pubs['pixel'].publish(score(sp, pp))
+            assert spin_until(executor, lambda: node.counts['received'] >= 3 + 2 * k, 10)
+        assert spin_until(executor, lambda: len(got) >= 139, 20), len(got)
+    finally:
+        for n in (node, broken, helper):
+            n.destroy_node()
+        executor.shutdown()
+    assert node.counts['malformed'] == 1
+    # Every stamp but the last (no branch has reported a later one) is decided, as in replay.
+    mine = [(stamp_to_ns(m.header.stamp), m.results[0].class_id,
+             sorted((h.class_id, h.score) for h in m.results[1:])) for m in got]
+    assert mine == [(s, c, sorted((b, pytest.approx(p)) for b, p in ev))
+                    for s, c, ev in published[:len(mine)]]
+    assert len(mine) == 139 and all(m.header.frame_id == 'cam' for m in got)

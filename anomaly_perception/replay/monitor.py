@@ -37,6 +37,14 @@ from ..stream.fusion import HazardMonitor
 
 NODE_NAME = 'hazard_monitor'
 HAZARD_TYPE = 'vision_msgs/msg/Classification'
+# The hazard_monitor node's parameters: (name, default, description).
+MONITOR_PARAMETERS = (
+    ('place', '', 'place directory written by `train place` [changes only while unconfigured]'),
+    ('autostart', True, 'configure and activate when the node starts'),
+    ('max_age_s', 1.0, "seconds a branch's latest probability stands in for a frame it skipped"),
+    ('max_wait_s', 2.0, 'seconds a frame waits for a silent branch before it is decided'),
+    ('diagnostics_period_s', 1.0, 'seconds between /diagnostics messages'),
+)
 
 
 @dataclasses.dataclass
@@ -63,6 +71,39 @@ def monitor_classification(f, header, result):
     return f.new(HAZARD_TYPE, header=header, results=[
         hypothesis(f, 'hazard' if state.flag else 'clear', state.smoothed)] + [
         hypothesis(f, b, float(result.evidence[b])) for b in order if b in result.evidence])
+
+
+def score_probability(msg):
+    """Return the probability a branch node's ``~/score`` message carries (unscorable: 1).
+
+    Raises:
+        ValueError: a message without results, or not a ``~/score``.
+
+    """
+    if not msg.results:
+        raise ValueError('a score message without results')
+    first = msg.results[0]
+    if first.class_id not in ('anomaly', 'unscorable'):
+        raise ValueError(f'not a ~/score message (first result {first.class_id!r})')
+    return float(first.score)
+
+
+def monitor_diagnostics(f, header, state, error, counts, last_reason, place):
+    """Build the monitor node's ``/diagnostics`` (one status with its counts)."""
+    level, message = 0, 'fusing'
+    if error:
+        level, message = 2, f'place not loaded: {error}'
+    elif state != 'active':
+        level, message = 1, f'not fusing: lifecycle state {state}'
+    elif counts.get('malformed'):
+        level, message = 1, f"{counts['malformed']} malformed score message(s) skipped"
+    values = {'lifecycle_state': state, 'place': place, 'last_malformed_reason': last_reason,
+              **{k: str(v) for k, v in counts.items()}}
+    status = f.new('diagnostic_msgs/msg/DiagnosticStatus', level=f.byte(level),
+                   name=f'anomaly_perception: {NODE_NAME}', message=message, hardware_id=place,
+                   values=[f.new('diagnostic_msgs/msg/KeyValue', key=k, value=v)
+                           for k, v in values.items()])
+    return f.new('diagnostic_msgs/msg/DiagnosticArray', header=header, status=[status])
 
 
 def branch_probability(branch, result):
