@@ -55,6 +55,18 @@ def write_image_bag(path, frames, *, storage='mcap', distro='humble',
     return stamps
 
 
+def corridor_view(rng, height, width, shift):
+    """Draw a 'place': a floor, two walls and a far end that drift with the robot (``shift``)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.zeros((height, width, 3), np.float32)
+    image[:] = (150, 140, 120)
+    image[yy > height * 0.55] = (90, 90, 95)
+    image[np.abs(xx - width / 2 - shift) < width * 0.12] = (40, 40, 50)
+    image += 6 * np.sin((xx + 3 * shift) / 5)[..., None]
+    image += rng.normal(0, 3, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 # --- ROS 2 ------------------------------------------------------------------------------------
 #
 # Tests that run ROS 2 for real: discovery limited to this machine, a domain of their own

@@ -29,6 +29,7 @@ from anomaly_perception.io.bag_writer import BagWriter
 from anomaly_perception.io.bags import BagError
 from anomaly_perception.runtime.manifest import load_manifest
 from anomaly_perception.training import TrainingError
+from conftest import corridor_view
 from conftest import write_image_bag
 import cv2
 import numpy as np
@@ -37,23 +38,11 @@ import pytest
 TINY = {'steps': 3, 'batch_size': 4, 'checkpoint_every': 1, 'sources': ('procedural',)}
 
 
-def _corridor(rng, height, width, shift):
-    """Draw a 'place': a floor, two walls and a far end that drift with the robot (``shift``)."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.zeros((height, width, 3), np.float32)
-    image[:] = (150, 140, 120)
-    image[yy > height * 0.55] = (90, 90, 95)
-    image[np.abs(xx - width / 2 - shift) < width * 0.12] = (40, 40, 50)
-    image += 6 * np.sin((xx + 3 * shift) / 5)[..., None]
-    image += rng.normal(0, 3, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
 @pytest.fixture(scope='module')
 def place_bag(tmp_path_factory):
     """Write 25 s of 'normal driving' at 3 Hz from a 4:3 camera (80x60)."""
     rng = np.random.default_rng(0)
-    frames = [_corridor(rng, 60, 80, 4 * np.sin(i / 9)) for i in range(75)]
+    frames = [corridor_view(rng, 60, 80, 4 * np.sin(i / 9)) for i in range(75)]
     path = tmp_path_factory.mktemp('place') / 'normal'
     write_image_bag(path, frames, period_ns=333_333_333)
     return path
@@ -139,7 +128,7 @@ def test_user_cutouts_need_rgba_images(tmp_path):
 def test_other_run_views_change_the_pose_once_per_block():
     from anomaly_perception.branches.pixel.place import other_run_views
     rng = np.random.default_rng(0)
-    images = np.stack([_corridor(rng, 60, 80, 0.0)] * 6)
+    images = np.stack([corridor_view(rng, 60, 80, 0.0)] * 6)
     views = other_run_views(images, [np.arange(3), np.arange(3, 6)], seed=0)
     assert views.shape == images.shape and views.dtype == np.uint8
     assert (views[0] == views[1]).all() and (views[3] == views[5]).all()   # one pose a block
@@ -198,13 +187,13 @@ def test_train_pixel_from_bags_learns_calibrates_and_resumes(tiny_void_model, pl
     assert manifest['weights_storage'] == 'fp16'
     assert manifest['exports']['onnx_fp32']['weights'] == 'fp16'
     from anomaly_perception.branches.pixel.detector import PixelAnomalySegmenter
-    image = _corridor(np.random.default_rng(5), 60, 80, 0.0)
+    image = corridor_view(np.random.default_rng(5), 60, 80, 0.0)
     a = PixelAnomalySegmenter.from_model_dir(tmp_path / 'place', 'torch').segment(image)[0]
     b = PixelAnomalySegmenter.from_model_dir(tmp_path / 'place', 'onnxruntime').segment(image)[0]
     assert np.isfinite(a.anomaly).all() and a.anomaly.shape == (60, 80)
     np.testing.assert_allclose(b.anomaly, a.anomaly, rtol=1e-4, atol=1e-5)
     # The place's threshold holds on its own held-out driving: the mask stays small.
-    frames = [_corridor(np.random.default_rng(9 + i), 60, 80, 4 * np.sin(i)) for i in range(6)]
+    frames = [corridor_view(np.random.default_rng(9 + i), 60, 80, 4 * np.sin(i)) for i in range(6)]
     shares = [r.mask.mean() for r in PixelAnomalySegmenter.from_model_dir(
         tmp_path / 'place').segment(frames)]
     assert np.mean(shares) < 0.1

@@ -27,22 +27,11 @@ from anomaly_perception.stream.fusion import paired_heldout
 from anomaly_perception.stream.hazard import count_alarms
 from anomaly_perception.stream.hazard import HazardConfig
 from anomaly_perception.stream.hazard import heldout_sequences
+from conftest import corridor_view
 from conftest import write_image_bag
 import numpy as np
 import pytest
 import yaml
-
-
-def _view(rng, height, width, shift):
-    """Draw a corridor-like view that drifts with the robot (``shift``), with sensor noise."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.zeros((height, width, 3), np.float32)
-    image[:] = (150, 140, 120)
-    image[yy > height * 0.55] = (90, 90, 95)
-    image[np.abs(xx - width / 2 - shift) < width * 0.12] = (40, 40, 50)
-    image += 6 * np.sin((xx + 3 * shift) / 5)[..., None]
-    image += rng.normal(0, 3, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope='module')
@@ -50,10 +39,10 @@ def bags(tmp_path_factory):
     root = tmp_path_factory.mktemp('place_bags')
     rng = np.random.default_rng(0)
     # 70 s of normal driving at 2 Hz from a 4:3 camera (80x60).
-    write_image_bag(root / 'normal', [_view(rng, 60, 80, 4 * np.sin(i / 9))
+    write_image_bag(root / 'normal', [corridor_view(rng, 60, 80, 4 * np.sin(i / 9))
                                       for i in range(140)], period_ns=500_000_000)
     # Another camera (96x54): must not join the same place.
-    write_image_bag(root / 'other_camera', [_view(rng, 54, 96, 0.0) for _ in range(10)],
+    write_image_bag(root / 'other_camera', [corridor_view(rng, 54, 96, 0.0) for _ in range(10)],
                     period_ns=500_000_000)
     return root
 
