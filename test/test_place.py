@@ -121,6 +121,18 @@ def test_a_changed_missing_or_mismatched_place_is_refused_naming_the_file(place,
         load_place(tmp_path / 'nowhere')
 
 
+def test_the_fused_flag_needs_both_branches_to_hold_out_the_same_frames(place):
+    from anomaly_perception.branches.place.place import fit_fusion
+    from anomaly_perception.branches.place.place import PlaceConfig
+    from anomaly_perception.training import TrainingError
+    frame = yaml.safe_load((place / 'frame' / 'manifest.yaml').read_text())
+    pixel = yaml.safe_load((place / 'pixel' / 'manifest.yaml').read_text())
+    assert fit_fusion(frame, pixel, PlaceConfig())['heldout_frames'] == 20
+    pixel['alarms']['heldout']['blocks'][0]['t_ms'][1] += 1
+    with pytest.raises(TrainingError, match='held out different frames'):
+        fit_fusion(frame, pixel, PlaceConfig())
+
+
 def test_bags_of_two_cameras_are_refused_before_any_training(bags, tmp_path, capsys):
     code = main(['train', 'place', '--bag', str(bags / 'normal'), '--bag',
                  str(bags / 'other_camera'), '--out', str(tmp_path / 'place'),

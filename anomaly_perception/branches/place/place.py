@@ -139,6 +139,10 @@ def fit_fusion(frame_manifest, pixel_manifest, config):
     frame_blocks = frame_manifest['alarms']['heldout']
     pixel_blocks = pixel_manifest['alarms']['heldout']['blocks']
     as_driven = {'blocks': pixel_blocks[:len(frame_blocks['blocks'])]}
+    if [b['t_ms'] for b in frame_blocks['blocks']] != [b['t_ms'] for b in as_driven['blocks']]:
+        raise TrainingError('The frame and pixel branches held out different frames (their '
+                            'time-block splits differ): give both the same block_s, '
+                            'val_every, guard_s and every.')
     sequences = {
         'frame': heldout_sequences(frame_blocks, EmpiricalCalibration.from_dict(
             frame_manifest['calibration'])),
