@@ -310,3 +310,48 @@ def test_the_monitor_node_publishes_what_replay_wrote(place, replayed, ros_conte
     assert mine == [(s, c, sorted((b, pytest.approx(p)) for b, p in ev))
                     for s, c, ev in published[:len(mine)]]
     assert len(mine) == 139 and all(m.header.frame_id == 'cam' for m in got)
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize('sig', ['SIGINT', 'SIGTERM'])
+def test_the_monitor_process_exits_0_on_a_signal_and_1_with_one_line_for_a_bad_place(
+        place, ros_env, ros_context, tmp_path, sig):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from anomaly_perception.nodes.rclpy_messages import RclpyMessageFactory
+    from conftest import spin_until
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    executable = __import__('pathlib').Path(sys.executable).parent / 'hazard_monitor'
+    if not executable.exists():
+        pytest.skip(f'the console entry point {executable} is not installed (pip install -e .)')
+    log = tmp_path / 'node.log'
+    with open(log, 'w') as out:
+        proc = subprocess.Popen([str(executable), '--ros-args', '-p', f'place:={place}'],
+                                env=ros_env.env, stdout=out, stderr=subprocess.STDOUT)
+    helper = rclpy.create_node('monitor_process_helper', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(helper)
+    try:
+        pub = helper.create_publisher(
+            RclpyMessageFactory()._cls('vision_msgs/msg/Classification'), '/frame/score', 10)
+        assert spin_until(executor, lambda: pub.get_subscription_count() > 0, 30), \
+            log.read_text()
+        start = time.monotonic()
+        proc.send_signal(getattr(signal, sig))
+        code = proc.wait(10)
+        assert code == 0 and time.monotonic() - start < 5.0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        helper.destroy_node()
+        executor.shutdown()
+    bad = subprocess.run([str(executable), '--ros-args', '-p', f'place:={tmp_path}'],
+                         env=ros_env.env, capture_output=True, text=True, timeout=30)
+    lines = (bad.stdout + bad.stderr).splitlines()
+    fatal = [line for line in lines if 'cannot start' in line]
+    assert bad.returncode == 1 and 'Traceback' not in bad.stdout + bad.stderr
+    assert len(fatal) == 1 and str(tmp_path) in fatal[0]

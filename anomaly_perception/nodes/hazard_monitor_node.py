@@ -35,13 +35,13 @@ are logged. A message without a result is counted as malformed and skipped.
 # limitations under the License.
 
 import sys
+import types
 
 from rcl_interfaces.msg import ParameterDescriptor
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode
 from rclpy.lifecycle import TransitionCallbackReturn
 
+from .perception_node import run
 from .rclpy_messages import RclpyMessageFactory
 from ..branches.place.place import load_place
 from ..errors import AnomalyPerceptionError
@@ -57,6 +57,8 @@ from ..stream.fusion import HazardMonitor
 
 class HazardMonitorNode(LifecycleNode):
     """The place's fused flag (see module docs)."""
+
+    NODE_NAME = NODE_NAME
 
     def __init__(self, node_name=NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
@@ -76,6 +78,26 @@ class HazardMonitorNode(LifecycleNode):
             self.f._cls('diagnostic_msgs/msg/DiagnosticArray'), '/diagnostics', 10)
         period = float(self.get_parameter('diagnostics_period_s').value)
         self._timer = self.create_timer(period, self._publish_diagnostics)
+
+    @property
+    def config(self):
+        """Return what :func:`~.perception_node.run` reads of the node's settings."""
+        return types.SimpleNamespace(autostart=bool(self.get_parameter('autostart').value))
+
+    @property
+    def model_error(self):
+        return self.error
+
+    def autostart(self):
+        """Configure and activate; return False (after logging why) if that fails."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return False
+        return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+    def close(self):
+        """Stop listening and destroy the node (safe after rclpy shutdown)."""
+        self._unsubscribe()
+        self.destroy_node()
 
     def on_configure(self, state):
         try:
@@ -166,24 +188,7 @@ class HazardMonitorNode(LifecycleNode):
 
 def main(args=None):
     """Run the node until SIGINT/SIGTERM (exit 0); exit 1 with one log line if it cannot start."""
-    rclpy.init(args=args)
-    node, code = None, 0
-    try:
-        node = HazardMonitorNode()
-        if node.get_parameter('autostart').value:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS or \
-                    node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal(f'cannot start: {node.error or "activation failed"}')
-                code = 1
-        if code == 0:
-            rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run(HazardMonitorNode, args)
 
 
 if __name__ == '__main__':

@@ -56,7 +56,7 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
-def _plain(obj):
+def plain_data(obj):
     """Plain YAML-safe data: numpy scalars, paths and str subclasses converted."""
     def default(value):
         if hasattr(value, 'item'):
@@ -66,7 +66,8 @@ def _plain(obj):
 
 
 def _dump(manifest):
-    return yaml.safe_dump(_plain(manifest), sort_keys=False, default_flow_style=None, width=100)
+    return yaml.safe_dump(plain_data(manifest), sort_keys=False, default_flow_style=None,
+                          width=100)
 
 
 def write_model_dir(out, manifest, files, *, overwrite=False):
@@ -82,7 +83,7 @@ def write_model_dir(out, manifest, files, *, overwrite=False):
         The complete manifest as written.
 
     """
-    manifest = _plain({'format': FORMAT, **manifest, 'files': {}})
+    manifest = plain_data({'format': FORMAT, **manifest, 'files': {}})
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for name, data in files.items():
             (tmp / name).write_bytes(data)

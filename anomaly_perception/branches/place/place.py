@@ -33,7 +33,6 @@ naming the file.
 # limitations under the License.
 
 import dataclasses
-import json
 from pathlib import Path
 import time
 
@@ -48,6 +47,7 @@ from ...io.bags import BagReader
 from ...io.files import atomic_directory
 from ...runtime.manifest import load_manifest
 from ...runtime.manifest import ModelError
+from ...runtime.manifest import plain_data
 from ...runtime.manifest import sha256_file
 from ...scoring.calibration import EmpiricalCalibration
 from ...stream.fusion import paired_heldout
@@ -100,6 +100,11 @@ class Place:
     def model_dirs(self):
         """Return ``{branch: model directory}``."""
         return {'frame': self.frame_dir, 'pixel': self.pixel_dir}
+
+
+def _say(show_progress, text):
+    if show_progress:
+        print(f'[place] {text}', flush=True)
 
 
 def camera_of(bag, topic=None):
@@ -186,20 +191,17 @@ def train_place_from_bags(bags, place_dir, work_dir, config=None, *, exposed=(),
                                               config.frame.topic)
     work = Path(work_dir)
     with atomic_directory(place_dir, overwrite=overwrite) as tmp:
-        if show_progress:
-            print('[place] 1/3 the frame branch', flush=True)
+        _say(show_progress, '1/3 the frame branch')
         t0 = time.perf_counter()
         frame = train_frame_from_bags(bags, tmp / 'frame', work / 'frame', config.frame,
                                       exposed=exposed, show_progress=show_progress,
                                       command=command)
-        if show_progress:
-            print('[place] 2/3 the pixel branch', flush=True)
+        _say(show_progress, '2/3 the pixel branch')
         t1 = time.perf_counter()
         pixel = train_pixel_from_bags(bags, tmp / 'pixel', work / 'pixel', config.pixel,
                                       init_from=pixel_init_from, show_progress=show_progress,
                                       command=command)
-        if show_progress:
-            print('[place] 3/3 the fused flag', flush=True)
+        _say(show_progress, '3/3 the fused flag')
         t2 = time.perf_counter()
         place = {
             'format': FORMAT, 'name': Path(place_dir).name,
@@ -212,19 +214,12 @@ def train_place_from_bags(bags, place_dir, work_dir, config=None, *, exposed=(),
                 'wall_s': {'frame': round(t1 - t0, 1), 'pixel': round(t2 - t1, 1),
                            'total': round(time.perf_counter() - started, 1)},
                 **training_environment()}}
-        (tmp / PLACE_FILE).write_text(yaml.safe_dump(_plain(place), sort_keys=False))
+        (tmp / PLACE_FILE).write_text(yaml.safe_dump(plain_data(place), sort_keys=False))
         files = {str(p.relative_to(tmp)): {'sha256': sha256_file(p), 'bytes': p.stat().st_size}
                  for p in sorted(tmp.rglob('*')) if p.is_file()}
         (tmp / MANIFEST).write_text(yaml.safe_dump({'format': FORMAT, 'files': files},
                                                    sort_keys=False))
     return place
-
-
-def _plain(obj):
-    """Return plain YAML-safe data (numpy scalars, paths and str subclasses converted)."""
-    def default(value):
-        return value.item() if hasattr(value, 'item') else str(value)
-    return json.loads(json.dumps(obj, default=default))
 
 
 def _read_yaml(path, what):
