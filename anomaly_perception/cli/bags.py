@@ -143,13 +143,11 @@ def _run_replay(args):
     monitor, place = None, None
     if args.place:
         from ..branches.place.place import load_place
-        from ..replay.monitor import MonitorSpec
         place = load_place(args.place)
         asked = [n.strip() for n in pipelines.split(',') if n.strip()]
         others = [n for n in asked if n not in ('frame', 'pixel')]
         pipelines = ','.join(['frame', 'pixel'] + others)
-        monitor = MonitorSpec(place.hazard_config(), tuple(place.fusion['branches']),
-                              place.fusion['rule'], str(place.path))
+        monitor = place.monitor_spec()
     branches = get_branches(pipelines)
     names = [b.name for b in branches]
     if not names or len(set(names)) != len(names):

@@ -283,15 +283,7 @@ def add_train(sub):
     pl.add_argument('--target-alarms-per-hour', type=float, default=2.0,
                     help='false alarms per hour of normal driving the flags are set for, '
                          'measured on the held-out blocks (default 2)')
-    pl.add_argument('--init-from', metavar='PIXEL_MODEL',
-                    help='the pixel model to start from (default the shipped pixel_erfnet)')
-    pl.add_argument('--pixel-steps', type=positive_int, default=None,
-                    help="the pixel branch's optimiser steps (default 480)")
-    pl.add_argument('--frame-epochs', type=positive_int, default=None,
-                    help="the frame branch's autoencoder epochs (default 25)")
-    pl.add_argument('--density-epochs', type=positive_int, default=None,
-                    help="the frame branch's Real-NVP epochs (default 100)")
-    pl.add_argument('--seed', type=int, default=0)
+    add_place_learning_options(pl)
     pl.add_argument('--overwrite', action='store_true')
     pl.set_defaults(run=_run_train_whole_place)
 
@@ -666,14 +658,45 @@ def _run_train_promptable(args):
     return 0
 
 
-def _run_train_whole_place(args):
+def add_place_learning_options(p):
+    """Add ``train place``'s learning options (also ``experiment place``'s)."""
+    p.add_argument('--init-from', metavar='PIXEL_MODEL',
+                   help='the pixel model to start from (default the shipped pixel_erfnet)')
+    p.add_argument('--pixel-steps', type=positive_int, default=None,
+                   help="the pixel branch's optimiser steps (default 480)")
+    p.add_argument('--frame-epochs', type=positive_int, default=None,
+                   help="the frame branch's autoencoder epochs (default 25)")
+    p.add_argument('--density-epochs', type=positive_int, default=None,
+                   help="the frame branch's Real-NVP epochs (default 100)")
+    p.add_argument('--seed', type=int, default=0)
+
+
+def place_learning_config(args, rate=2.0, topic=None, every=1):
+    """Return the ``PlaceConfig`` of :func:`add_place_learning_options`' options."""
     import dataclasses
-    from pathlib import Path
 
     from ..branches.frame.train_bags import BagTrainingConfig
-    from ..branches.frame.train_bags import ExposedSource
     from ..branches.pixel.place import PlaceTrainingConfig
     from ..branches.place.place import PlaceConfig
+    frame = BagTrainingConfig(topic=topic, every=every, target_false_alarms_per_hour=rate,
+                              seed=args.seed)
+    if args.frame_epochs:
+        frame = dataclasses.replace(frame, autoencoder=dataclasses.replace(
+            frame.autoencoder, epochs=args.frame_epochs))
+    if args.density_epochs:
+        frame = dataclasses.replace(frame, density=dataclasses.replace(
+            frame.density, epochs=args.density_epochs))
+    pixel = PlaceTrainingConfig(topic=topic, every=every, target_false_alarms_per_hour=rate,
+                                seed=args.seed)
+    if args.pixel_steps:
+        pixel = dataclasses.replace(pixel, steps=args.pixel_steps)
+    return PlaceConfig(frame=frame, pixel=pixel, target_false_alarms_per_hour=rate)
+
+
+def _run_train_whole_place(args):
+    from pathlib import Path
+
+    from ..branches.frame.train_bags import ExposedSource
     from ..branches.place.place import train_place_from_bags
     if args.target_alarms_per_hour <= 0:
         raise UsageError('--target-alarms-per-hour must be > 0.')
@@ -681,20 +704,7 @@ def _run_train_whole_place(args):
         exposed = [ExposedSource.parse(text) for text in args.exposed]
     except ValueError as err:
         raise UsageError(f'--exposed: {err}') from None
-    rate = args.target_alarms_per_hour
-    frame = BagTrainingConfig(topic=args.topic, every=args.every,
-                              target_false_alarms_per_hour=rate, seed=args.seed)
-    if args.frame_epochs:
-        frame = dataclasses.replace(frame, autoencoder=dataclasses.replace(
-            frame.autoencoder, epochs=args.frame_epochs))
-    if args.density_epochs:
-        frame = dataclasses.replace(frame, density=dataclasses.replace(
-            frame.density, epochs=args.density_epochs))
-    pixel = PlaceTrainingConfig(topic=args.topic, every=args.every,
-                                target_false_alarms_per_hour=rate, seed=args.seed)
-    if args.pixel_steps:
-        pixel = dataclasses.replace(pixel, steps=args.pixel_steps)
-    config = PlaceConfig(frame=frame, pixel=pixel, target_false_alarms_per_hour=rate)
+    config = place_learning_config(args, args.target_alarms_per_hour, args.topic, args.every)
     work = args.work or str(Path('out') / 'train' / Path(args.out).name)
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
     place = train_place_from_bags(args.bag, args.out, work, config, exposed=exposed,

@@ -45,6 +45,7 @@ from ..pixel.place import train_pixel_from_bags
 from ...data.bag_frames import BagFramesError
 from ...io.bags import BagReader
 from ...io.files import atomic_directory
+from ...replay.monitor import MonitorSpec
 from ...runtime.manifest import load_manifest
 from ...runtime.manifest import ModelError
 from ...runtime.manifest import plain_data
@@ -100,6 +101,11 @@ class Place:
     def model_dirs(self):
         """Return ``{branch: model directory}``."""
         return {'frame': self.frame_dir, 'pixel': self.pixel_dir}
+
+    def monitor_spec(self):
+        """Return the replay's :class:`~...replay.monitor.MonitorSpec` of the fused flag."""
+        return MonitorSpec(self.hazard_config(), tuple(self.fusion['branches']),
+                           self.fusion['rule'], str(self.path))
 
 
 def _say(show_progress, text):
