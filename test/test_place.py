@@ -231,13 +231,15 @@ def replayed(place, bags, tmp_path_factory):
         published = [(stamp_to_ns(m.header.stamp), m.results[0].class_id,
                       [(h.class_id, h.score) for h in m.results[1:]])
                      for _, _, m in bag.messages([hazard])]
-    return report, scores, published
+        markers = [(stamp_to_ns(m.markers[0].header.stamp), m.markers[0].text)
+                   for _, _, m in bag.messages(['/robomaster/hazard_monitor/markers'])]
+    return report, scores, published, markers
 
 
 def test_replay_with_a_place_runs_both_branches_and_the_monitor_as_the_node_would(
         place, replayed):
     from anomaly_perception.stream.fusion import HazardMonitor
-    report, scores, published = replayed
+    report, scores, published, markers = replayed
     assert set(report['branches']) == {'frame', 'pixel'}
     assert report['branches']['pixel']['model'] == str(place / 'pixel')
     assert report['monitor']['frames_decided'] == report['frames_scored'] == 140
@@ -254,6 +256,11 @@ def test_replay_with_a_place_runs_both_branches_and_the_monitor_as_the_node_woul
              sorted(r.evidence.items())) for r in decided] == \
         [(s, c, sorted((b, pytest.approx(p)) for b, p in ev)) for s, c, ev in published]
     assert all({c for c, _ in ev} == {'frame', 'pixel'} for _, _, ev in published)
+    # rviz text for every decided stamp: the flag, its smoothed probability, who raised it.
+    assert [s for s, _ in markers] == [s for s, _, _ in published]
+    for r, (_, text) in zip(decided, markers):
+        assert text == (f'HAZARD {r.state.smoothed:.2f} ({r.state.source})' if r.state.flag
+                        else f'clear {r.state.smoothed:.2f}')
 
 
 @pytest.mark.ros
@@ -267,7 +274,7 @@ def test_the_monitor_node_publishes_what_replay_wrote(place, replayed, ros_conte
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
-    _, scores, published = replayed
+    _, scores, published, markers = replayed
     f = RclpyMessageFactory()
     node = HazardMonitorNode(context=ros_context,
                              parameter_overrides=[Parameter('place', value=str(place))])
@@ -286,6 +293,10 @@ def test_the_monitor_node_publishes_what_replay_wrote(place, replayed, ros_conte
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         cls = f._cls('vision_msgs/msg/Classification')
         helper.create_subscription(cls, '/hazard_monitor/hazard', got.append, 200)
+        texts = []
+        helper.create_subscription(f._cls('visualization_msgs/msg/MarkerArray'),
+                                   '/hazard_monitor/markers',
+                                   lambda m: texts.append(m.markers[0].text), 200)
         pubs = {b: helper.create_publisher(cls, f'/{b}/score', 200) for b in scores}
         assert spin_until(executor, lambda: all(p.get_subscription_count() for p in
                                                 pubs.values()), 10)
@@ -298,7 +309,8 @@ def test_the_monitor_node_publishes_what_replay_wrote(place, replayed, ros_conte
             pubs['frame'].publish(score(sf, pf))
             pubs['pixel'].publish(score(sp, pp))
             assert spin_until(executor, lambda: node.counts['received'] >= 3 + 2 * k, 10)
-        assert spin_until(executor, lambda: len(got) >= 139, 20), len(got)
+        assert spin_until(executor, lambda: len(got) >= 139 and len(texts) >= 139, 20), \
+            len(got)
     finally:
         for n in (node, broken, helper):
             n.destroy_node()
@@ -310,6 +322,7 @@ def test_the_monitor_node_publishes_what_replay_wrote(place, replayed, ros_conte
     assert mine == [(s, c, sorted((b, pytest.approx(p)) for b, p in ev))
                     for s, c, ev in published[:len(mine)]]
     assert len(mine) == 139 and all(m.header.frame_id == 'cam' for m in got)
+    assert texts == [t for _, t in markers[:139]]
 
 
 @pytest.mark.ros

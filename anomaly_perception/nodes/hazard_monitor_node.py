@@ -11,9 +11,11 @@ them to the nodes' topics, the launch files do). Each report goes to
 stamp. Each stamp it decides is published on ``~/hazard``
 (:func:`~anomaly_perception.replay.monitor.monitor_classification`:
 ``hazard``/``clear`` with the smoothed fused probability, then each
-branch's probability, the one that raised the flag first), and flag changes
-are logged. A message without a result is counted as malformed and skipped.
-``/diagnostics`` carries the counts.
+branch's probability, the one that raised the flag first) and ``~/markers``
+(visualization_msgs/MarkerArray: the flag as red or green text in front of
+the camera, for rviz), and flag changes are logged. A message without a
+result is counted as malformed and skipped. ``/diagnostics`` carries the
+counts.
 
     ros2 run anomaly_perception hazard_monitor --ros-args -p place:=PLACE
         -r frame/score:=/robomaster/frame_anomaly/score
@@ -47,8 +49,10 @@ from ..branches.place.place import load_place
 from ..errors import AnomalyPerceptionError
 from ..io.messages import stamp_to_ns
 from ..replay.monitor import HAZARD_TYPE
+from ..replay.monitor import MARKERS_TYPE
 from ..replay.monitor import monitor_classification
 from ..replay.monitor import monitor_diagnostics
+from ..replay.monitor import monitor_markers
 from ..replay.monitor import MONITOR_PARAMETERS
 from ..replay.monitor import NODE_NAME
 from ..replay.monitor import score_probability
@@ -74,6 +78,7 @@ class HazardMonitorNode(LifecycleNode):
         self.frame_ids = {}
         self._subscriptions = []
         self._hazard = None
+        self._markers = None
         self._diagnostics = self.create_publisher(
             self.f._cls('diagnostic_msgs/msg/DiagnosticArray'), '/diagnostics', 10)
         period = float(self.get_parameter('diagnostics_period_s').value)
@@ -116,6 +121,8 @@ class HazardMonitorNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.error = ''
         self._hazard = self.create_lifecycle_publisher(self.f._cls(HAZARD_TYPE), '~/hazard', 10)
+        self._markers = self.create_lifecycle_publisher(self.f._cls(MARKERS_TYPE), '~/markers',
+                                                        10)
         self.state = 'inactive'
         self.get_logger().info(f'configured: place {self.place.path} (fused on probability '
                                f"{self.place.fusion['on_probability']:.6g})")
@@ -137,9 +144,10 @@ class HazardMonitorNode(LifecycleNode):
 
     def on_cleanup(self, state):
         self._unsubscribe()
-        if self._hazard is not None:
-            self.destroy_lifecycle_publisher(self._hazard)
-            self._hazard = None
+        for publisher in (self._hazard, self._markers):
+            if publisher is not None:
+                self.destroy_lifecycle_publisher(publisher)
+        self._hazard = self._markers = None
         self.monitor, self.place, self.state = None, None, 'unconfigured'
         return TransitionCallbackReturn.SUCCESS
 
@@ -166,6 +174,7 @@ class HazardMonitorNode(LifecycleNode):
         for decided in self.monitor.add(branch, stamp, probability):
             header = self.f.header(decided.stamp_ns, self.frame_ids.pop(decided.stamp_ns, ''))
             self._hazard.publish(monitor_classification(self.f, header, decided))
+            self._markers.publish(monitor_markers(self.f, header, decided))
             self.counts['decided'] += 1
             if decided.state.changed:
                 self.counts['alarms'] += decided.state.flag

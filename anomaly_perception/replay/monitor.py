@@ -8,8 +8,10 @@ node runs, and writes what it decides to ``<ns>/hazard_monitor/hazard``:
 a vision_msgs/Classification whose first result is ``hazard`` or ``clear``
 with the smoothed fused probability, followed by each branch's probability
 at that frame, the branch that raised the flag (or, while clear, the most
-surprised one) first. With labels, the report holds its event metrics
-beside each branch's own.
+surprised one) first, and to ``<ns>/hazard_monitor/markers``
+(visualization_msgs/MarkerArray: one text marker in front of the camera,
+``HAZARD 0.97 (pixel)`` in red or ``clear 0.12`` in green, for rviz). With
+labels, the report holds its event metrics beside each branch's own.
 """
 
 # Copyright 2026 The anomaly_perception Authors
@@ -37,6 +39,8 @@ from ..stream.fusion import HazardMonitor
 
 NODE_NAME = 'hazard_monitor'
 HAZARD_TYPE = 'vision_msgs/msg/Classification'
+MARKERS_TYPE = 'visualization_msgs/msg/MarkerArray'
+MARKER_DISTANCE_M = 2.0     # the text floats this far in front of the camera, above the frame's
 # The hazard_monitor node's parameters: (name, default, description).
 MONITOR_PARAMETERS = (
     ('place', '', 'place directory written by `train place` [changes only while unconfigured]'),
@@ -60,7 +64,7 @@ class MonitorSpec:
 def monitor_topics(namespace=''):
     """Return the monitor node's output topics in ``namespace`` ('' = root)."""
     ns = '/' + namespace.strip('/') if namespace.strip('/') else ''
-    return {'hazard': f'{ns}/{NODE_NAME}/hazard'}
+    return {'hazard': f'{ns}/{NODE_NAME}/hazard', 'markers': f'{ns}/{NODE_NAME}/markers'}
 
 
 def monitor_classification(f, header, result):
@@ -71,6 +75,26 @@ def monitor_classification(f, header, result):
     return f.new(HAZARD_TYPE, header=header, results=[
         hypothesis(f, 'hazard' if state.flag else 'clear', state.smoothed)] + [
         hypothesis(f, b, float(result.evidence[b])) for b in order if b in result.evidence])
+
+
+def monitor_markers(f, header, result):
+    """Build the monitor's ``~/markers`` of one decided stamp: the fused flag as rviz text."""
+    state = result.state
+    if state.flag:
+        colour, text = (1.0, 0.15, 0.1), f'HAZARD {state.smoothed:.2f} ({state.source})'
+    else:
+        colour, text = (0.2, 0.9, 0.3), f'clear {state.smoothed:.2f}'
+    marker = f.new(
+        'visualization_msgs/msg/Marker', header=header, ns=NODE_NAME, id=0,
+        type=9, action=0,  # TEXT_VIEW_FACING, ADD
+        pose=f.new('geometry_msgs/msg/Pose',
+                   position=f.new('geometry_msgs/msg/Point', x=0.0, y=-0.5,
+                                  z=MARKER_DISTANCE_M),
+                   orientation=f.new('geometry_msgs/msg/Quaternion', w=1.0)),
+        scale=f.new('geometry_msgs/msg/Vector3', x=0.0, y=0.0, z=0.2),
+        color=f.new('std_msgs/msg/ColorRGBA', r=colour[0], g=colour[1], b=colour[2], a=1.0),
+        text=text)
+    return f.new(MARKERS_TYPE, markers=[marker])
 
 
 def score_probability(msg):
@@ -132,6 +156,7 @@ class MonitorRecorder:
     def start(self, out):
         self.out = out
         out.add_topic(self.topics['hazard'], HAZARD_TYPE)
+        out.add_topic(self.topics['markers'], MARKERS_TYPE)
 
     def process(self, frames):
         for frame in frames:
@@ -146,6 +171,9 @@ class MonitorRecorder:
         header = self.headers.pop(decided.stamp_ns)
         self.out.write(self.topics['hazard'], monitor_classification(self.out.factory, header,
                                                                      decided),
+                       log_time_ns=decided.stamp_ns)
+        self.out.write(self.topics['markers'], monitor_markers(self.out.factory, header,
+                                                               decided),
                        log_time_ns=decided.stamp_ns)
         self.stamps.append(decided.stamp_ns)
         self.flags.append(decided.state.flag)
