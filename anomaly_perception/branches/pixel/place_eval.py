@@ -62,6 +62,18 @@ def labelled_frames(bag, every=1):
                     item['label']
 
 
+def labelled_batches(bag, batch, every=1):
+    """Yield :func:`labelled_frames` in lists of ``batch`` (the last one may be shorter)."""
+    items = []
+    for item in labelled_frames(bag, every):
+        items.append(item)
+        if len(items) == batch:
+            yield items
+            items = []
+    if items:
+        yield items
+
+
 def evaluate_bag(bag, score_batch, *, every=1, batch=16, keep_examples=()):
     """Score a labelled patrol with ``score_batch(stamps, images) -> [(map, mask, flag)]``.
 
@@ -98,13 +110,7 @@ def evaluate_bag(bag, score_batch, *, every=1, batch=16, keep_examples=()):
             else:
                 per_type.setdefault(label, BinaryScoreAccumulator()).update(truth, amap)
 
-    items = []
-    for item in labelled_frames(bag, every):
-        items.append(item)
-        if len(items) == batch:
-            flush(items)
-            items = []
-    if items:
+    for items in labelled_batches(bag, batch, every):
         flush(items)
     seconds = time.perf_counter() - started
     curve = overall.curve()

@@ -44,7 +44,6 @@ goes on where it stopped. Writes ``results.json``, ``results.md`` and
 # limitations under the License.
 
 import dataclasses
-import io
 import json
 from pathlib import Path
 import time
@@ -54,8 +53,7 @@ import numpy as np
 from .place import load_place
 from .place import PlaceConfig
 from .place import train_place_from_bags
-from ..pixel.place_eval import labelled_frames
-from ...io.files import atomic_write_bytes
+from ..pixel.place_eval import labelled_batches
 from ...io.files import atomic_write_json
 from ...io.files import atomic_write_text
 from ...metrics.binary import BinaryScoreAccumulator
@@ -163,13 +161,7 @@ def evaluate_run(bag, branches, model_dirs=None, monitor=None, *, backend='auto'
             if 'pixel' in results and label not in GLOBAL_TYPES:
                 pixels.update((ids > 0).astype(np.uint8), results['pixel'][k].pixels.anomaly)
 
-    items = []
-    for item in labelled_frames(bag):
-        items.append(item)
-        if len(items) == batch:
-            flush(items)
-            items = []
-    if items:
+    for items in labelled_batches(bag, batch):
         flush(items)
     seconds = time.perf_counter() - started
     stamps_arr = np.asarray(stamps, np.int64)
@@ -383,8 +375,10 @@ def format_place_experiment(results):
 
 def _plot(path, results):
     import matplotlib
-    matplotlib.use('Agg')
+    matplotlib.use('Agg', force=True)
     import matplotlib.pyplot as plt
+
+    from ...metrics.plots import _save
     names = list(results['buildings'])
     if not names:
         return
@@ -417,8 +411,4 @@ def _plot(path, results):
     axes[1].set_yscale('symlog', linthresh=2)
     axes[2].set_yscale('symlog', linthresh=1)
     axes[0].legend(fontsize=6, ncol=3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    _save(plt, fig, path)
