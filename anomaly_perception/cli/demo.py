@@ -20,7 +20,7 @@ from .common import positive_int
 
 DEMO_SCENE = 2026       # a building none of the shipped models was trained in
 DEMO_TYPES = 'cable,foam,water,boxes,human,mist'   # the patrol's anomalies: thin ones too
-DEMO_PATROL_SEED = 11                               # its run: boxes, a cable, water
+DEMO_PATROL_SEED = 11                               # its run: boxes, then a cable
 
 
 def add_demo(sub):
@@ -33,12 +33,12 @@ def add_demo(sub):
                     'with the shipped generic models and with the place; print both side by '
                     'side and where the plots and output bags are.')
     p.add_argument('--out', default='out/demo', help='output folder (default out/demo)')
-    p.add_argument('--normal-seconds', type=float, default=70.0,
-                   help='normal run to learn from, at 10 Hz (default 70)')
-    p.add_argument('--seconds', type=float, default=60.0,
-                   help='patrol with anomalies to replay, at 10 Hz (default 60)')
-    p.add_argument('--pixel-steps', type=positive_int, default=100,
-                   help="the place's pixel learning steps (default 100, to fit the demo in "
+    p.add_argument('--normal-seconds', type=float, default=60.0,
+                   help='normal run to learn from, at 10 Hz (default 60)')
+    p.add_argument('--seconds', type=float, default=50.0,
+                   help='patrol with anomalies to replay, at 10 Hz (default 50)')
+    p.add_argument('--pixel-steps', type=positive_int, default=70,
+                   help="the place's pixel learning steps (default 70, to fit the demo in "
                         "5 minutes; train place's default is 480)")
     p.add_argument('--workers', type=positive_int, default=2)
     p.set_defaults(run=_run_demo)
