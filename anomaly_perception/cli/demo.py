@@ -33,8 +33,9 @@ def add_demo(sub):
                     'with the shipped generic models and with the place; print both side by '
                     'side and where the plots and output bags are.')
     p.add_argument('--out', default='out/demo', help='output folder (default out/demo)')
-    p.add_argument('--normal-seconds', type=float, default=60.0,
-                   help='normal run to learn from, at 10 Hz (default 60)')
+    p.add_argument('--normal-seconds', type=float, default=65.0,
+                   help='normal run to learn from, at 10 Hz (default 65; train place '
+                        'needs 60 s at least)')
     p.add_argument('--seconds', type=float, default=50.0,
                    help='patrol with anomalies to replay, at 10 Hz (default 50)')
     p.add_argument('--pixel-steps', type=positive_int, default=70,
