@@ -382,8 +382,11 @@ def _plot(path, results):
     names = list(results['buildings'])
     if not names:
         return
-    bars = [(m, f) for m in MODELS for f in FLAGS]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    shown = [b['rows'] for b in results['buildings'].values()]
+    bars = [(m, f) for m in MODELS for f in FLAGS
+            if any(f in rows.get(m, {}).get('flags', {}) for rows in shown)]
+    fig, (*axes, side) = plt.subplots(1, 4, figsize=(15, 3.8),
+                                      gridspec_kw={'width_ratios': (1, 1, 1, 0.3)})
     width = 0.8 / len(bars)
     colors = plt.get_cmap('tab10')
     for k, (model, flag) in enumerate(bars):
@@ -410,5 +413,7 @@ def _plot(path, results):
         ax.axhline(target, color='k', lw=0.8, ls='--')
     axes[1].set_yscale('symlog', linthresh=2)
     axes[2].set_yscale('symlog', linthresh=1)
-    axes[0].legend(fontsize=6, ncol=3)
+    side.axis('off')
+    side.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc='center left',
+                frameon=False)
     _save(plt, fig, path)
