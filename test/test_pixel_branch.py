@@ -343,8 +343,11 @@ def test_every_pixel_of_any_camera_is_scored(tiny_pixel_model, height, width):
     y0, x0, h, w = content_box(height, width, seg.input_shape)
     raw, _, _ = seg.infer(seg.preprocess(image))
     assert h == seg.input_shape[0] or w == seg.input_shape[1]
-    small = cv2.resize(result.anomaly, (w, h), interpolation=cv2.INTER_AREA)
-    assert np.corrcoef(small.ravel(), raw[0, y0:y0 + h, x0:x0 + w].ravel())[0, 1] > 0.9
+    # (bilinear, as the module says): the same values, not merely correlated ones, so a
+    # shifted or rescaled map fails however smooth the model's map is.
+    expected = cv2.resize(raw[0, y0:y0 + h, x0:x0 + w], (width, height),
+                          interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(result.anomaly, expected, rtol=1e-5, atol=1e-6)
     # The same image as BGR gives the same maps; a batch gives one result each.
     bgr = seg.segment(np.ascontiguousarray(image[..., ::-1]), channel_order='bgr')[0]
     np.testing.assert_array_equal(bgr.anomaly, result.anomaly)
