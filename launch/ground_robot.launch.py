@@ -76,7 +76,8 @@ def generate_launch_description():
                                           'pixel:=true)'),
         DeclareLaunchArgument('instance_model', default_value='',
                               description='promptable segmenter directory (empty: the shipped '
-                                          'one)'),
+                                          'one; components: none, the regions of the '
+                                          'thresholded map)'),
         DeclareLaunchArgument('camera_info_topic', default_value='/camera/camera_info',
                               description="the camera's CameraInfo (places hazards on the "
                                           'floor)'),

@@ -76,7 +76,8 @@ def generate_launch_description():
                                           'pixel:=true)'),
         DeclareLaunchArgument('instance_model', default_value='',
                               description='promptable segmenter directory (empty: the shipped '
-                                          'one)'),
+                                          'one; components: none, the regions of the '
+                                          'thresholded map)'),
         DeclareLaunchArgument('place', default_value='',
                               description='place directory (train place): the frame and pixel '
                                           'nodes run its models, and hazard_monitor fuses them '

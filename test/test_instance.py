@@ -163,3 +163,38 @@ def test_score_branch_instance_writes_ids_json_and_refined_map(tiny_pixel_model,
     assert main(['score', str(images[0]), '--model', str(tiny_promptable), '--pixel-model',
                  str(tiny_pixel_model), '--out', str(tmp_path / 'again')]) == 0
     assert (tmp_path / 'again' / f'{images[0].stem}.instances.json').is_file()
+
+
+def test_without_a_promptable_model_the_regions_of_the_map_are_the_instances(
+        tiny_pixel_model, tiny_pixel_data, image, tmp_path):
+    import json
+
+    from anomaly_perception.branches.instance.config import InstanceNodeConfig
+    from anomaly_perception.branches.instance.detector import InstanceAnomalySegmenter
+    from anomaly_perception.branches.instance.stream import InstanceStream
+    from anomaly_perception.cli import main
+    seg = InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, 'components',
+                                                   backend='torch', prompt_fpr=0.3)
+    assert seg.promptable is None and seg.manifest['name'] == 'components'
+    r = seg.segment(image)
+    direct = ugains.run_components(r.anomaly, seg.config)
+    assert len(r.scores) > 0
+    np.testing.assert_array_equal(r.ids, direct.ids.numpy())
+    np.testing.assert_allclose(r.scores, direct.scores.numpy())
+    np.testing.assert_allclose(r.refined, direct.refined.numpy(), equal_nan=True)
+    # Every instance is a region of the map above the prompt threshold.
+    above = r.anomaly >= seg.config.threshold
+    assert np.all(above[r.ids > 0])
+    # The node's stream and score --branch instance take model_dir 'components'.
+    stream = InstanceStream.from_config(InstanceNodeConfig(
+        backend='torch', prompt_fpr=0.3, instance_fpr=1.0, model_dir='components',
+        pixel_model_dir=str(tiny_pixel_model)))
+    frame = stream.keyframe(0, image, r.anomaly)
+    np.testing.assert_array_equal(frame.instances.ids, r.ids)
+    out = tmp_path / 'scored'
+    path = sorted((tiny_pixel_data / 'test_set').iterdir())[0]
+    assert main(['score', str(path), '--branch', 'instance', '--model', 'components',
+                 '--pixel-model', str(tiny_pixel_model), '--prompt-fpr', '0.3',
+                 '--instance-fpr', '1', '--out', str(out)]) == 0
+    meta = json.loads((out / f'{path.stem}.instances.json').read_text())
+    assert len(meta['instances']) == len(r.scores)

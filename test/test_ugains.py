@@ -182,3 +182,38 @@ def test_run_ugains_end_to_end_on_an_oracle_segmenter():
     assert before < 0.9 and after == pytest.approx(1.0)
     with pytest.raises(ValueError, match='differ in size'):
         ugains.run_ugains(_OracleSegmenter(inst), rgb[:20], u)
+
+
+def test_components_are_the_thresholded_regions_scored_and_ensembled_by_hand():
+    u = np.full((12, 16), -1.0, np.float32)
+    u[1:5, 1:5] = 2.0                       # 16 px, mean 2
+    u[7:11, 9:14] = 1.0                     # 20 px, mean 1
+    u[8, 9] = 3.0                           # ... one pixel higher: mean (19 + 3) / 20
+    u[0, 15] = 5.0                          # 1 px: under min_area
+    u[6, 0] = np.nan                        # NaN never joins a region
+    ignore = np.zeros(u.shape, bool)
+    ignore[1, 1] = True                     # the top-left region loses one pixel
+    config = ugains.UGainSConfig(threshold=0.5, fallback_threshold=None)
+    r = ugains.run_components(u, config, ignore=ignore, min_area=4)
+    assert r.masks.shape == (2, 12, 16)
+    np.testing.assert_allclose(r.scores.numpy(), [2.0, 22 / 20])
+    assert r.masks[0].sum() == 15 and not r.masks[0, 1, 1]
+    assert r.masks[1].sum() == 20 and r.masks[1, 7:11, 9:14].all()
+    ids = r.ids.numpy()
+    assert ids[2, 2] == 1 and ids[9, 10] == 2 and ids[0, 15] == 0 and ids[1, 1] == 0
+    # One interior point per kept region, (x, y), highest score first.
+    pts = r.points.numpy().round().astype(int)
+    assert len(pts) == 2 and ids[pts[0, 1], pts[0, 0]] == 1 and ids[pts[1, 1], pts[1, 0]] == 2
+    # UGainS's ensemble: mean score + U on a region, -1 + U elsewhere, NaN stays NaN.
+    refined = r.refined.numpy()
+    assert refined[2, 2] == pytest.approx(4.0) and refined[9, 10] == pytest.approx(2.1)
+    assert refined[0, 15] == pytest.approx(4.0) and np.isnan(refined[6, 0])
+    # The score filter and an empty map.
+    strong = ugains.run_components(u, config, ignore=ignore, min_area=4, min_score=1.5)
+    assert len(strong.masks) == 1 and strong.scores[0] == pytest.approx(2.0)
+    none = ugains.run_components(np.zeros((5, 5), np.float32), config)
+    assert none.masks.shape == (0, 5, 5) and len(none.points) == 0 and not none.ids.any()
+    # 8-connected: two pixels touching at a corner are one region.
+    diag = np.zeros((4, 4), np.float32)
+    diag[0, 0] = diag[1, 1] = 1.0
+    assert len(ugains.run_components(diag, config, min_area=2).masks) == 1

@@ -89,22 +89,43 @@ def test_ugains_experiment_prompts_above_the_calibrated_threshold(
     from anomaly_perception.data.synthetic.catalog import GLOBAL_TYPES
     from anomaly_perception.metrics.binary import BinaryScoreAccumulator
     assert report['instance_min_score'] == pytest.approx(expected)
-    seg = InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, tiny_promptable,
-                                                   backend='torch', prompt_fpr=0.1,
-                                                   instance_fpr=0.1)
-    acc = BinaryScoreAccumulator()
+    from anomaly_perception.branches.instance.experiments import BASELINE_FILTER_ROW
+    from anomaly_perception.metrics.segmentation import InstanceAPAccumulator
+    assert list(report['tables']['table2'])[:3] == ['components+ensemble',
+                                                    BASELINE_FILTER_ROW, 'oracle']
+    # ... and the baseline row is what the node publishes without a promptable model.
+    segs = [InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, model,
+                                                     backend='torch', prompt_fpr=0.1,
+                                                     instance_fpr=0.1)
+            for model in (tiny_promptable, 'components')]
+    accs = [BinaryScoreAccumulator(), BinaryScoreAccumulator()]
+    instances = InstanceAPAccumulator()
     for r in [r for r in HazardsDataset(tiny_pixel_data).records('test_set')
               if r.label_name not in GLOBAL_TYPES][::8]:
         rgb = np.ascontiguousarray(cv2.imread(str(r.path))[..., ::-1])
-        out = seg.segment(rgb)
-        assert np.all(out.scores >= seg.min_score)
-        mask = tiny_pixel_data / 'masks' / (r.path.stem + '.png')
-        truth = (cv2.imread(str(mask), cv2.IMREAD_UNCHANGED) > 0 if mask.is_file()
-                 else np.zeros(out.anomaly.shape, bool))
-        acc.update(np.where(np.isfinite(out.anomaly), truth, 255).astype(np.uint8),
-                   np.nan_to_num(out.refined))
-    assert report['tables']['table2'][FILTER_ROW]['pixel_ap'] == pytest.approx(
-        acc.curve().average_precision(), abs=1e-6)
+        for seg, acc in zip(segs, accs):
+            out = seg.segment(rgb)
+            assert np.all(out.scores >= seg.min_score)
+            mask = tiny_pixel_data / 'masks' / (r.path.stem + '.png')
+            truth = (cv2.imread(str(mask), cv2.IMREAD_UNCHANGED) > 0 if mask.is_file()
+                     else np.zeros(out.anomaly.shape, bool))
+            acc.update(np.where(np.isfinite(out.anomaly), truth, 255).astype(np.uint8),
+                       np.nan_to_num(out.refined))
+        inst = tiny_pixel_data / 'instances' / (r.path.stem + '.png')
+        gt = (cv2.imread(str(inst), cv2.IMREAD_UNCHANGED).astype(np.int64) if inst.is_file()
+              else np.zeros(out.anomaly.shape, np.int64))
+        valid = np.isfinite(out.anomaly)
+        gt = np.where(truth & valid, gt, 0)
+        masks = np.stack([out.ids == k + 1 for k in range(len(out.scores))]) \
+            if len(out.scores) else np.zeros((0, *out.ids.shape), bool)
+        instances.update(gt, masks, out.scores, ~valid)
+    table2 = report['tables']['table2']
+    assert table2[FILTER_ROW]['pixel_ap'] == pytest.approx(
+        accs[0].curve().average_precision(), abs=1e-6)
+    assert table2[BASELINE_FILTER_ROW]['pixel_ap'] == pytest.approx(
+        accs[1].curve().average_precision(), abs=1e-6)
+    assert table2[BASELINE_FILTER_ROW]['iap50'] == pytest.approx(
+        instances.results()['iAP50'], abs=1e-9)
 
 
 def test_decoder_shape_follows_the_spec():

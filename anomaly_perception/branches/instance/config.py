@@ -33,7 +33,9 @@ class InstanceNodeConfig(CameraNodeConfig):
     """
 
     model_dir: str = field('', 'promptable segmenter directory; empty = the shipped '
-                           'instance_sam_small', configure_time=True)
+                           'instance_sam_small; components = none (each connected region '
+                           'of the map above the prompt threshold is an instance)',
+                           configure_time=True)
     pixel_model_dir: str = field('', 'the pixel model whose ~/anomaly_map drives the prompts '
                                  '(its calibration sets the prompt threshold); empty = the '
                                  'shipped pixel_erfnet', configure_time=True)

@@ -16,6 +16,12 @@ means nothing for another map); each mask's score is the mean map under
 it; the refined map is ``instance score + map`` where an instance covers
 the pixel and ``-1 + map`` elsewhere (UGainS's ensemble). This is what
 ``experiment ugains --prompt-fpr`` evaluates.
+
+Without a promptable model (``promptable=None``, or the model directory
+``components``), each connected region of the map above the prompt
+threshold is one instance (:func:`~.ugains.run_components`): the baseline
+row of every UGainS table, and what the node runs when told
+``model_dir:=components``.
 """
 
 # Copyright 2026 The anomaly_perception Authors
@@ -39,6 +45,7 @@ import numpy as np
 
 from . import SHIPPED_MODEL
 from .floor import place_instances
+from .ugains import run_components
 from .ugains import run_ugains
 from .ugains import UGainSConfig
 from ..pixel import SHIPPED_MODEL as PIXEL_MODEL
@@ -49,6 +56,9 @@ from ...stream.pipeline import Detector
 LOG = logging.getLogger(__name__)
 
 DEFAULT_PROMPT_FPR = 0.05
+COMPONENTS = 'components'       # the model directory that names no promptable model
+COMPONENTS_MANIFEST = {'name': COMPONENTS, 'kind': 'instance',
+                       'architecture': {'name': 'connected_components'}}
 
 
 @dataclasses.dataclass
@@ -88,7 +98,8 @@ class InstanceAnomalySegmenter(Detector):
 
     Args:
         pixel: a :class:`~..pixel.detector.PixelAnomalySegmenter` (its model and calibration).
-        promptable: a :class:`~.promptable.PromptableSegmenter`.
+        promptable: a :class:`~.promptable.PromptableSegmenter`, or None for the
+            connected regions of the thresholded map (the baseline).
         prompt_fpr: prompts where the map is above the pixel model's calibrated
             threshold at this pixel false-positive rate.
         num_points, nms_iou: UGainS settings (50 and 0.7, the paper's).
@@ -111,7 +122,8 @@ class InstanceAnomalySegmenter(Detector):
         self.pixel = pixel
         self.promptable = promptable
         self.backend = pixel.backend
-        self.manifest = manifest or {'name': 'promptable segmenter'}
+        self.manifest = manifest or (dict(COMPONENTS_MANIFEST) if promptable is None
+                                     else {'name': 'promptable segmenter'})
         self.min_score = None if min_score is None else float(min_score)
         self.instance_fpr = None
         if instance_fpr is not None:
@@ -143,6 +155,9 @@ class InstanceAnomalySegmenter(Detector):
                         prompt_batch=64, **options):
         """Load a pixel and a promptable model directory (default: the shipped ones).
 
+        ``promptable_dir`` ``'components'`` loads no promptable model: the
+        connected regions of the thresholded map are the instances.
+
         Raises:
             ModelError: a missing or corrupt model (named).
 
@@ -153,6 +168,8 @@ class InstanceAnomalySegmenter(Detector):
         pixel_dir = pixel_dir or shipped_model_dir(PIXEL_MODEL)
         promptable_dir = promptable_dir or shipped_model_dir(SHIPPED_MODEL)
         pixel = PixelAnomalySegmenter.from_model_dir(pixel_dir, backend)
+        if str(promptable_dir) == COMPONENTS:
+            return cls(pixel, None, **options)
         promptable, manifest = load_promptable(promptable_dir, device=device,
                                                prompt_batch=prompt_batch)
         return cls(pixel, promptable, manifest=manifest, **options)
@@ -224,8 +241,11 @@ class InstanceAnomalySegmenter(Detector):
                                 '(warned once)', raw.shape, (height, width))
                     self._warned_size = True
                 raw = cv2.resize(raw, (width, height), interpolation=cv2.INTER_LINEAR)
-        result = run_ugains(self.promptable, np.ascontiguousarray(rgb), raw, self.config,
-                            min_score=self.min_score)
+        if self.promptable is None:
+            result = run_components(raw, self.config, min_score=self.min_score)
+        else:
+            result = run_ugains(self.promptable, np.ascontiguousarray(rgb), raw, self.config,
+                                min_score=self.min_score)
         ids = result.ids.cpu().numpy().astype(np.uint16)
         hazards = place_instances(ids, camera)[0] if camera is not None else []
         return InstanceFrameResult(

@@ -8,6 +8,12 @@ segmenter's image embedding once, and every prompt of every row through
 the mask decoder in batches; the rows then differ only in which masks they
 keep and how they score them:
 
+* **Baseline** (in Table 2, first): ``components+ensemble``, no
+  promptable model: each connected region of the map above the prompt
+  threshold is an instance (:func:`~.ugains.run_components`, what the node
+  runs with ``model_dir:=components``), scored and ensembled as UGainS;
+  with ``instance_fpr``, ``components+ensemble+instance_filter`` too. The
+  promptable default must beat it;
 * **Table 2**: ``oracle`` (one point per ground-truth instance, its most
   interior pixel; every mask scored 1), ``oracle + scoring`` (mask score =
   mean ``U``), ``FPS 50 + scoring``, ``+ NMS``, ``+ ensemble`` (UGainS);
@@ -61,6 +67,8 @@ from ...metrics.segmentation import InstanceAPAccumulator
 
 POINTS = (10, 20, 50, 100, 200)
 FILTER_ROW = 'fps50+scoring+nms+ensemble+instance_filter'
+BASELINE_ROW = 'components+ensemble'
+BASELINE_FILTER_ROW = 'components+ensemble+instance_filter'
 ALIASES = {'fps50': 'fps50+scoring+nms+ensemble'}     # one row, in Tables 2, 4 and 5
 VOID = 255
 SIZE_BINS = (10, 100, 300, 1000, 3000)   # instance areas in pixels; the last bin is open
@@ -138,8 +146,8 @@ class _MaskSizes:
 
 
 def _rows(points):
-    rows = {'table2': ['oracle', 'oracle+scoring', 'fps50+scoring', 'fps50+scoring+nms',
-                       'fps50+scoring+nms+ensemble'],
+    rows = {'table2': [BASELINE_ROW, 'oracle', 'oracle+scoring', 'fps50+scoring',
+                       'fps50+scoring+nms', 'fps50+scoring+nms+ensemble'],
             'table4': ['random50', 'kmeans50', 'fps50'],
             'table5': [f'fps{k}' for k in points]}
     return rows
@@ -213,6 +221,7 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
     if instance_fpr is not None:
         min_score = float(pixel.calibration.threshold_for_fpr(instance_fpr))
         groups['table2'].append(FILTER_ROW)
+        groups['table2'].insert(1, BASELINE_FILTER_ROW)
     rows = {name: _Row() for names in groups.values() for name in names
             if ALIASES.get(name, name) == name}
     reference = BinaryScoreAccumulator()
@@ -255,6 +264,11 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
         masks = masks.cpu()
         fps_m, rnd_m, km_m, or_m = torch.split(masks, [len(s) for s in sets])
         safe_u = torch.nan_to_num(ut, nan=float(config.uncovered_value))
+        for name, floor in ((BASELINE_ROW, None), (BASELINE_FILTER_ROW, min_score)):
+            if name in rows:
+                cc = ugains.run_components(safe_u, config, ignore=void, min_score=floor)
+                rows[name].add(truth, cc.refined.numpy(), gt_ids, cc.masks.numpy(),
+                               cc.scores.numpy(), void)
 
         def scored(m):
             return ugains.mask_scores(m, ut, config.empty_score)

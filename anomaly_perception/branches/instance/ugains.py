@@ -23,6 +23,11 @@ the per-point loops beyond what ``argmax`` needs):
    ``A + U``. (The code marks uncovered pixels by ``A == 0``; coverage is
    used here so that a mask scoring exactly 0 still counts as covering.)
 
+:func:`run_components` is the baseline without a promptable segmenter:
+each connected region of the thresholded map (8-connected, at least
+``min_area`` pixels) is one instance, scored and ensembled as above; no
+prompts, no NMS (the regions are disjoint).
+
 :func:`instance_ids` turns the kept masks into an id image (1 = the
 highest-scored instance, 0 = none; where masks overlap the higher score
 wins). :func:`oracle_points` (one point per ground-truth object, the
@@ -311,6 +316,58 @@ class InstanceResult:
             ys, xs = torch.nonzero(m, as_tuple=True)
             out[i] = torch.stack([xs.min(), ys.min(), xs.max(), ys.max()])
         return out
+
+
+def component_masks(score_map, threshold, ignore=None, min_area=10):
+    """Connected regions of ``score_map >= threshold``: bool ``[Q, H, W]``, largest first.
+
+    8-connected; NaN scores and ``ignore`` pixels are never in a region;
+    regions under ``min_area`` pixels are dropped (the instance evaluation
+    ignores them too). On the map's device.
+    """
+    import cv2
+    if score_map.dim() != 2:
+        raise ValueError(f'expected one score map [H, W], got {tuple(score_map.shape)}')
+    usable = torch.isfinite(score_map) & (score_map >= threshold)
+    if ignore is not None:
+        usable &= ~torch.as_tensor(ignore, dtype=torch.bool, device=score_map.device)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        usable.cpu().numpy().astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = 1 + np.flatnonzero(areas >= min_area)
+    keep = keep[np.argsort(-areas[keep - 1], kind='stable')]
+    labels = torch.from_numpy(labels).to(score_map.device)
+    if len(keep) == 0:
+        return torch.zeros((0, *score_map.shape), dtype=torch.bool, device=score_map.device)
+    ids = torch.as_tensor(keep, dtype=labels.dtype, device=score_map.device)
+    return labels[None] == ids[:, None, None]
+
+
+def run_components(score_map, config=None, ignore=None, min_area=10, min_score=None):
+    """The baseline without a promptable segmenter: connected regions as instances.
+
+    The regions of ``score_map >= config.threshold`` (:func:`component_masks`)
+    are scored by their mean score, filtered by ``min_score`` as in
+    :func:`run_ugains`, and ensembled the same way; ``points`` holds each
+    kept region's most interior pixel ``(x, y)`` (where a click would go).
+    Returns an :class:`InstanceResult` on ``score_map``'s device (CPU for
+    arrays).
+    """
+    config = config or UGainSConfig()
+    score_map = torch.as_tensor(score_map, dtype=torch.float32)
+    masks = component_masks(score_map, config.threshold, ignore, min_area)
+    scores = mask_scores(masks, score_map, config.empty_score)
+    order = torch.argsort(scores, descending=True, stable=True)
+    masks, scores = masks[order], scores[order]
+    if min_score is not None:
+        strong = scores >= min_score
+        masks, scores = masks[strong], scores[strong]
+    ids = instance_ids(masks, scores)
+    points, _ = oracle_points(ids.cpu().numpy(), min_region=1)
+    return InstanceResult(points=torch.from_numpy(points).to(score_map.device), masks=masks,
+                          scores=scores, ids=ids,
+                          refined=ensemble(score_map, masks, scores, config.uncovered_value),
+                          prompted=(masks, scores))
 
 
 def run_ugains(segmenter, rgb, score_map, config=None, ignore=None, points=None,
