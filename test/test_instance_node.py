@@ -275,6 +275,7 @@ def test_instance_node_pairs_by_stamp_and_publishes_every_topic_with_the_image_h
     assert extra['pairs_matched'] == 1 and extra['keyframes_taken'] == 1
     assert extra['unmatched_images_dropped'] == 1 and extra['waiting_maps'] == 1
     assert extra['keyframes_by_reason'] == 'first 1' and extra['camera_info'] == 'received'
+    assert extra['promptable'] == 'loaded' and extra['prompts_outside_image_skipped'] == 0
     assert snap['malformed_by_kind'] == {'malformed anomaly map': 1}
     assert snap['processed'] == 1 and snap['latency_median_ms'] > 0
     for key in types:

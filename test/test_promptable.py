@@ -226,3 +226,152 @@ def test_train_promptable_tiny_model_loads_and_segments(tiny_pixel_data, tiny_pi
     assert masks.shape == (1, 48, 64) and iou.shape == (1,)
     with pytest.raises(ModelError, match="holds a 'pixel' model"):
         load_promptable(tiny_pixel_model)
+
+
+def _tiny_vit_t_spec(**encoder):
+    # MobileSAM's layout (conv stage, three attention stages, the last merging of stride 1)
+    # with tiny widths: a 64-pixel input, 16x16 tokens after the stem, an 8x8 grid in
+    # stage 1 (windows of 3: padded), a 4x4 grid in stages 2 and 3.
+    return sam_spec('vit_t', image_size=64, prompt_dim=16,
+                    encoder={'embed_dims': [8, 16, 24, 32], 'depths': [1, 1, 2, 1],
+                             'num_heads': [1, 2, 3, 4], 'window_sizes': [3, 3, 4, 2],
+                             'num_classes': 10, **encoder},
+                    decoder={'mlp_dim': 32, 'num_heads': 2, 'iou_head_hidden_dim': 16})
+
+
+def test_mobile_sam_vit_t_has_the_published_layout_and_key_names():
+    from anomaly_perception.branches.instance.tinyvit import relative_offsets
+    sam = build_sam(sam_spec('vit_t'))
+    encoder = {k: v.shape for k, v in sam.state_dict().items() if k.startswith('image_encoder.')}
+    # Counted on MobileSAM's own TinyViT module (302 tensors, 6,065,532 parameters with
+    # the ImageNet classifier), built with the vit_t arguments of its build_sam.
+    assert len(encoder) == 302
+    assert sum(p.numel() for p in sam.image_encoder.parameters()) == 6_065_532
+    expected = {
+        'image_encoder.patch_embed.seq.0.c.weight': (32, 3, 3, 3),
+        'image_encoder.patch_embed.seq.2.bn.running_var': (64,),
+        'image_encoder.layers.0.blocks.1.conv2.c.weight': (256, 1, 3, 3),
+        'image_encoder.layers.0.downsample.conv1.c.weight': (128, 64, 1, 1),
+        'image_encoder.layers.1.blocks.0.attn.qkv.weight': (384, 128),
+        'image_encoder.layers.1.blocks.0.attn.attention_biases': (4, 49),
+        'image_encoder.layers.2.blocks.5.attn.attention_biases': (5, 196),
+        'image_encoder.layers.2.blocks.5.mlp.fc1.weight': (640, 160),
+        'image_encoder.layers.2.downsample.conv2.c.weight': (320, 1, 3, 3),
+        'image_encoder.layers.3.blocks.1.local_conv.bn.num_batches_tracked': (),
+        'image_encoder.head.weight': (1000, 320),
+        'image_encoder.neck.0.weight': (256, 320, 1, 1),
+        'image_encoder.neck.3.bias': (256,)}
+    for key, shape in expected.items():
+        assert tuple(encoder[key]) == shape, key
+    assert 'image_encoder.layers.3.downsample.conv1.c.weight' not in encoder
+    assert not any('bias_index' in k for k in encoder)        # not persistent, as theirs
+    # Stage 3 keeps the 1/16 grid: 64x64 tokens at 1024 pixels.
+    assert sam.image_encoder.grid == 64 and sam.image_encoder.layers[3].blocks[0].resolution \
+        == (64, 64)
+    # The bias table: one entry per offset (|dy|, |dx|), numbered in raster order of the pairs.
+    index = relative_offsets(3)
+    assert index.shape == (9, 9) and int(index.max()) == 8 and index[0, 0] == 0
+    assert index[0, 1] == index[1, 2] == index[4, 3] and index[0, 4] == index[8, 4]
+
+
+def test_tiny_mobile_sam_segments_points_exports_and_loads_its_weights(tmp_path):
+    onnxruntime = pytest.importorskip('onnxruntime')
+    torch.manual_seed(0)
+    spec = _tiny_vit_t_spec()
+    sam = build_sam(spec)
+    rgb = np.random.default_rng(1).integers(0, 255, (48, 80, 3), dtype=np.uint8)
+    seg = PromptableSegmenter(sam)
+    seg.set_image(rgb)
+    assert tuple(seg.predictor.features.shape) == (1, 16, 4, 4)
+    masks, iou = seg.masks_for_points(torch.tensor([[5.0, 5.0], [70.0, 40.0]]))
+    assert masks.shape == (2, 48, 80) and iou.shape == (2,)
+    # The image encoder exports to ONNX and ONNX Runtime gives the same embedding.
+    import io
+    x = torch.randn(1, 3, 64, 64)
+    buf = io.BytesIO()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        torch.onnx.export(sam.image_encoder, (x,), buf, input_names=['image'],
+                          output_names=['embedding'], opset_version=17, dynamo=False)
+    session = onnxruntime.InferenceSession(buf.getvalue(), providers=['CPUExecutionProvider'])
+    with torch.no_grad():
+        expected = sam.image_encoder(x).numpy()
+    got = session.run(None, {'image': x.numpy()})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    # A state dict with the official key names loads, with or without the unused classifier.
+    full = tmp_path / 'mobile_sam_tiny.pt'
+    torch.save(sam.state_dict(), full)
+    loaded = load_sam_checkpoint(full, spec=spec)
+    for (k, a), b in zip(sam.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k
+    bare = tmp_path / 'no_classifier.pt'
+    torch.save({k: v for k, v in sam.state_dict().items()
+                if not k.startswith(('image_encoder.head.', 'image_encoder.norm_head.'))}, bare)
+    again = load_sam_checkpoint(bare, spec=spec)
+    with torch.no_grad():
+        torch.testing.assert_close(again.image_encoder(x), sam.image_encoder(x))
+    # Another variant's weights, or a truncated file: one error naming the file.
+    vit_b = tmp_path / 'sam_vit_b_tiny.pth'
+    torch.save(build_sam(_tiny_spec()).state_dict(), vit_b)
+    with pytest.raises(ModelError, match=r"sam_vit_b_tiny\.pth' does not match SAM vit_t: "
+                                         r'.*missing'):
+        load_sam_checkpoint(vit_b, spec=spec)
+    cut = tmp_path / 'cut.pt'
+    cut.write_bytes(full.read_bytes()[:2000])
+    with pytest.raises(ModelError, match=r"cut\.pt'.*not a readable"):
+        load_sam_checkpoint(cut, spec=spec)
+
+
+def test_import_sam_writes_a_model_directory_the_instance_branch_loads(tmp_path, monkeypatch):
+    from anomaly_perception.branches.instance import promptable
+    from anomaly_perception.cli import main
+    from anomaly_perception.runtime.manifest import load_manifest
+    torch.manual_seed(0)
+    spec = _tiny_vit_t_spec()
+    sam = build_sam(spec)
+    checkpoint = tmp_path / 'mobile_sam.pt'
+    torch.save(sam.state_dict(), checkpoint)
+    # The command takes the official variants; the tiny one stands in for vit_t here.
+    real = promptable.sam_spec
+    monkeypatch.setattr(promptable, 'sam_spec',
+                        lambda variant, **c: spec if variant == 'vit_t' else real(variant, **c))
+    from anomaly_perception.cli.runtime import SAM_VARIANT_NAMES
+    assert SAM_VARIANT_NAMES == tuple(sorted(promptable.SAM_VARIANTS))
+    out = tmp_path / 'instance_mobile_sam'
+    assert main(['import-sam', str(checkpoint), '--variant', 'vit_t', '--out', str(out)]) == 0
+    manifest = load_manifest(out, branch='instance')
+    assert manifest['architecture'] == {'type': 'sam', 'spec': spec}
+    assert manifest['provenance']['imported_from'] == 'mobile_sam.pt'
+    seg, _ = promptable.load_promptable(out)
+    rgb = np.random.default_rng(2).integers(0, 255, (40, 64, 3), dtype=np.uint8)
+    ref = PromptableSegmenter(sam)
+    for s in (seg, ref):
+        s.set_image(rgb)
+    pts = torch.tensor([[10.0, 10.0], [50.0, 30.0]])
+    assert torch.equal(seg.masks_for_points(pts)[0], ref.masks_for_points(pts)[0])
+    # A checkpoint of another variant is refused and nothing is written.
+    vit_b = tmp_path / 'sam_vit_b.pth'
+    torch.save(build_sam(_tiny_spec()).state_dict(), vit_b)
+    assert main(['import-sam', str(vit_b), '--variant', 'vit_t', '--out',
+                 str(tmp_path / 'wrong')]) == 1
+    assert not (tmp_path / 'wrong').exists()
+
+
+def test_prompts_outside_the_image_are_skipped_and_counted(tiny_sam):
+    rgb = np.random.default_rng(3).integers(0, 255, (48, 80, 3), dtype=np.uint8)
+    seg = PromptableSegmenter(tiny_sam)
+    seg.set_image(rgb)
+    good = torch.tensor([[5.0, 5.0], [70.0, 40.0]])
+    bad = torch.tensor([[-1.0, 5.0], [80.0, 10.0], [10.0, 48.0], [float('nan'), 3.0]])
+    masks, iou = seg.masks_for_points(torch.cat([good[:1], bad, good[1:]]))
+    expected, expected_iou = seg.masks_for_points(good)
+    assert seg.outside_points == 4
+    assert torch.equal(masks[[0, 5]], expected) and not masks[1:5].any()
+    torch.testing.assert_close(iou[[0, 5]], expected_iou)
+    assert (iou[1:5] == 0).all()
+    # UGainS keeps nothing of them: an empty mask never survives NMS.
+    scores = ugains.mask_scores(masks, torch.zeros(48, 80))
+    assert set(ugains.mask_nms(masks, scores).tolist()) <= {0, 5}
+    with pytest.raises(ValueError, match=r'\[P, 2\]'):
+        seg.masks_for_points(torch.zeros(3))

@@ -36,6 +36,7 @@ from .evaluate import add_evaluate
 from .experiment import add_experiment
 from .runtime import add_bench
 from .runtime import add_export
+from .runtime import add_import_sam
 from .score import add_score
 from .synthesize import add_synthesize
 from .train import add_train
@@ -47,7 +48,8 @@ from ..errors import UsageError
 __all__ = ['build_parser', 'main', 'PROG', 'UsageError']
 
 COMMANDS = [add_inspect, add_synth, add_train, add_score, add_evaluate, add_experiment,
-            add_synthesize, add_replay, add_tag, add_export, add_bench, add_demo]
+            add_synthesize, add_replay, add_tag, add_export, add_import_sam, add_bench,
+            add_demo]
 
 
 def build_parser():

@@ -1,4 +1,4 @@
-"""``export`` and ``bench``: ONNX graphs and speed."""
+"""``export``, ``import-sam`` and ``bench``: ONNX graphs, users' SAM weights and speed."""
 
 # Copyright 2026 The anomaly_perception Authors
 #
@@ -18,6 +18,9 @@ from .common import add_branch_option
 from .common import positive_int
 from .common import resolve_branch
 from ..errors import UsageError
+
+# promptable.SAM_VARIANTS' keys (a test keeps them equal; the parser imports no torch).
+SAM_VARIANT_NAMES = ('vit_b', 'vit_h', 'vit_l', 'vit_t')
 
 
 def add_export(sub):
@@ -48,6 +51,35 @@ def _run_export(args):
         manifest = store_fp16_weights(args.model)
         total = sum(f['bytes'] for f in manifest['files'].values())
         print(f'stored {args.model} with float16 weights: {total / 1e6:.1f} MB in all')
+    return 0
+
+
+def add_import_sam(sub):
+    p = sub.add_parser('import-sam', help='make a promptable model directory of an official '
+                                          'SAM or MobileSAM checkpoint',
+                       description='Load an official checkpoint into its architecture (a '
+                                   'file of another variant, or a truncated one, is refused '
+                                   'with the file named) and write a model directory the '
+                                   "instance branch loads: the instance node's model_dir, "
+                                   'score --branch instance --model, experiment ugains '
+                                   '--promptable.')
+    p.add_argument('checkpoint', help="the checkpoint file (Meta's sam_vit_b_01ec64.pth, "
+                                      'sam_vit_l_0b3195.pth, sam_vit_h_4b8939.pth; '
+                                      "MobileSAM's mobile_sam.pt)")
+    p.add_argument('--variant', required=True, choices=SAM_VARIANT_NAMES,
+                   help='vit_b, vit_l, vit_h (SAM) or vit_t (MobileSAM)')
+    p.add_argument('--out', required=True, help='the model directory to write')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing directory')
+    p.set_defaults(run=_run_import_sam)
+
+
+def _run_import_sam(args):
+    from ..branches.instance.promptable import import_sam_checkpoint
+    manifest = import_sam_checkpoint(args.checkpoint, args.variant, args.out,
+                                     overwrite=args.overwrite)
+    size = sum(f['bytes'] for f in manifest['files'].values())
+    print(f'written {args.out} (SAM {args.variant}, {size / 1e6:.1f} MB): '
+          f'model_dir:={args.out} for the instance node')
     return 0
 
 

@@ -21,7 +21,7 @@ header: ``~/instances`` (vision_msgs/Detection2DArray), ``~/instance_ids``
 ``~/markers`` (MarkerArray with lifetimes) and ``~/overlay`` (rgb8, only
 while subscribed); see :mod:`anomaly_perception.branches.instance.messages`.
 ``/diagnostics`` adds the keyframe latency (pair formed -> published), the
-keyframe, pairing and buffer counts.
+keyframe, pairing and buffer counts, and the prompts skipped outside the image.
 
     ros2 run anomaly_perception instance_anomaly_node --ros-args -r image:=/camera/image_raw
         -r anomaly_map:=/pixel_anomaly/anomaly_map -r camera_info:=/camera/camera_info
@@ -197,6 +197,7 @@ class InstanceAnomalyNode(PerceptionNode):
                   self.camera_info_error or ('received' if self._camera_info_seen
                                              else 'none yet'))
         snap['dropped'] = self.keyframe_buffer.overflow + self.keyframe_buffer.superseded
+        promptable = self.pipeline.detector.promptable if self.pipeline is not None else None
         snap['extra'] = {
             'keyframe_latency_median_ms': snap['latency_median_ms'],
             'keyframes_taken': sum(self.keyframe_reasons.values()),
@@ -210,6 +211,9 @@ class InstanceAnomalyNode(PerceptionNode):
             'waiting_images': pending['image'], 'waiting_maps': pending['map'],
             'map_topic': self.map_topic,
             'camera_info': camera,
+            'promptable': 'none (connected regions of the map)' if promptable is None and
+                          self.pipeline is not None else 'loaded' if promptable else '-',
+            'prompts_outside_image_skipped': getattr(promptable, 'outside_points', 0),
         }
         return snap
 

@@ -8,11 +8,15 @@ embedding:
 
 * :data:`SAM_VARIANTS`: the official layouts ``vit_b``, ``vit_l``,
   ``vit_h`` (1024-pixel input, 16-pixel patches, windowed attention with
-  four global blocks, 256-dim prompts, a two-layer two-way transformer);
+  four global blocks, 256-dim prompts, a two-layer two-way transformer),
+  and MobileSAM's ``vit_t`` (SAM's prompt encoder and decoder under a
+  TinyViT-5M image encoder, :mod:`.tinyvit`);
 * :func:`sam_spec` derives a spec from a variant with any field changed (the
   tests use a ViT-B *layout* with tiny dimensions; the project's own small
   default is such a spec too);
-* :func:`build_sam` / :func:`load_sam_checkpoint`;
+* :func:`build_sam` / :func:`load_sam_checkpoint`; :func:`import_sam_checkpoint`
+  (``anomaly-perception import-sam``) makes a model directory of an
+  official checkpoint, which the instance node loads as ``model_dir``;
 * :class:`PromptableSegmenter`: ``set_image`` once per keyframe (the image
   embedding), then :meth:`~PromptableSegmenter.masks_for_points`: every
   point its own single positive prompt, ``prompt_batch`` prompts per
@@ -46,6 +50,9 @@ from pathlib import Path
 
 import torch
 
+from .tinyvit import CLASSIFIER_KEYS
+from .tinyvit import MOBILE_SAM
+from .tinyvit import TinyViT
 from ...runtime.manifest import load_manifest
 from ...runtime.manifest import ModelError
 
@@ -66,6 +73,8 @@ SAM_VARIANTS = {
     'vit_h': {'image_size': 1024, 'prompt_dim': 256,
               'encoder': {**_VIT, 'embed_dim': 1280, 'depth': 32, 'num_heads': 16,
                           'global_attn_indexes': [7, 15, 23, 31]},
+              'decoder': dict(_DECODER)},
+    'vit_t': {'image_size': 1024, 'prompt_dim': 256, 'encoder': dict(MOBILE_SAM),
               'decoder': dict(_DECODER)},
 }
 
@@ -162,6 +171,16 @@ def build_sam(spec):
             raise ModelError(f'SAM spec: an ERFNet image encoder has patch_size 8 or 16, '
                              f'not {patch}')
         encoder = ErfnetImageEncoder(size, dim, patch)
+    elif enc.get('type') == 'tiny_vit':
+        if patch != 16:
+            raise ModelError(f'SAM spec: a TinyViT image encoder has patch_size 16, not {patch}')
+        try:
+            encoder = TinyViT(size, dim, list(enc['embed_dims']), list(enc['depths']),
+                              list(enc['num_heads']), list(enc['window_sizes']),
+                              float(enc['mlp_ratio']), float(enc['mbconv_expand_ratio']),
+                              int(enc['local_conv_size']), int(enc['num_classes']))
+        except ValueError as err:
+            raise ModelError(f'SAM spec: {err}') from None
     else:
         encoder = ImageEncoderViT(
             img_size=size, patch_size=patch, embed_dim=int(enc['embed_dim']),
@@ -208,7 +227,12 @@ def load_sam_checkpoint(path, variant='vit_b', spec=None):
         raise ModelError(f'{str(path)!r}: not a state dict of tensors (for {what}).')
     model = build_sam(spec)
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
+    # TinyViT's ImageNet classifier is unused: a checkpoint may have it or not, of any size.
+    unused = tuple(f'image_encoder.{k}' for k in CLASSIFIER_KEYS) \
+        if spec['encoder'].get('type') == 'tiny_vit' else ()
+    state = {k: v for k, v in state.items() if not (
+        unused and k.startswith(unused) and (k not in own or own[k].shape != v.shape))}
+    missing = sorted(k for k in set(own) - set(state) if not (unused and k.startswith(unused)))
     unexpected = sorted(set(state) - set(own))
     shapes = [f'{k} {tuple(state[k].shape)} vs {tuple(v.shape)}' for k, v in own.items()
               if k in state and state[k].shape != v.shape]
@@ -218,8 +242,40 @@ def load_sam_checkpoint(path, variant='vit_b', spec=None):
             f'{len(unexpected)} unexpected (e.g. {unexpected[0]})' if unexpected else '',
             f'{len(shapes)} of other shapes (e.g. {shapes[0]})' if shapes else '') if part)
         raise ModelError(f'{str(path)!r} does not match {what}: {detail}.')
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=not unused)
     return model.eval()
+
+
+def import_sam_checkpoint(path, variant, out, *, overwrite=False):
+    """Check an official SAM or MobileSAM checkpoint and write it as a promptable model directory.
+
+    ``variant``: ``vit_b``, ``vit_l``, ``vit_h`` (Meta's ``sam_vit_*.pth``) or
+    ``vit_t`` (MobileSAM's ``mobile_sam.pt``). The weights are loaded into
+    the variant's architecture first (:func:`load_sam_checkpoint`), so a
+    checkpoint of another variant or a truncated file is refused, naming
+    the file, before anything is written; the directory is written
+    atomically. Returns the manifest.
+
+    Raises:
+        ModelError: as :func:`load_sam_checkpoint`.
+
+    """
+    import hashlib
+    import io
+
+    from ...runtime.manifest import write_model_dir
+    from ...training import training_environment
+    spec = sam_spec(variant)
+    sam = load_sam_checkpoint(path, spec=spec)
+    buf = io.BytesIO()
+    torch.save(sam.state_dict(), buf)
+    source = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    manifest = {'name': Path(out).name, 'branch': 'instance',
+                'architecture': {'type': 'sam', 'spec': spec},
+                'provenance': {'imported_from': Path(path).name, 'source_sha256': source,
+                               **training_environment()}}
+    return write_model_dir(out, manifest, {PROMPTABLE_FILE: buf.getvalue()},
+                           overwrite=overwrite)
 
 
 class PromptableSegmenter:
@@ -227,6 +283,7 @@ class PromptableSegmenter:
 
     def __init__(self, sam, device='cpu', prompt_batch=64):
         from segment_anything import SamPredictor
+        self.outside_points = 0         # prompts outside the image (or not finite), skipped
         self.sam = sam.to(device).eval()
         self.predictor = SamPredictor(self.sam)
         self.prompt_batch = int(prompt_batch)
@@ -247,13 +304,31 @@ class PromptableSegmenter:
         """Return ``(masks bool [P, H, W], predicted IoU [P])`` for points ``(x, y)``.
 
         Points are in the pixel coordinates of the image given to
-        :meth:`set_image`; masks come at that image's resolution.
+        :meth:`set_image`; masks come at that image's resolution. A point
+        outside the image (or not finite) gets an empty mask and predicted
+        IoU 0, and is counted in ``outside_points`` (UGainS then drops it:
+        an empty mask never survives NMS).
+
+        Raises:
+            ValueError: points that are not ``[P, 2]``.
+
         """
         p = self.predictor
         if not p.is_image_set:
             raise RuntimeError('set_image before masks_for_points')
         h, w = p.original_size
         points = torch.as_tensor(points_xy, dtype=torch.float32, device=self.device)
+        if points.dim() != 2 or points.shape[1] != 2:
+            raise ValueError(f'expected points (x, y) [P, 2], got {tuple(points.shape)}')
+        inside = (torch.isfinite(points).all(dim=1) & (points[:, 0] >= 0) & (points[:, 0] < w)
+                  & (points[:, 1] >= 0) & (points[:, 1] < h))
+        if not bool(inside.all()):
+            self.outside_points += int((~inside).sum())
+            masks = torch.zeros(len(points), h, w, dtype=torch.bool, device=self.device)
+            ious = torch.zeros(len(points), device=self.device)
+            if bool(inside.any()):
+                masks[inside], ious[inside] = self.masks_for_points(points[inside])
+            return masks, ious
         if len(points) == 0:
             return (torch.zeros(0, h, w, dtype=torch.bool, device=self.device),
                     torch.zeros(0, device=self.device))
