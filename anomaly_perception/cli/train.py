@@ -210,8 +210,18 @@ def add_train(sub):
         pr, init_from="start the image encoder from this ERFNet pixel model's encoder")
     pr.add_argument('--image-size', type=positive_int, default=256,
                     help='model input: longest side, padded square (multiple of 16)')
-    pr.add_argument('--epochs', type=positive_int, default=6)
-    pr.add_argument('--batch-size', type=positive_int, default=8)
+    pr.add_argument('--design', choices=('sam', 'crops'), default='sam',
+                    help="sam: SAM's prompt encoder and mask decoder on ERFNet's encoder (late "
+                         'fusion, default); crops: the click as an input channel of a small '
+                         'U-Net on windows of three sizes around it, the best by predicted '
+                         'IoU (early fusion, full resolution)')
+    pr.add_argument('--epochs', type=positive_int, default=6, help='sam: epochs (6)')
+    pr.add_argument('--steps', type=positive_int, default=6000,
+                    help='crops: optimiser steps (6000), validated every --val-every')
+    pr.add_argument('--val-every', type=positive_int, default=500,
+                    help='crops: steps between validations and checkpoints (500)')
+    pr.add_argument('--batch-size', type=positive_int, default=None,
+                    help='sam: frames per batch (8); crops: clicks per step (32)')
     pr.add_argument('--prompts-per-image', type=positive_int, default=16)
     pr.add_argument('--init-promptable', default='', metavar='PROMPTABLE_MODEL',
                     help='start every weight from this promptable model (same spec): a further '
@@ -222,9 +232,10 @@ def add_train(sub):
                     help='batches of linear learning-rate warm-up (default 250)')
     pr.add_argument('--device', default='cpu', choices=('cpu', 'cuda'),
                     help='train on the CPU (default) or a CUDA GPU')
-    pr.add_argument('--every', type=positive_int, default=1,
-                    help='train on every n-th train_set frame (default 1: all)')
-    pr.add_argument('--lr', type=float, default=3e-4)
+    pr.add_argument('--every', type=positive_int, default=None,
+                    help='train on every n-th train_set frame (sam: 1, all; crops: 4, the '
+                         'frames are kept at their own resolution)')
+    pr.add_argument('--lr', type=float, default=None, help='sam: 3e-4; crops: 2e-3')
     pr.add_argument('--seed', type=int, default=0)
     pr.add_argument('--overwrite', action='store_true')
     pr.add_argument('--refine-rounds', type=int, default=0,
@@ -633,20 +644,22 @@ def _run_train_promptable(args):
 
     from ..branches.instance.train_promptable import PromptableTrainingConfig
     from ..branches.instance.train_promptable import train_promptable_model
+    if args.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            raise UsageError('--device cuda: PyTorch sees no CUDA GPU here.')
+    if args.design == 'crops':
+        return _run_train_clickcrops(args)
     if args.image_size % 16:
         raise UsageError(f'--image-size must be a multiple of 16, got {args.image_size}.')
     if args.init_from and not (Path(args.init_from) / 'manifest.yaml').is_file():
         raise UsageError(f'--init-from {args.init_from!r}: not a model directory.')
     config = PromptableTrainingConfig(
-        image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
-        prompts_per_image=args.prompts_per_image, train_every=args.every, lr=args.lr,
-        warmup_steps=args.warmup_steps, patch_size=args.patch_size,
+        image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size or 8,
+        prompts_per_image=args.prompts_per_image, train_every=args.every or 1,
+        lr=args.lr or 3e-4, warmup_steps=args.warmup_steps, patch_size=args.patch_size,
         init_promptable=args.init_promptable, init_from=args.init_from, seed=args.seed,
         refine_rounds=args.refine_rounds)
-    if args.device == 'cuda':
-        import torch
-        if not torch.cuda.is_available():
-            raise UsageError('--device cuda: PyTorch sees no CUDA GPU here.')
     work = args.work or str(Path('out') / 'train' / Path(args.out).name)
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
     manifest = train_promptable_model(args.data, args.out, work, config,
@@ -655,6 +668,28 @@ def _run_train_promptable(args):
     m = manifest['metrics']
     print(f'written {args.out}: validation mask IoU from one point per anomaly '
           f"{m['validation_anomaly_iou']:.3f} (epoch {m['best_epoch']})")
+    return 0
+
+
+def _run_train_clickcrops(args):
+    from pathlib import Path
+
+    from ..branches.instance.train_clickcrops import ClickCropsTrainingConfig
+    from ..branches.instance.train_clickcrops import train_clickcrops_model
+    if args.init_from or args.init_promptable or args.refine_rounds:
+        raise UsageError('--design crops trains from scratch on single clicks: --init-from, '
+                         '--init-promptable and --refine-rounds are for --design sam.')
+    config = ClickCropsTrainingConfig(
+        steps=args.steps, val_every=args.val_every, batch_size=args.batch_size or 32,
+        train_every=args.every or 4, lr=args.lr or 2e-3, seed=args.seed)
+    work = args.work or str(Path('out') / 'train' / Path(args.out).name)
+    command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    manifest = train_clickcrops_model(args.data, args.out, work, config,
+                                      overwrite=args.overwrite, command=command,
+                                      device=args.device)
+    m = manifest['metrics']
+    print(f'written {args.out}: validation mask IoU from one point per anomaly '
+          f"{m['validation_anomaly_iou']:.3f} (step {m['best_step']})")
     return 0
 
 

@@ -78,10 +78,14 @@ CEILING_THRESHOLDS = np.linspace(0.05, 0.95, 19)
 def decoder_shape(spec, shape):
     """``(h, w)`` of a SAM spec's low-resolution masks for an image of ``shape``.
 
+    (A click-crops spec: the image's own, where its windows' masks are pasted.)
+
     SAM resizes the longest side to ``image_size`` and its mask decoder
     returns masks at 4 / ``patch_size`` of that input.
     """
     h, w = shape[:2]
+    if 'crop_size' in spec:        # click_crops: masks pasted at the image's own resolution
+        return h, w
     factor = spec['image_size'] / max(h, w) * 4 / int(spec['encoder'].get('patch_size', 16))
     return max(1, int(round(h * factor))), max(1, int(round(w * factor)))
 

@@ -362,8 +362,35 @@ def load_promptable(model_dir, device='cpu', prompt_batch=64):
     """
     manifest = load_manifest(model_dir, branch='instance')
     arch = manifest.get('architecture') or {}
+    if arch.get('type') == 'click_crops' and isinstance(arch.get('spec'), dict):
+        return _load_click_crops(Path(model_dir), arch['spec'], device, prompt_batch), manifest
     if arch.get('type') != 'sam' or not isinstance(arch.get('spec'), dict):
         raise ModelError(f'{str(model_dir)!r} is not a promptable segmenter (architecture '
-                         f'{arch.get("type")!r}, expected sam with a spec).')
+                         f'{arch.get("type")!r}, expected sam or click_crops with a spec).')
     sam = load_sam_checkpoint(Path(model_dir) / PROMPTABLE_FILE, spec=arch['spec'])
     return PromptableSegmenter(sam, device, prompt_batch), manifest
+
+
+def _load_click_crops(model_dir, spec, device, prompt_batch):
+    from .clickcrops import build_clicknet
+    from .clickcrops import ClickCropSegmenter
+    from .clickcrops import crops_spec
+    path = model_dir / PROMPTABLE_FILE
+    try:
+        spec = crops_spec(**spec)
+        net = build_clicknet(spec)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f'{str(model_dir)!r}: a click_crops spec that does not build '
+                         f'({err}).') from None
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # noqa: B902 - torch raises many kinds for a bad file
+        raise ModelError(f'{str(path)!r}: not a readable click_crops state dict '
+                         f'({type(err).__name__}: {err}).') from None
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        first = str(err).splitlines()[0]
+        raise ModelError(f'{str(path)!r} does not match its click_crops spec ({first}).') \
+            from None
+    return ClickCropSegmenter(net, spec, device=device, prompt_batch=prompt_batch)
