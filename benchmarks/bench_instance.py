@@ -16,7 +16,13 @@ In one run, on the same 640x360 keyframe, shipped models by default:
   CPU session can spend on training it;
 * with ``--cuda`` (a GPU machine): a full-size SAM ViT-B layout (random
   weights, 1024x1024 input) in fp16, one image embedding plus 50 batched
-  prompts.
+  prompts;
+* with ``--designs NAME=DIR,...``: the whole keyframe with each
+  promptable design on the same frame, pixel model and 50 prompts, with
+  its ratio to the shipped promptable model measured in the same run
+  (``components``: none, the map's connected regions; ``mobile_sam``:
+  MobileSAM's full-size layout, 1024 input, random weights: its speed,
+  not its masks).
 
 The keyframe is a synthetic patrol frame with an anomaly in view; the
 prompt threshold is lowered until 50 candidate pixels exist, so every run
@@ -102,6 +108,38 @@ def cpu_speeds(pixel_dir, promptable_dir, points, seconds, backend):
     return out
 
 
+def design_speeds(pixel_dir, promptable_dir, designs, points, seconds, backend):
+    """Keyframe latency of each promptable design, and its ratio to the shipped model's."""
+    from anomaly_perception.branches.instance.detector import InstanceAnomalySegmenter
+    from anomaly_perception.branches.instance.promptable import build_sam
+    from anomaly_perception.branches.instance.promptable import load_promptable
+    from anomaly_perception.branches.instance.promptable import PromptableSegmenter
+    from anomaly_perception.branches.instance.promptable import sam_spec
+    rgb = keyframe()
+    ref = InstanceAnomalySegmenter.from_model_dirs(pixel_dir, promptable_dir, backend=backend)
+    prob = ref.pixel.segment(rgb)[0].probability
+    finite = np.sort(prob[np.isfinite(prob)])[::-1]
+    fpr = min(0.999, max(1e-6, 1.0 - float(finite[min(len(finite) - 1, 4 * points)])))
+    rows = {}
+    for name, where in [('shipped', promptable_dir)] + list(designs):
+        if where == 'components':
+            promptable = None
+        elif where == 'mobile_sam':
+            promptable = PromptableSegmenter(build_sam(sam_spec('vit_t')), prompt_batch=64)
+        else:
+            promptable = load_promptable(where)[0]
+        seg = InstanceAnomalySegmenter(ref.pixel, promptable, prompt_fpr=fpr, num_points=points)
+        result = seg.segment(rgb)
+        rows[name] = {'model': str(where), 'prompts': int(len(result.points)),
+                      'instances': int(len(result.scores)),
+                      'keyframe_ms': _ms(measure(lambda: seg.segment(rgb), seconds=seconds,
+                                                 warmup=1))}
+    base = rows['shipped']['keyframe_ms']['median']
+    for row in rows.values():
+        row['ratio_to_shipped'] = row['keyframe_ms']['median'] / base
+    return rows
+
+
 def train_step_speeds(promptable_dir, seconds):
     """Seconds per training step of the promptable model, whole and decoder-only."""
     from anomaly_perception.branches.instance.promptable import load_promptable
@@ -180,6 +218,9 @@ def main():
                         help='also a training step of the promptable model')
     parser.add_argument('--cuda', action='store_true', help='also SAM ViT-B fp16 on GPU')
     parser.add_argument('--cuda-only', action='store_true', help='only the GPU measurement')
+    parser.add_argument('--designs', default='',
+                        help='NAME=DIR,... promptable designs to time beside the shipped '
+                             'one (DIR may be components or mobile_sam)')
     args = parser.parse_args()
     args.cuda = args.cuda or args.cuda_only
     if args.threads:
@@ -196,6 +237,14 @@ def main():
               f"{c['part_image_embedding_ms']['median']:.0f} ms, prompts batched "
               f"{c['part_prompts_batched_ms']['median']:.0f} ms / one at a time "
               f"{c['part_prompts_one_at_a_time_ms']['median']:.0f} ms")
+    if args.designs:
+        designs = [item.split('=', 1) for item in args.designs.split(',') if item]
+        results['cpu_designs'] = d = design_speeds(args.pixel_model, args.promptable, designs,
+                                                   args.points, args.seconds, args.backend)
+        for name, row in d.items():
+            print(f"{name} ({row['model']}): keyframe {row['keyframe_ms']['median']:.0f} ms "
+                  f"with {row['prompts']} prompts, {row['instances']} instances "
+                  f"({row['ratio_to_shipped']:.2f}x the shipped model)")
     if args.train_step:
         results['cpu_train_step'] = t = train_step_speeds(args.promptable, args.seconds)
         print(f"training step, {t['whole_step_prompts']} prompts on 16 frames, encoder and "

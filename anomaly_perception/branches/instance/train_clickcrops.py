@@ -109,13 +109,13 @@ class ClickCropsTrainingConfig:
 @dataclasses.dataclass
 class ClickData:
     images: np.ndarray      # uint8 [N, h, w, 3]
-    regions: np.ndarray     # int32 [N, h, w]: 0 none, region ids per frame
+    regions: np.ndarray     # int16 [N, h, w]: 0 none, region ids per frame
     anomalous: list         # per frame: the region ids that are anomaly instances
-    instances: np.ndarray   # uint16 [N, h, w] anomaly instance ids (0 none)
+    instances: np.ndarray   # uint16 [N, h, w] anomaly instance ids (0 none); None if not kept
 
 
 def load_click_data(data, splits, shape, cache_dir, every, min_region, show_progress,
-                    limit=None):
+                    limit=None, keep_instances=True):
     """Frames (global anomaly types left out), their regions and anomaly instances."""
     images, regions, anomalous, instances = [], [], [], []
     for split in splits:
@@ -124,20 +124,27 @@ def load_click_data(data, splits, shape, cache_dir, every, min_region, show_prog
         part = load_pixel_split(data, split, shape, cache_dir, show_progress,
                                 every=every if split == 'train_set' else 1,
                                 exclude_types=GLOBAL_TYPES, instances=True)
-        n = len(part.images) if limit is None else min(limit, len(part.images))
+        # ``limit`` frames spread over the split (its records are grouped by type).
+        keep = np.arange(len(part.images)) if limit is None or limit >= len(part.images) \
+            else np.linspace(0, len(part.images) - 1, limit).round().astype(int)
         ids = part.instances if part.instances is not None else np.zeros(
             part.labels.shape, np.uint16)
-        for j in range(n):
+        for j in keep:
             r, a = frame_regions(part.labels[j], np.where(part.anomaly[j], ids[j], 0),
                                  min_region)
-            regions.append(r)
+            if r.max() > np.iinfo(np.int16).max:
+                raise TrainingError(f'a frame of {split} has {r.max()} regions; raise '
+                                    'min_region.')
+            regions.append(r.astype(np.int16))
             anomalous.append(a)
-        images.append(part.images[:n])
-        instances.append(np.where(part.anomaly[:n], ids[:n], 0).astype(np.uint16))
+        images.append(part.images[keep])
+        if keep_instances:
+            instances.append(np.where(part.anomaly[keep], ids[keep], 0).astype(np.uint16))
+        del part
     if not images:
         raise TrainingError(f'{str(data.root)!r} has none of {", ".join(splits)}.')
     return ClickData(np.concatenate(images), np.stack(regions), anomalous,
-                     np.concatenate(instances))
+                     np.concatenate(instances) if keep_instances else None)
 
 
 def interior_point(mask):
@@ -338,7 +345,8 @@ def train_clickcrops_model(data_dir, model_dir, work_dir, config=None, *, overwr
     cache_dir = cache_dir or default_cache_dir()
     started = time.perf_counter()
     train = load_click_data(data, ['train_set', 'outliers_set'], shape, cache_dir,
-                            config.train_every, config.min_region, show_progress)
+                            config.train_every, config.min_region, show_progress,
+                            keep_instances=False)
     val = load_click_data(data, ['validation_set'], shape, cache_dir, 1, config.min_region,
                           show_progress, limit=config.val_frames)
     net, state, spec = train_clickcrops_network(train, val, work_dir, config, show_progress,
