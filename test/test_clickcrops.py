@@ -34,7 +34,7 @@ def _squares(n, rng, h=48, w=80):
             regions[i, y:y + hh, x:x + ww] = rid
         regions[i][regions[i] == 0] = 4           # the background is a region too
     instances = np.where(regions < 4, regions, 0).astype(np.uint16)
-    return tc.ClickData(images, regions, [{1, 2, 3}] * n, instances)
+    return tc.RegionData(images, regions, [{1, 2, 3}] * n, instances)
 
 
 def test_a_window_pasted_back_lands_where_it_was_cut():

@@ -66,7 +66,9 @@ from .clickcrops import network_input
 from .clickcrops import sample_windows
 from .clickcrops import window_sides
 from .promptable import PROMPTABLE_FILE
+from .train_promptable import first_frame_shape
 from .train_promptable import frame_regions
+from .train_promptable import RegionData
 from .ugains import oracle_points
 from ..pixel.train import load_pixel_split
 from ...data.hazards import default_cache_dir
@@ -106,17 +108,13 @@ class ClickCropsTrainingConfig:
     seed: int = 0
 
 
-@dataclasses.dataclass
-class ClickData:
-    images: np.ndarray      # uint8 [N, h, w, 3]
-    regions: np.ndarray     # int16 [N, h, w]: 0 none, region ids per frame
-    anomalous: list         # per frame: the region ids that are anomaly instances
-    instances: np.ndarray   # uint16 [N, h, w] anomaly instance ids (0 none); None if not kept
-
-
 def load_click_data(data, splits, shape, cache_dir, every, min_region, show_progress,
                     limit=None, keep_instances=True):
-    """Frames (global anomaly types left out), their regions and anomaly instances."""
+    """:class:`~.train_promptable.RegionData` of ``splits`` (global anomaly types left out).
+
+    ``limit`` frames per split, spread over it; ``keep_instances`` False
+    leaves ``instances`` None (training needs the regions only).
+    """
     images, regions, anomalous, instances = [], [], [], []
     for split in splits:
         if not data.records(split):
@@ -143,8 +141,8 @@ def load_click_data(data, splits, shape, cache_dir, every, min_region, show_prog
         del part
     if not images:
         raise TrainingError(f'{str(data.root)!r} has none of {", ".join(splits)}.')
-    return ClickData(np.concatenate(images), np.stack(regions), anomalous,
-                     np.concatenate(instances) if keep_instances else None)
+    return RegionData(np.concatenate(images), np.stack(regions), anomalous,
+                      np.concatenate(instances) if keep_instances else None)
 
 
 def interior_point(mask):
@@ -335,13 +333,7 @@ def train_clickcrops_model(data_dir, model_dir, work_dir, config=None, *, overwr
     """Train and write a click-crops model directory; return its manifest."""
     config = config or ClickCropsTrainingConfig()
     data = HazardsDataset(data_dir)
-    sample = data.records('train_set')
-    if not sample:
-        raise TrainingError(f'{str(data_dir)!r} has no train_set.')
-    first = cv2.imread(str(sample[0].path))
-    if first is None:
-        raise TrainingError(f'Cannot read {str(sample[0].path)!r}.')
-    shape = first.shape[:2]
+    shape = first_frame_shape(data)
     cache_dir = cache_dir or default_cache_dir()
     started = time.perf_counter()
     train = load_click_data(data, ['train_set', 'outliers_set'], shape, cache_dir,

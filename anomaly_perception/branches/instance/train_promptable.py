@@ -119,9 +119,25 @@ class PromptableTrainingConfig:
 @dataclasses.dataclass
 class RegionData:
     images: np.ndarray      # uint8 [N, h, w, 3]
-    regions: np.ndarray     # int32 [N, h, w]: 0 none, region ids per frame
+    regions: np.ndarray     # int32 (int16: click crops) [N, h, w]: 0 none, region ids
     anomalous: list         # per frame: the set of region ids that are anomaly instances
     instances: np.ndarray   # uint16 [N, h, w] anomaly instance ids (0 none)
+
+
+def first_frame_shape(data):
+    """``(h, w)`` of a dataset's first ``train_set`` frame (the frames' own resolution).
+
+    Raises:
+        TrainingError: no ``train_set``, or its first frame cannot be read (named).
+
+    """
+    sample = data.records('train_set')
+    if not sample:
+        raise TrainingError(f'{str(data.root)!r} has no train_set.')
+    first = cv2.imread(str(sample[0].path))
+    if first is None:
+        raise TrainingError(f'Cannot read {str(sample[0].path)!r}.')
+    return first.shape[:2]
 
 
 def frame_regions(labels, instances, min_region=16):
@@ -433,13 +449,7 @@ def train_promptable_model(data_dir, model_dir, work_dir, config=None, *, overwr
     """Train and write a promptable-segmenter model directory; return its manifest."""
     config = config or PromptableTrainingConfig()
     data = HazardsDataset(data_dir)
-    sample = data.records('train_set')
-    if not sample:
-        raise TrainingError(f'{str(data_dir)!r} has no train_set.')
-    first = cv2.imread(str(sample[0].path))
-    if first is None:
-        raise TrainingError(f'Cannot read {str(sample[0].path)!r}.')
-    h, w = first.shape[:2]
+    h, w = first_frame_shape(data)
     scale = config.image_size / max(h, w)
     shape = (max(8, int(round(h * scale / 8)) * 8), max(8, int(round(w * scale / 8)) * 8))
     cache_dir = cache_dir or default_cache_dir()
