@@ -182,7 +182,7 @@ def network_input(images, owner, grid, clicks_in_crop, size):
 
 
 def build_clicknet(spec):
-    """An untrained :class:`ClickNet` for ``spec`` (:func:`crops_spec`)."""
+    """Build an untrained :class:`ClickNet` for ``spec`` (:func:`crops_spec`)."""
     return ClickNet(tuple(spec['widths']))
 
 

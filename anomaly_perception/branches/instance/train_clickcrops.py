@@ -146,7 +146,7 @@ def load_click_data(data, splits, shape, cache_dir, every, min_region, show_prog
 
 
 def interior_point(mask):
-    """The ``(x, y)`` pixel of a bool mask farthest from its boundary."""
+    """Return the ``(x, y)`` pixel of a bool mask farthest from its boundary."""
     dist = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
     return float(x), float(y)
@@ -215,7 +215,7 @@ def window_batch(data, clicks, spec, rng, device='cpu', augment=True):
 
 
 def whole_region_iou(logits, target, valid, pixel_area, region_area):
-    """IoU of each window's mask (logit > 0, inside the image) with its whole region."""
+    """Return each window's mask IoU (logit > 0, inside the image) with its whole region."""
     pred = (logits > 0) & valid
     inter = (pred & (target > 0.5)).flatten(1).sum(1).float() * pixel_area
     area = pred.flatten(1).sum(1).float() * pixel_area

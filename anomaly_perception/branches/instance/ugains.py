@@ -319,9 +319,9 @@ class InstanceResult:
 
 
 def component_masks(score_map, threshold, ignore=None, min_area=10):
-    """Connected regions of ``score_map >= threshold``: bool ``[Q, H, W]``, largest first.
+    """Return the connected regions of ``score_map >= threshold``: bool ``[Q, H, W]``.
 
-    8-connected; NaN scores and ``ignore`` pixels are never in a region;
+    Largest first; 8-connected; NaN scores and ``ignore`` pixels are never in a region;
     regions under ``min_area`` pixels are dropped (the instance evaluation
     ignores them too). On the map's device.
     """
@@ -344,7 +344,7 @@ def component_masks(score_map, threshold, ignore=None, min_area=10):
 
 
 def run_components(score_map, config=None, ignore=None, min_area=10, min_score=None):
-    """The baseline without a promptable segmenter: connected regions as instances.
+    """Run the baseline without a promptable segmenter: connected regions as instances.
 
     The regions of ``score_map >= config.threshold`` (:func:`component_masks`)
     are scored by their mean score, filtered by ``min_score`` as in
