@@ -75,9 +75,10 @@ def generate_launch_description():
                                           'on keyframes, hazards on the floor; needs '
                                           'pixel:=true)'),
         DeclareLaunchArgument('instance_model', default_value='',
-                              description='promptable segmenter directory (empty: the shipped '
-                                          'one; components: none, the regions of the '
-                                          'thresholded map)'),
+                              description='promptable segmenter directory, e.g. the '
+                                          'shipped models/instance_sam_small (empty or '
+                                          'components: none, the regions of the '
+                                          'thresholded map; the default)'),
         DeclareLaunchArgument('camera_info_topic', default_value='/camera/camera_info',
                               description="the camera's CameraInfo (places hazards on the "
                                           'floor)'),

@@ -73,9 +73,10 @@ def generate_launch_description():
                                           'on keyframes, hazards on the floor; needs '
                                           'pixel:=true)'),
         DeclareLaunchArgument('instance_model', default_value='',
-                              description='promptable segmenter directory (empty: the shipped '
-                                          'one; components: none, the regions of the '
-                                          'thresholded map)'),
+                              description='promptable segmenter directory, e.g. the '
+                                          'shipped models/instance_sam_small (empty or '
+                                          'components: none, the regions of the '
+                                          'thresholded map; the default)'),
         DeclareLaunchArgument('place', default_value='',
                               description='place directory (train place): the frame and pixel '
                                           'nodes run its models, and hazard_monitor fuses them '

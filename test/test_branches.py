@@ -49,7 +49,11 @@ def test_every_branch_resolves_to_its_pieces():
              if hasattr(config, n)}, 'test') == config
         messages = branch.messages
         assert set(messages.output_topics('robot')) >= set(messages.OUTPUT_TYPES)
-        assert load_manifest(branch.shipped_model_dir())['branch'] == name
+        default = branch.shipped_model_dir()
+        if default in branch.model_free:        # loaded without a directory
+            assert branch.shipped_model == default and not Path(default).exists()
+        else:
+            assert load_manifest(default)['branch'] == name
 
 
 def test_unknown_branch_is_named_with_the_known_ones(tmp_path, capsys):

@@ -174,23 +174,45 @@ def test_without_a_promptable_model_the_regions_of_the_map_are_the_instances(
     from anomaly_perception.branches.instance.stream import InstanceStream
     from anomaly_perception.cli import main
     seg = InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, 'components',
-                                                   backend='torch', prompt_fpr=0.3)
+                                                   backend='torch', prompt_fpr=0.3,
+                                                   peak_ratio=0.2)
     assert seg.promptable is None and seg.manifest['name'] == 'components'
-    r = seg.segment(image)
-    direct = ugains.run_components(r.anomaly, seg.config)
-    assert len(r.scores) > 0
+    # The regions of the pixel model's own mask (not the prompts' looser threshold) that
+    # peak above the threshold at a fifth of the mask's FPR (hysteresis). A map with three
+    # squares: one peaks above both thresholds, one only above the mask's, one is under it.
+    mask_t, peak_t = seg.pixel.threshold, seg.min_peak
+    assert seg.components_config().threshold == mask_t > seg.config.threshold
+    assert peak_t == pytest.approx(seg.pixel.calibration.threshold_for_fpr(
+        seg.pixel.target_fpr * 0.2)) and peak_t > mask_t
+    low = float(seg.pixel.calibration.threshold_for_fpr(0.9))
+    u = np.full(image.shape[:2], low, np.float32)
+    u[4:12, 4:12] = mask_t + 0.5 * (peak_t - mask_t)
+    u[7, 7] = peak_t + 1.0                      # its peak
+    u[20:30, 20:30] = mask_t + 0.5 * (peak_t - mask_t)
+    u[40:50, 40:50] = 0.5 * (low + mask_t)
+    r = seg.segment(image, anomaly_map=u)
+    assert len(r.scores) == 1 and r.ids[7, 7] == 1 and np.all((r.ids > 0) == (u > mask_t)
+                                                             & (np.arange(64) < 12)[:, None])
+    direct = ugains.run_components(u, seg.components_config(), min_peak=peak_t)
     np.testing.assert_array_equal(r.ids, direct.ids.numpy())
     np.testing.assert_allclose(r.scores, direct.scores.numpy())
     np.testing.assert_allclose(r.refined, direct.refined.numpy(), equal_nan=True)
-    # Every instance is a region of the map above the prompt threshold.
-    above = r.anomaly >= seg.config.threshold
-    assert np.all(above[r.ids > 0])
+    loose = InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, 'components',
+                                                     backend='torch', peak_ratio=1.0)
+    assert loose.min_peak is None and len(loose.segment(image, anomaly_map=u).scores) == 2
     # The node's stream and score --branch instance take model_dir 'components'.
     stream = InstanceStream.from_config(InstanceNodeConfig(
         backend='torch', prompt_fpr=0.3, instance_fpr=1.0, model_dir='components',
         pixel_model_dir=str(tiny_pixel_model)))
-    frame = stream.keyframe(0, image, r.anomaly)
+    frame = stream.keyframe(0, image, u)
     np.testing.assert_array_equal(frame.instances.ids, r.ids)
+    # It is the default: no promptable model configured, none loaded, the same instances.
+    default = InstanceStream.from_config(InstanceNodeConfig(
+        backend='torch', prompt_fpr=0.3, instance_fpr=1.0,
+        pixel_model_dir=str(tiny_pixel_model)))
+    assert default.detector.promptable is None and default.model_dir == 'components'
+    np.testing.assert_array_equal(default.keyframe(0, image, u).instances.ids, r.ids)
+    r = seg.segment(image)          # the pixel model's own map, as score computes it
     out = tmp_path / 'scored'
     path = sorted((tiny_pixel_data / 'test_set').iterdir())[0]
     assert main(['score', str(path), '--branch', 'instance', '--model', 'components',
@@ -198,3 +220,59 @@ def test_without_a_promptable_model_the_regions_of_the_map_are_the_instances(
                  '--instance-fpr', '1', '--out', str(out)]) == 0
     meta = json.loads((out / f'{path.stem}.instances.json').read_text())
     assert len(meta['instances']) == len(r.scores)
+    # score --branch instance without --model runs it too.
+    assert main(['score', str(path), '--branch', 'instance', '--pixel-model',
+                 str(tiny_pixel_model), '--prompt-fpr', '0.3', '--instance-fpr', '1',
+                 '--out', str(tmp_path / 'scored_default')]) == 0
+    assert json.loads((tmp_path / 'scored_default' / f'{path.stem}.instances.json')
+                      .read_text()) == meta
+
+
+def test_painted_objects_are_measured_as_score_finds_them(tiny_pixel_data, tiny_pixel_model,
+                                                          tmp_path, capsys):
+    import json
+
+    from anomaly_perception.branches.instance.detector import InstanceAnomalySegmenter
+    from anomaly_perception.branches.instance.painted import best_iou
+    from anomaly_perception.branches.instance.painted import paint_frames
+    from anomaly_perception.branches.instance.painted import run_painted_experiment
+    from anomaly_perception.cli import main
+    from anomaly_perception.data.hazards import HazardsDataset
+    from anomaly_perception.io.images import read_image_file
+    records = HazardsDataset(tiny_pixel_data).records('test_set', anomalous=False)[:6]
+    rgbs = [np.ascontiguousarray(read_image_file(r.path)[..., ::-1]) for r in records]
+    frames = paint_frames(rgbs, seed=3)
+    for i, ((rgb, void, rim), original) in enumerate(zip(frames, rgbs)):
+        if i % 2 == 0:      # left as it was
+            assert rgb is original and not void.any() and not rim.any()
+        else:               # one object pasted: its pixels changed, the rim apart from it
+            assert void.any() and not (void & rim).any()
+            assert np.abs(rgb.astype(int) - original)[void].max() > 0
+    again = paint_frames(rgbs, seed=3)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(frames, again))
+    void, rim = frames[1][1], frames[1][2]
+    assert best_iou(void.astype(np.uint16), void, rim) == 1.0
+    assert best_iou(np.zeros(void.shape, np.uint16), void, rim) == 0.0
+    half = void & (np.cumsum(void.ravel()).reshape(void.shape) <= void.sum() / 2)
+    assert best_iou(half.astype(np.uint16), void, rim) == pytest.approx(
+        half.sum() / void.sum())
+    # The experiment's recall and false instances are those of the score detector.
+    report = run_painted_experiment(tiny_pixel_model, {'components': 'components'},
+                                    tiny_pixel_data, tmp_path / 'painted', limit=6,
+                                    prompt_fpr=0.3, instance_fpr=0.3, show_progress=False)
+    row = report['designs']['components']
+    seg = InstanceAnomalySegmenter.from_model_dirs(tiny_pixel_model, 'components',
+                                                   prompt_fpr=0.3, instance_fpr=0.3)
+    results = [(seg.segment(rgb), void, rim) for rgb, void, rim in frames]
+    hits = [best_iou(r.ids, v, m) >= 0.5 for r, v, m in results if v.any()]
+    false = [len(r.scores) for r, v, _ in results if not v.any()]
+    assert row['painted'] == len(hits) == 3 and row['normal'] == len(false) == 3
+    assert row['recall_iou50'] == pytest.approx(np.mean(hits))
+    assert row['false_per_normal_image'] == pytest.approx(np.mean(false))
+    assert json.loads((tmp_path / 'painted' / 'painted.json').read_text()) == report
+    assert '| components |' in (tmp_path / 'painted' / 'painted.md').read_text()
+    # From the command line, a malformed --designs is one clear error.
+    assert main(['experiment', 'painted', '--data', str(tiny_pixel_data), '--out',
+                 str(tmp_path / 'bad'), '--designs', 'components']) == 1
+    assert "--designs 'components': expected NAME=DIR" in capsys.readouterr().err
+    assert not (tmp_path / 'bad').exists()

@@ -107,11 +107,13 @@ def test_camera_info_is_rescaled_to_the_image_and_checked(stream):
         stream.set_camera_info([0.0] * 9, 640, 360)
 
 
-def test_instance_filter_keeps_what_is_as_anomalous_as_a_prompt(stream, rgb):
+def test_instance_filter_keeps_what_is_as_anomalous_as_a_flagged_pixel(stream, rgb):
     from anomaly_perception.branches.instance.detector import InstanceAnomalySegmenter
     det = stream.detector
-    assert det.instance_fpr == 0.05 and det.min_score == pytest.approx(
-        det.pixel.calibration.threshold_for_fpr(0.05))
+    # The default, 0: the pixel model's own mask threshold.
+    assert det.instance_fpr == 0.0 and det.min_score == pytest.approx(det.pixel.threshold)
+    det.set_instance_fpr(0.05)
+    assert det.min_score == pytest.approx(det.pixel.calibration.threshold_for_fpr(0.05))
     anomaly_map = det.pixel.segment(rgb)[0].anomaly
     kept = det.segment(rgb, anomaly_map)
     det.set_instance_fpr(1.0)                    # every mask: UGainS as published

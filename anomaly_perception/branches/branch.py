@@ -53,7 +53,8 @@ class Branch:
             ``outputs(header, result)`` -> ``{key: message}``.
         recorder: the replay's :class:`~..replay.recorder.Recorder`: what
             replay keeps, its metrics and plots, its summary lines.
-        shipped_model: the directory under ``models/`` it runs by default.
+        shipped_model: the directory under ``models/`` it runs by default, or
+            one of ``model_free``.
         score: ``score(model_dir, files, args)`` -> exit code, what ``score
             --branch NAME`` writes per image; or a sentence saying where to
             go instead (a branch ``score`` cannot serve).
@@ -61,6 +62,8 @@ class Branch:
             one-graph branch; or a sentence saying where its speed is measured.
         node: the ROS 2 executable that runs it (None: offline only).
         exportable: whether its model has one ONNX graph (``export``).
+        model_free: model names its detector loads without a directory (the
+            instance branch's ``components``: no promptable model).
     """
 
     name: str
@@ -76,6 +79,7 @@ class Branch:
     bench: object = None
     node: object = None
     exportable: bool = True
+    model_free: tuple = ()
 
     @property
     def detector(self):
@@ -88,6 +92,12 @@ class Branch:
         return self.node is None
 
     def shipped_model_dir(self):
-        """Return the branch's shipped model directory (ModelError if absent)."""
+        """Return the branch's default model directory (ModelError if absent).
+
+        A name in ``model_free`` is returned as it is: the detector loads it
+        without a directory.
+        """
         from ..runtime.manifest import shipped_model_dir
+        if self.shipped_model in self.model_free:
+            return self.shipped_model
         return shipped_model_dir(self.shipped_model)

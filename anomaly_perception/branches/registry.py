@@ -78,7 +78,8 @@ def _instance():
         bench='a keyframe is the pixel model plus a promptable segmenter on PyTorch, not one '
         'graph per backend; time it with python benchmarks/bench_instance.py (keyframe '
         'latency, batched vs one prompt at a time).',
-        shipped_model=instance.SHIPPED_MODEL, node='instance_anomaly_node')
+        shipped_model=instance.DEFAULT_MODEL, model_free=(instance.DEFAULT_MODEL,),
+        node='instance_anomaly_node')
 
 
 def _synthesis():

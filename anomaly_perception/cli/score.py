@@ -41,7 +41,9 @@ def add_score(sub):
     p.add_argument('--pixel-model', default=None,
                    help='instance branch: the pixel model whose map drives the prompts '
                         '(default models/pixel_erfnet); --model is then the promptable '
-                        'segmenter (default models/instance_sam_small). Writes per image '
+                        'segmenter (default components: no promptable model, the regions of '
+                        'the thresholded map; models/instance_sam_small is the trained '
+                        'one). Writes per image '
                         '<stem>.instances.png (uint16 ids, 0 = none), <stem>.instances.json '
                         '(score and box per id), <stem>.anomaly.npy (the refined map) and '
                         '<stem>.overlay.jpg to --out')
@@ -50,8 +52,9 @@ def add_score(sub):
                         'calibrated threshold at this pixel false-positive rate (default 0.05)')
     p.add_argument('--instance-fpr', type=float, default=None,
                    help='instance branch: keep an instance only when its score is above the '
-                        'pixel threshold at this false-positive rate (default 0.05, the '
-                        "node's; 1 keeps every mask, UGainS as published)")
+                        'pixel threshold at this false-positive rate (default 0, the '
+                        "node's: the pixel model's own mask threshold; 1 keeps every mask, "
+                        'UGainS as published)')
     p.add_argument('--backend', default='torch',
                    help='torch, onnxruntime, tensorrt or auto (default torch)')
     p.set_defaults(run=_run_score)

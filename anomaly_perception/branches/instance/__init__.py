@@ -17,7 +17,12 @@
 from ...models.registry import register_lazy
 
 # The model directory under models/ the branch runs by default (its registry entry's).
-SHIPPED_MODEL = 'instance_sam_small'
+SHIPPED_MODEL = 'instance_sam_small'    # the trained promptable segmenter shipped in models/
+# What the node, score and replay run when no promptable model is named: the
+# connected regions of the thresholded pixel map. A promptable model must beat it
+# on `experiment ugains` to become the default; none has yet (docs/RESULTS.md).
+COMPONENTS = 'components'       # the model name that loads no promptable model
+DEFAULT_MODEL = COMPONENTS
 
 
 def _maskcls_rba():

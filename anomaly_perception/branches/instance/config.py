@@ -32,9 +32,10 @@ class InstanceNodeConfig(CameraNodeConfig):
     gives the map); ``device`` runs the promptable segmenter.
     """
 
-    model_dir: str = field('', 'promptable segmenter directory; empty = the shipped '
-                           'instance_sam_small; components = none (each connected region '
-                           'of the map above the prompt threshold is an instance)',
+    model_dir: str = field('', 'promptable segmenter directory (e.g. the shipped '
+                           'models/instance_sam_small); empty or components = none: each '
+                           "connected region of the pixel model's own mask is an instance "
+                           '(the default while no promptable model beats it)',
                            configure_time=True)
     pixel_model_dir: str = field('', 'the pixel model whose ~/anomaly_map drives the prompts '
                                  '(its calibration sets the prompt threshold); empty = the '
@@ -42,10 +43,16 @@ class InstanceNodeConfig(CameraNodeConfig):
     prompt_fpr: float = field(0.05, "prompts where the map is above the pixel model's "
                               'threshold at this share of normal pixels', range=(0.0001, 0.5))
     num_points: int = field(50, 'farthest-point prompts per keyframe', range=(1, 1000))
-    instance_fpr: float = field(0.05, 'publish an instance only when its score (the mean map '
+    instance_fpr: float = field(0.0, 'publish an instance only when its score (the mean map '
                                 'under its mask) is above the pixel threshold at this share '
-                                'of normal pixels (as anomalous as a prompt); 1 = every mask '
-                                '(UGainS as published)', range=(0.0001, 1.0))
+                                "of normal pixels; 0 = the pixel model's own mask threshold "
+                                "(a place model's calibrated target); 1 = every mask (UGainS "
+                                'as published)', range=(0.0, 1.0))
+    component_peak_ratio: float = field(
+        0.2, 'without a promptable model: publish a region of the mask only when its highest '
+        "score passes the pixel threshold at this share of the mask's false-positive rate "
+        '(hysteresis; 0.2 keeps the same instances with far fewer on normal frames, chosen on '
+        'validation frames); 1 = every region', range=(0.001, 1.0))
     nms_iou: float = field(0.7, 'greedy mask NMS: drop a mask overlapping a better one by '
                            'more than this IoU', range=(0.05, 1.0))
     prompt_batch: int = field(64, 'prompts per mask-decoder call', range=(1, 1024),

@@ -2,7 +2,7 @@
 
 Example::
 
-    seg = InstanceAnomalySegmenter.from_model_dirs()      # shipped pixel + promptable models
+    seg = InstanceAnomalySegmenter.from_model_dirs()      # shipped pixel model, no promptable
     result = seg.segment(rgb)                             # runs the pixel model too
     result.ids        # uint16 [H, W], 0 = none, 1 = the highest-scored instance
     result.refined    # float32 [H, W], the UGainS ensemble, higher = more anomalous
@@ -18,10 +18,12 @@ the pixel and ``-1 + map`` elsewhere (UGainS's ensemble). This is what
 ``experiment ugains --prompt-fpr`` evaluates.
 
 Without a promptable model (``promptable=None``, or the model directory
-``components``), each connected region of the map above the prompt
-threshold is one instance (:func:`~.ugains.run_components`): the baseline
-row of every UGainS table, and what the node runs when told
-``model_dir:=components``.
+``components``), each connected region of the pixel model's own mask (the
+map above its calibrated threshold, as the pixel node's ``~/mask``) is one
+instance (:func:`~.ugains.run_components`): the baseline
+row of every UGainS table, and the default of the node, ``score`` and
+replay while no promptable model beats it (``DEFAULT_MODEL``; a promptable
+model runs when its directory is named, e.g. ``models/instance_sam_small``).
 """
 
 # Copyright 2026 The anomaly_perception Authors
@@ -43,7 +45,8 @@ import logging
 
 import numpy as np
 
-from . import SHIPPED_MODEL
+from . import COMPONENTS
+from . import DEFAULT_MODEL
 from .floor import place_instances
 from .ugains import run_components
 from .ugains import run_ugains
@@ -56,7 +59,6 @@ from ...stream.pipeline import Detector
 LOG = logging.getLogger(__name__)
 
 DEFAULT_PROMPT_FPR = 0.05
-COMPONENTS = 'components'       # the model directory that names no promptable model
 COMPONENTS_MANIFEST = {'name': COMPONENTS, 'kind': 'instance',
                        'architecture': {'name': 'connected_components'}}
 
@@ -107,16 +109,28 @@ class InstanceAnomalySegmenter(Detector):
             score is on the map's scale).
         instance_fpr: instead of ``min_score``, drop instances whose score (the
             mean map under the mask) is below the pixel model's calibrated
-            threshold at this pixel false-positive rate: an instance must be,
-            on average, as anomalous as a prompt (``instance_fpr = prompt_fpr``).
-            UGainS keeps every mask (None, the default here); the node's
-            default filters (``InstanceNodeConfig.instance_fpr``).
+            threshold at this pixel false-positive rate; 0: below the pixel
+            model's own mask threshold (its manifest's ``target_fpr``, what
+            the pixel node's ``~/mask`` uses): an instance must be, on
+            average, as anomalous as a flagged pixel. UGainS keeps every
+            mask (None, the default here); the node filters
+            (``InstanceNodeConfig.instance_fpr``, 0).
+        peak_ratio: without a promptable model, keep a region of the mask only
+            when its highest score passes the pixel threshold at this share of
+            the mask's false-positive rate (0.2: a mask at 5 % of normal pixels,
+            peaks at 1 %; 1, the default here, keeps every region). The node's
+            default is ``InstanceNodeConfig.component_peak_ratio``.
         manifest: the promptable model's manifest.
 
+    Without a promptable model the instances are the connected regions of
+    the pixel model's own mask (``map > pixel.threshold``, the pixel node's
+    ``~/mask``) that pass the ``peak_ratio`` hysteresis; the prompts are not
+    used.
     """
 
     def __init__(self, pixel, promptable, *, prompt_fpr=DEFAULT_PROMPT_FPR, num_points=50,
-                 nms_iou=0.7, min_score=None, instance_fpr=None, manifest=None):
+                 nms_iou=0.7, min_score=None, instance_fpr=None, peak_ratio=1.0,
+                 manifest=None):
         if instance_fpr is not None and min_score is not None:
             raise ValueError('give min_score or instance_fpr, not both')
         self.pixel = pixel
@@ -128,6 +142,7 @@ class InstanceAnomalySegmenter(Detector):
         self.instance_fpr = None
         if instance_fpr is not None:
             self.set_instance_fpr(instance_fpr)
+        self.set_peak_ratio(peak_ratio)
         self.set_prompts(prompt_fpr, num_points, nms_iou)
         self._warned_size = False
 
@@ -140,23 +155,40 @@ class InstanceAnomalySegmenter(Detector):
             threshold=float(self.pixel.calibration.threshold_for_fpr(self.prompt_fpr)),
             fallback_threshold=None, num_points=int(num_points), nms_iou=float(nms_iou))
 
+    def set_peak_ratio(self, peak_ratio):
+        """Set the baseline's hysteresis: regions must peak at ``peak_ratio`` x the mask's FPR."""
+        if not 0.0 < peak_ratio <= 1.0:
+            raise ValueError(f'peak_ratio must be in (0, 1], got {peak_ratio}')
+        self.peak_ratio = float(peak_ratio)
+        self.min_peak = None if peak_ratio == 1.0 else float(
+            self.pixel.calibration.threshold_for_fpr(self.pixel.target_fpr * peak_ratio))
+
+    def components_config(self):
+        """Return the UGainS settings of the baseline: regions of the pixel model's mask."""
+        return dataclasses.replace(self.config, threshold=float(self.pixel.threshold))
+
     def set_instance_fpr(self, instance_fpr):
-        """Keep instances scoring above the pixel threshold at ``instance_fpr`` (None: all)."""
+        """Keep instances scoring above the pixel threshold at ``instance_fpr`` (None: all).
+
+        0 keeps those above the pixel model's own mask threshold.
+        """
         if instance_fpr is None or instance_fpr >= 1.0:
             self.instance_fpr, self.min_score = None, None
             return
-        if not 0.0 < instance_fpr < 1.0:
-            raise ValueError(f'instance_fpr must be in (0, 1], got {instance_fpr}')
+        if not 0.0 <= instance_fpr < 1.0:
+            raise ValueError(f'instance_fpr must be in [0, 1], got {instance_fpr}')
         self.instance_fpr = float(instance_fpr)
-        self.min_score = float(self.pixel.calibration.threshold_for_fpr(self.instance_fpr))
+        self.min_score = float(self.pixel.threshold if instance_fpr == 0.0 else
+                               self.pixel.calibration.threshold_for_fpr(self.instance_fpr))
 
     @classmethod
     def from_model_dirs(cls, pixel_dir=None, promptable_dir=None, backend='auto', device='cpu',
                         prompt_batch=64, **options):
-        """Load a pixel and a promptable model directory (default: the shipped ones).
+        """Load a pixel and a promptable model directory (default: shipped pixel, no promptable).
 
-        ``promptable_dir`` ``'components'`` loads no promptable model: the
-        connected regions of the thresholded map are the instances.
+        ``promptable_dir`` ``'components'`` (the default, ``DEFAULT_MODEL``)
+        loads no promptable model: the connected regions of the thresholded
+        map are the instances.
 
         Raises:
             ModelError: a missing or corrupt model (named).
@@ -166,7 +198,7 @@ class InstanceAnomalySegmenter(Detector):
         from ..pixel.detector import PixelAnomalySegmenter
         from ...runtime.manifest import shipped_model_dir
         pixel_dir = pixel_dir or shipped_model_dir(PIXEL_MODEL)
-        promptable_dir = promptable_dir or shipped_model_dir(SHIPPED_MODEL)
+        promptable_dir = promptable_dir or DEFAULT_MODEL
         pixel = PixelAnomalySegmenter.from_model_dir(pixel_dir, backend)
         if str(promptable_dir) == COMPONENTS:
             return cls(pixel, None, **options)
@@ -242,7 +274,8 @@ class InstanceAnomalySegmenter(Detector):
                     self._warned_size = True
                 raw = cv2.resize(raw, (width, height), interpolation=cv2.INTER_LINEAR)
         if self.promptable is None:
-            result = run_components(raw, self.config, min_score=self.min_score)
+            result = run_components(raw, self.components_config(), min_score=self.min_score,
+                                    min_peak=self.min_peak)
         else:
             result = run_ugains(self.promptable, np.ascontiguousarray(rgb), raw, self.config,
                                 min_score=self.min_score)

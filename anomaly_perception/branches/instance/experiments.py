@@ -194,12 +194,14 @@ def _instance_map(masks, scores, uncovered):
 def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, config=None,
                           split='test_set', every=1, limit=None, points=POINTS,
                           show_progress=True, prompt_batch=64, prompt_fpr=None,
-                          instance_fpr=None):
+                          instance_fpr=None, peak_ratio=None):
     """Run the three tables (see module docs); return the report.
 
     ``prompt_fpr``: instead of ``config.threshold``, take prompt candidates
     above the score model's calibrated threshold at this pixel
     false-positive rate (from its normal validation pixels; no fallback).
+    ``peak_ratio``: the baseline rows' hysteresis (None: the node's
+    ``component_peak_ratio``; 1: every region of the mask).
     """
     import dataclasses
 
@@ -207,7 +209,9 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
 
     from .promptable import load_promptable
     from ..pixel.detector import PixelAnomalySegmenter
+    from .config import InstanceNodeConfig
     config = config or ugains.UGainSConfig()
+    peak_ratio = InstanceNodeConfig().component_peak_ratio if peak_ratio is None else peak_ratio
     pixel = PixelAnomalySegmenter.from_model_dir(score_model)
     if prompt_fpr is not None:
         calibrated = PixelAnomalySegmenter.from_model_dir(score_model, target_fpr=prompt_fpr)
@@ -221,6 +225,11 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
     if not records:
         raise AnomalyPerceptionError(f'{str(data_dir)!r} has no {split} frames of local types.')
     groups = _rows(points)
+    # The baseline as the node runs it: regions of the pixel model's own mask, with its
+    # hysteresis (InstanceNodeConfig.component_peak_ratio).
+    mask_config = dataclasses.replace(config, threshold=float(pixel.threshold))
+    min_peak = float(pixel.calibration.threshold_for_fpr(pixel.target_fpr * peak_ratio)) \
+        if peak_ratio < 1.0 else None
     min_score = None
     if instance_fpr is not None:
         min_score = float(pixel.calibration.threshold_for_fpr(instance_fpr))
@@ -269,8 +278,9 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
         fps_m, rnd_m, km_m, or_m = torch.split(masks, [len(s) for s in sets])
         safe_u = torch.nan_to_num(ut, nan=float(config.uncovered_value))
         for name, floor in ((BASELINE_ROW, None), (BASELINE_FILTER_ROW, min_score)):
-            if name in rows:
-                cc = ugains.run_components(safe_u, config, ignore=void, min_score=floor)
+            if name in rows:        # the regions of the pixel model's own mask, as the node
+                cc = ugains.run_components(safe_u, mask_config, ignore=void, min_score=floor,
+                                           min_peak=min_peak)
                 rows[name].add(truth, cc.refined.numpy(), gt_ids, cc.masks.numpy(),
                                cc.scores.numpy(), void)
 
@@ -321,6 +331,8 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
         'data': str(data_dir), 'split': split, 'frames': len(records), 'every': every,
         'config': dict(config.__dict__), 'prompt_fpr': prompt_fpr,
         'instance_fpr': instance_fpr, 'instance_min_score': min_score,
+        'baseline': {'mask_threshold': float(pixel.threshold), 'peak_ratio': peak_ratio,
+                     'min_peak': min_peak},
         'input_map': {'pixel_ap': curve.average_precision(),
                       'pixel_fpr95': curve.fpr_at_tpr(0.95)},
         'tables': {t: {name: rows[ALIASES.get(name, name)].result() for name in names}
@@ -335,12 +347,12 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
     atomic_write_json(out / 'ugains.json', report)
     atomic_write_text(out / 'ugains.md', format_ugains_report(report) + '\n')
     if sheet:
-        _contact_sheet(out / 'contact_sheet.jpg', sheet)
+        contact_sheet(out / 'contact_sheet.jpg', sheet)
         report['contact_sheet'] = 'contact_sheet.jpg'
     return report
 
 
-def _contact_sheet(path, frames, width=320):
+def contact_sheet(path, frames, width=320):
     """Per frame: image with prompts | driving map | instances over the label outline."""
     rows = []
     for rgb, u, anomaly, masks, pts in frames:

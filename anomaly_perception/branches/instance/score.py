@@ -48,7 +48,8 @@ def write_scores(model_dir, files, args):
         args.pixel_model, model_dir, backend=args.backend,
         prompt_fpr=args.prompt_fpr if args.prompt_fpr is not None else node.prompt_fpr,
         instance_fpr=args.instance_fpr if args.instance_fpr is not None else node.instance_fpr,
-        num_points=node.num_points, nms_iou=node.nms_iou)
+        num_points=node.num_points, nms_iou=node.nms_iou,
+        peak_ratio=node.component_peak_ratio)
     print(f"{'image':<40}  {'instances':>9}  {'best score':>10}   (prompts where the pixel "
           f'map >= {seg.config.threshold:.4g}, its threshold at pixel FPR {seg.prompt_fpr:g}; '
           f'{seg.config.num_points} points)')

@@ -42,7 +42,7 @@ import typing
 
 import numpy as np
 
-from . import SHIPPED_MODEL
+from . import DEFAULT_MODEL
 from .detector import InstanceAnomalySegmenter
 from .detector import InstanceFrameResult
 from .floor import FloorCamera
@@ -127,13 +127,13 @@ class InstanceStream(Pipeline):
             BackendError: the pixel model's backend is not available.
 
         """
-        model_dir = model_dir or config.model_dir or shipped_model_dir(SHIPPED_MODEL)
+        model_dir = model_dir or config.model_dir or DEFAULT_MODEL
         pixel_dir = config.pixel_model_dir or shipped_model_dir(PIXEL_MODEL)
         detector = InstanceAnomalySegmenter.from_model_dirs(
             pixel_dir, model_dir, backend=config.backend, device=config.device,
             prompt_batch=config.prompt_batch, prompt_fpr=config.prompt_fpr,
             num_points=config.num_points, nms_iou=config.nms_iou,
-            instance_fpr=config.instance_fpr)
+            instance_fpr=config.instance_fpr, peak_ratio=config.component_peak_ratio)
         stream = cls(detector, config)
         stream.model_dir = str(model_dir)
         stream.pixel_model_dir = str(pixel_dir)
@@ -143,6 +143,7 @@ class InstanceStream(Pipeline):
         """Apply live parameter changes (UGainS settings, keyframe policy) without a reload."""
         self.detector.set_prompts(config.prompt_fpr, config.num_points, config.nms_iou)
         self.detector.set_instance_fpr(config.instance_fpr)
+        self.detector.set_peak_ratio(config.component_peak_ratio)
         self.policy.period_ns = int(config.keyframe_period_s * 1e9)
         self.policy.rise = float(config.keyframe_rise)
         self.config = config

@@ -343,12 +343,15 @@ def component_masks(score_map, threshold, ignore=None, min_area=10):
     return labels[None] == ids[:, None, None]
 
 
-def run_components(score_map, config=None, ignore=None, min_area=10, min_score=None):
+def run_components(score_map, config=None, ignore=None, min_area=10, min_score=None,
+                   min_peak=None):
     """Run the baseline without a promptable segmenter: connected regions as instances.
 
     The regions of ``score_map >= config.threshold`` (:func:`component_masks`)
-    are scored by their mean score, filtered by ``min_score`` as in
-    :func:`run_ugains`, and ensembled the same way; ``points`` holds each
+    whose highest score reaches ``min_peak`` (hysteresis, as an edge
+    detector's two thresholds; None keeps all) are scored by their mean
+    score, filtered by ``min_score`` as in :func:`run_ugains`, and ensembled
+    the same way; ``points`` holds each
     kept region's most interior pixel ``(x, y)`` (where a click would go).
     Returns an :class:`InstanceResult` on ``score_map``'s device (CPU for
     arrays).
@@ -356,6 +359,9 @@ def run_components(score_map, config=None, ignore=None, min_area=10, min_score=N
     config = config or UGainSConfig()
     score_map = torch.as_tensor(score_map, dtype=torch.float32)
     masks = component_masks(score_map, config.threshold, ignore, min_area)
+    if min_peak is not None and len(masks):
+        peak = torch.where(masks, score_map.nan_to_num(nan=-torch.inf)[None], -torch.inf)
+        masks = masks[peak.flatten(1).amax(dim=1) >= min_peak]
     scores = mask_scores(masks, score_map, config.empty_score)
     order = torch.argsort(scores, descending=True, stable=True)
     masks, scores = masks[order], scores[order]
