@@ -99,8 +99,9 @@ def add_replay(sub):
                         'frame,pixel,instance runs all three: instances on keyframes; '
                         'pixel,synthesis adds the DDPM edits on keyframes, offline)')
     p.add_argument('--model', action='append', default=[], metavar='[BRANCH=]DIR',
-                   help="model directory (default: the branch's shipped one); with several "
-                        'pipelines BRANCH=DIR, repeatable')
+                   help="model directory (default: the branch's shipped one; instance: "
+                        'components, no promptable model); with several pipelines '
+                        'BRANCH=DIR, repeatable')
     p.add_argument('--place', metavar='PLACE',
                    help='a place directory (train place): run its frame and pixel models, '
                         'plus any other --pipelines, and the hazard monitor that fuses them '
