@@ -191,8 +191,8 @@ def test_without_a_promptable_model_the_regions_of_the_map_are_the_instances(
     u[20:30, 20:30] = mask_t + 0.5 * (peak_t - mask_t)
     u[40:50, 40:50] = 0.5 * (low + mask_t)
     r = seg.segment(image, anomaly_map=u)
-    assert len(r.scores) == 1 and r.ids[7, 7] == 1 and np.all((r.ids > 0) == (u > mask_t)
-                                                             & (np.arange(64) < 12)[:, None])
+    first_square = (u > mask_t) & (np.arange(64) < 12)[:, None]
+    assert len(r.scores) == 1 and r.ids[7, 7] == 1 and np.all((r.ids > 0) == first_square)
     direct = ugains.run_components(u, seg.components_config(), min_peak=peak_t)
     np.testing.assert_array_equal(r.ids, direct.ids.numpy())
     np.testing.assert_allclose(r.scores, direct.scores.numpy())
@@ -276,3 +276,51 @@ def test_painted_objects_are_measured_as_score_finds_them(tiny_pixel_data, tiny_
                  str(tmp_path / 'bad'), '--designs', 'components']) == 1
     assert "--designs 'components': expected NAME=DIR" in capsys.readouterr().err
     assert not (tmp_path / 'bad').exists()
+
+
+def test_real_instances_learn_each_place_and_count_what_the_node_would_publish(
+        tiny_pixel_data, tmp_path, capsys):
+    import json
+
+    from anomaly_perception.branches.instance.config import InstanceNodeConfig
+    from anomaly_perception.branches.instance.detector import InstanceAnomalySegmenter
+    from anomaly_perception.branches.instance.real import run_real_instances
+    from anomaly_perception.cli import main
+    from anomaly_perception.data.hazards import HazardsDataset
+    from anomaly_perception.io.images import read_image_file
+    frames = tmp_path / 'frames'
+    frames.mkdir()
+    records = HazardsDataset(tiny_pixel_data).records('test_set')
+    normal = [r for r in records if not r.is_anomaly][:2]
+    hazard = [r for r in records if r.is_anomaly][:1]
+    for name, r in zip(('hall_normal1', 'hall_normal2', 'hall_box'), normal + hazard):
+        cv2.imwrite(str(frames / f'{name}.png'), cv2.resize(read_image_file(r.path), (128, 96)))
+    report = run_real_instances(frames, tmp_path / 'out', {'components': 'components'},
+                                steps=1, train_views=8, cal_views=10, show_progress=False)
+    rows = report['rows']
+    assert {k: r['frames'] for k, r in rows.items()} == {
+        'components|generic|normal': 2, 'components|generic|hazard': 1,
+        'components|place|normal': 2, 'components|place|hazard': 1,
+        'components|left_out|normal': 2}
+    places = tmp_path / 'out' / 'places'
+    assert sorted(p.name for p in places.iterdir()) == [
+        'hall_all', 'hall_without_hall_normal1', 'hall_without_hall_normal2']
+    # Each count is what the node's defaults give on that frame under that place.
+    node = InstanceNodeConfig()
+    seg = InstanceAnomalySegmenter.from_model_dirs(
+        places / 'hall_without_hall_normal2', 'components', prompt_fpr=node.prompt_fpr,
+        instance_fpr=node.instance_fpr, peak_ratio=node.component_peak_ratio)
+    rgb = np.ascontiguousarray(read_image_file(frames / 'hall_normal2.png')[..., ::-1])
+    assert report['frames']['components|left_out|hall_normal2']['instances'] == len(
+        seg.segment(rgb).scores)
+    assert rows['components|place|normal']['mean'] == np.mean(
+        [report['frames'][f'components|place|hall_normal{k}']['instances'] for k in (1, 2)])
+    out = tmp_path / 'out'
+    assert json.loads((out / 'real_instances.json').read_text()) == report
+    assert '| components | left out | normal | 2 |' in (out / 'real_instances.md').read_text()
+    assert (out / 'real_instances.jpg').stat().st_size > 0
+    # A folder without normal frames is one clear error.
+    (tmp_path / 'none').mkdir()
+    assert main(['experiment', 'real-instances', '--frames', str(tmp_path / 'none'),
+                 '--out', str(tmp_path / 'x')]) == 1
+    assert 'no <place>_normal<n> frames' in capsys.readouterr().err

@@ -156,6 +156,22 @@ def add_experiment(sub):
     pa.add_argument('--instance-fpr', type=float, default=None,
                     help="default: the node's (0, the pixel model's own mask threshold)")
     pa.set_defaults(run=_run_experiment_painted)
+    ri = xsub.add_parser(
+        'real-instances', help='instances per real frame, generic and with a place learnt '
+        'from its normal frames',
+        description='A folder of real frames named <place>_normal<n>.jpg and '
+                    '<place>_<hazard>.jpg: each place learnt from all its normal frames and '
+                    'once per left-out normal frame (as experiment pixel-place --real); each '
+                    '--designs entry run with the node defaults on the generic and the place '
+                    'maps -> real_instances.json, real_instances.md, real_instances.jpg.')
+    ri.add_argument('--frames', required=True, help='the folder of real frames')
+    ri.add_argument('--out', required=True)
+    ri.add_argument('--designs', default='components=components',
+                    help='NAME=DIR,... promptable model directories, or components (no model, '
+                         'the default)')
+    ri.add_argument('--steps', type=positive_int, default=None,
+                    help='learning steps per place (default 160, as pixel-place --real)')
+    ri.set_defaults(run=_run_experiment_real_instances)
     fx = xsub.add_parser(
         'failure', help="paper 004's Tables III and IV (failure detection: FSNet vs baselines)",
         description='One pass over the test split (local types and normal) at the pixel '
@@ -416,12 +432,10 @@ def _run_experiment_ugains(args):
     return 0
 
 
-def _run_experiment_painted(args):
-    from ..branches.instance.painted import format_painted_report
-    from ..branches.instance.painted import run_painted_experiment
+def _designs(text):
     from ..runtime.manifest import shipped_model_dir
     designs = {}
-    for item in args.designs.split(','):
+    for item in text.split(','):
         name, sep, path = item.strip().partition('=')
         if not sep or not name or not path:
             raise UsageError(f'--designs {item!r}: expected NAME=DIR.')
@@ -430,6 +444,23 @@ def _run_experiment_painted(args):
         if path == 'models/instance_sam_small':
             path = str(shipped_model_dir('instance_sam_small'))
         designs[name] = path
+    return designs
+
+
+def _run_experiment_real_instances(args):
+    from ..branches.instance.real import format_real_instances
+    from ..branches.instance.real import run_real_instances
+    report = run_real_instances(args.frames, args.out, _designs(args.designs),
+                                steps=args.steps)
+    print(format_real_instances(report))
+    print(f'written {args.out}/real_instances.json, real_instances.md, real_instances.jpg')
+    return 0
+
+
+def _run_experiment_painted(args):
+    from ..branches.instance.painted import format_painted_report
+    from ..branches.instance.painted import run_painted_experiment
+    designs = _designs(args.designs)
     report = run_painted_experiment(args.pixel_model, designs, args.data, args.out,
                                     split=args.split, every=args.every, limit=args.limit,
                                     seed=args.seed, prompt_fpr=args.prompt_fpr,
