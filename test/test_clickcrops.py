@@ -171,3 +171,58 @@ def test_train_promptable_design_crops_from_the_command_line(tiny_pixel_data, ti
     assert r.ids.shape == (64, 64) and len(r.points) > 0
     assert main(['train', 'promptable', '--design', 'crops', '--data', str(tiny_pixel_data),
                  '--out', str(tmp_path / 'x'), '--init-from', str(tiny_pixel_model)]) == 1
+
+
+def test_pasted_objects_are_one_instance_each():
+    from anomaly_perception.branches.instance.place_clickcrops import pasted_click_data
+    rng = np.random.default_rng(0)
+    frames = rng.integers(90, 110, (3, 72, 128, 3), dtype=np.uint8)
+    data = pasted_click_data(frames, seed=4, min_region=16)
+    again = pasted_click_data(frames, seed=4, min_region=16)
+    assert np.array_equal(data.images, again.images) and np.array_equal(data.regions,
+                                                                        again.regions)
+    assert data.images.shape == frames.shape and data.regions.dtype == np.int16
+    for f in range(3):
+        ids = set(np.unique(data.regions[f]).tolist()) - {0}
+        assert ids and data.anomalous[f] == ids     # every region is a pasted object
+        assert all((data.regions[f] == k).sum() >= 16 for k in ids)
+        changed = np.any(data.images[f] != frames[f], axis=-1)
+        assert changed[data.regions[f] > 0].mean() > 0.9     # labels lie on pasted pixels
+    np.testing.assert_array_equal(data.instances, data.regions.astype(np.uint16))
+
+
+def test_train_promptable_crops_tunes_on_a_place_s_bags(patrol_bag_5s, tmp_path, capsys):
+    from anomaly_perception.branches.instance.promptable import load_promptable
+    from anomaly_perception.cli import main
+    from anomaly_perception.runtime.manifest import load_manifest
+    from anomaly_perception.runtime.manifest import write_model_dir
+    from anomaly_perception.training import to_bytes
+    torch.manual_seed(0)
+    spec = clickcrops.crops_spec(24, (0.2, 0.5), (8, 8, 16))
+    init = clickcrops.build_clicknet(spec)
+    write_model_dir(tmp_path / 'init', {'name': 'init', 'branch': 'instance',
+                                        'architecture': {'type': 'click_crops', 'spec': spec}},
+                    {'promptable.pt': to_bytes(init.state_dict())})
+    args = ['train', 'promptable', '--design', 'crops', '--bag', str(patrol_bag_5s),
+            '--init-promptable', str(tmp_path / 'init'), '--out', str(tmp_path / 'place'),
+            '--work', str(tmp_path / 'work'), '--steps', '4', '--val-every', '2',
+            '--batch-size', '4', '--every', '20']
+    assert main(args) == 0
+    assert 'held-out pasted objects, mask IoU from one point' in capsys.readouterr().out
+    manifest = load_manifest(tmp_path / 'place')
+    assert manifest['architecture']['spec'] == spec
+    assert manifest['provenance']['frames'] == {'train': 5, 'held_out': 1, 'input': [360, 640]}
+    assert [h['step'] for h in manifest['metrics']['history']] == [2, 4]
+    assert 0.0 <= manifest['metrics']['held_out_iou_before'] <= 1.0
+    tuned, _ = load_promptable(tmp_path / 'place')
+    pairs = zip(init.state_dict().values(), tuned.net.state_dict().values())
+    assert any(not torch.equal(a, b) for a, b in pairs)
+    # The bag's frames are read at their own resolution: a keyframe of it segments.
+    tuned.set_image(np.zeros((360, 640, 3), np.uint8))
+    masks, _ = tuned.masks_for_points(torch.tensor([[320.0, 300.0]]))
+    assert masks.shape == (1, 360, 640)
+    # Tuning needs a crops model to start from, and one source of frames.
+    assert main(args[:5] + args[7:] + ['--overwrite']) == 1
+    assert '--init-promptable' in capsys.readouterr().err
+    assert main(args + ['--data', str(tmp_path), '--overwrite']) == 1
+    assert 'not both' in capsys.readouterr().err

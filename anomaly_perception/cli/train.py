@@ -29,13 +29,13 @@ from .common import shape8
 from ..errors import UsageError
 
 
-def add_training_io_options(p, init_from=None):
+def add_training_io_options(p, init_from=None, data_required=True):
     """Add the options every ``train`` subcommand on a dataset shares.
 
     ``--data``, ``--out``, ``--work`` and, with ``init_from`` (its help),
     ``--init-from PIXEL_MODEL``.
     """
-    p.add_argument('--data', required=True, help='dataset written by synth dataset')
+    p.add_argument('--data', required=data_required, help='dataset written by synth dataset')
     p.add_argument('--out', required=True, help='model directory to write')
     p.add_argument('--work', help='checkpoints (default out/train/<name>)')
     if init_from:
@@ -207,7 +207,12 @@ def add_train(sub):
                     'validation mask IoU from one point per anomaly -> MODEL_DIR. Resumable '
                     'from --work.')
     add_training_io_options(
-        pr, init_from="start the image encoder from this ERFNet pixel model's encoder")
+        pr, init_from="start the image encoder from this ERFNet pixel model's encoder",
+        data_required=False)
+    pr.add_argument('--bag', action='append', default=[], metavar='BAG',
+                    help='crops: tune --init-promptable on a place instead of --data: normal '
+                         'bags of the place, cut-outs pasted on every --every-th frame '
+                         '(default 10), each one an instance (repeatable)')
     pr.add_argument('--image-size', type=positive_int, default=256,
                     help='model input: longest side, padded square (multiple of 16)')
     pr.add_argument('--design', choices=('sam', 'crops'), default='sam',
@@ -216,8 +221,9 @@ def add_train(sub):
                          'U-Net on windows of three sizes around it, the best by predicted '
                          'IoU (early fusion, full resolution)')
     pr.add_argument('--epochs', type=positive_int, default=6, help='sam: epochs (6)')
-    pr.add_argument('--steps', type=positive_int, default=6000,
-                    help='crops: optimiser steps (6000), validated every --val-every')
+    pr.add_argument('--steps', type=positive_int, default=None,
+                    help='crops: optimiser steps (6000; tuning on --bag: 600), validated every '
+                         '--val-every')
     pr.add_argument('--val-every', type=positive_int, default=500,
                     help='crops: steps between validations and checkpoints (500)')
     pr.add_argument('--batch-size', type=positive_int, default=None,
@@ -650,6 +656,11 @@ def _run_train_promptable(args):
             raise UsageError('--device cuda: PyTorch sees no CUDA GPU here.')
     if args.design == 'crops':
         return _run_train_clickcrops(args)
+    if args.bag:
+        raise UsageError('--bag tunes a --design crops model on a place; --design sam trains '
+                         'on --data.')
+    if not args.data:
+        raise UsageError('train promptable needs --data (or, --design crops, --bag).')
     if args.image_size % 16:
         raise UsageError(f'--image-size must be a multiple of 16, got {args.image_size}.')
     if args.init_from and not (Path(args.init_from) / 'manifest.yaml').is_file():
@@ -676,20 +687,50 @@ def _run_train_clickcrops(args):
 
     from ..branches.instance.train_clickcrops import ClickCropsTrainingConfig
     from ..branches.instance.train_clickcrops import train_clickcrops_model
-    if args.init_from or args.init_promptable or args.refine_rounds:
-        raise UsageError('--design crops trains from scratch on single clicks: --init-from, '
-                         '--init-promptable and --refine-rounds are for --design sam.')
-    config = ClickCropsTrainingConfig(
-        steps=args.steps, val_every=args.val_every, batch_size=args.batch_size or 32,
-        train_every=args.every or 4, lr=args.lr or 2e-3, seed=args.seed)
+    if args.init_from or args.refine_rounds:
+        raise UsageError('--design crops trains on single clicks: --init-from and '
+                         '--refine-rounds are for --design sam.')
     work = args.work or str(Path('out') / 'train' / Path(args.out).name)
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
+    if args.bag:
+        return _run_tune_clickcrops(args, work, command)
+    if args.init_promptable or not args.data:
+        raise UsageError('--design crops: --data trains from scratch; --bag with '
+                         '--init-promptable tunes a crops model on a place.')
+    config = ClickCropsTrainingConfig(
+        steps=args.steps or 6000, val_every=args.val_every,
+        batch_size=args.batch_size or 32, train_every=args.every or 4, lr=args.lr or 2e-3,
+        seed=args.seed)
     manifest = train_clickcrops_model(args.data, args.out, work, config,
                                       overwrite=args.overwrite, command=command,
                                       device=args.device)
     m = manifest['metrics']
     print(f'written {args.out}: validation mask IoU from one point per anomaly '
           f"{m['validation_anomaly_iou']:.3f} (step {m['best_step']})")
+    return 0
+
+
+def _run_tune_clickcrops(args, work, command):
+    from ..branches.instance.place_clickcrops import PLACE_STEPS
+    from ..branches.instance.place_clickcrops import tune_clickcrops_on_bags
+    from ..branches.instance.train_clickcrops import ClickCropsTrainingConfig
+    if not args.init_promptable:
+        raise UsageError('--bag tunes a model: give --init-promptable, a --design crops model '
+                         'directory.')
+    if args.data:
+        raise UsageError('give --data (train from scratch) or --bag (tune on a place), not '
+                         'both.')
+    steps = args.steps or PLACE_STEPS
+    config = ClickCropsTrainingConfig(
+        steps=steps, val_every=min(args.val_every, steps), batch_size=args.batch_size or 32,
+        lr=args.lr or 5e-4, warmup_steps=min(50, steps // 4), seed=args.seed)
+    manifest = tune_clickcrops_on_bags(args.bag, args.init_promptable, args.out, work, config,
+                                       every=args.every or 10, overwrite=args.overwrite,
+                                       command=command, device=args.device)
+    m = manifest['metrics']
+    print(f'written {args.out}: held-out pasted objects, mask IoU from one point '
+          f"{m['held_out_iou_before']:.3f} before -> {m['validation_anomaly_iou']:.3f} "
+          f"(step {m['best_step']})")
     return 0
 
 

@@ -126,7 +126,7 @@ def format_real_instances(report):
     """Return the Markdown table of :func:`run_real_instances`'s report."""
     lines = [f"Instances per real frame, the node's defaults; places learnt in "
              f"{report['steps']} steps.", '',
-             '| design | pixel map | frames | n | mean instances | max | mean share covered |',
+             '| design | pixel map | kind | frames | mean instances | max | mean share covered |',
              '|---|---|---|---:|---:|---:|---:|']
     for key, r in report['rows'].items():
         design, row, kind = key.split('|')

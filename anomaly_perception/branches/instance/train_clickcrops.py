@@ -258,23 +258,31 @@ def _lr(config, step):
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def _plain(config):
+def plain_config(config):
+    """Return ``config`` as plain JSON/YAML values (tuples as lists)."""
     return {k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(config).items()}
 
 
-def train_clickcrops_network(train, val, work_dir, config, show_progress=True, device='cpu'):
-    """Train (resumable); return ``(best network, state, spec)``."""
+def train_clickcrops_network(train, val, work_dir, config, show_progress=True, device='cpu',
+                             init_state=None):
+    """Train (resumable); return ``(best network, state, spec)``.
+
+    ``init_state``: weights to start from (a model of the same spec), e.g.
+    the model a place is tuned from; a checkpoint in ``work_dir`` wins.
+    """
     from tqdm import tqdm
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     rng = seed_everything(config.seed)
     spec = crops_spec(config.crop_size, config.scales, config.widths)
     net = build_clicknet(spec).to(device)
+    if init_state is not None:
+        net.load_state_dict(init_state)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = {'step': 0, 'history': [], 'best_iou': -1.0, 'best_step': -1, 'wall_s': 0.0}
     ckpt = work / CHECKPOINT
-    saved = load_resumable(ckpt, _plain(config))
+    saved = load_resumable(ckpt, plain_config(config))
     if saved is not None:
         net.load_state_dict(saved['model'])
         opt.load_state_dict(saved['optimizer'])
@@ -318,7 +326,7 @@ def train_clickcrops_network(train, val, work_dir, config, show_progress=True, d
             if np.isfinite(val_iou) and val_iou > state['best_iou']:
                 state['best_iou'], state['best_step'] = val_iou, state['step']
                 save_checkpoint(work / 'best.pt', {'model': net.state_dict()})
-            save_checkpoint(ckpt, {'config': _plain(config), 'model': net.state_dict(),
+            save_checkpoint(ckpt, {'config': plain_config(config), 'model': net.state_dict(),
                                    'optimizer': opt.state_dict(), 'rng': rng_state(rng),
                                    'state': state})
             total, count, started = 0.0, 0, time.perf_counter()
@@ -346,7 +354,7 @@ def train_clickcrops_model(data_dir, model_dir, work_dir, config=None, *, overwr
     manifest = {
         'name': Path(model_dir).name, 'branch': 'instance',
         'architecture': {'type': ARCHITECTURE, 'spec': spec},
-        'training': _plain(config),
+        'training': plain_config(config),
         'metrics': {'validation_anomaly_iou': state['best_iou'],
                     'best_step': state['best_step'], 'history': state['history']},
         'provenance': {'data': str(data_dir), 'command': command,
