@@ -226,3 +226,34 @@ def test_train_promptable_crops_tunes_on_a_place_s_bags(patrol_bag_5s, tmp_path,
     assert '--init-promptable' in capsys.readouterr().err
     assert main(args + ['--data', str(tmp_path), '--overwrite']) == 1
     assert 'not both' in capsys.readouterr().err
+
+
+def test_the_smallest_window_the_object_fits_in_is_kept():
+    s = 8
+    sides = torch.tensor([10.0, 20.0, 40.0])
+    logits = -torch.ones(4, 3, s, s)
+    logits[0, 0] = 1.0                   # fills the small window: cut by its edge
+    logits[0, 1, 3:5, 3:5] = 1.0         # fits in the middle one
+    logits[0, 2, 3:5, 3:5] = 1.0
+    logits[1, :, :, :] = 1.0             # touches every edge: the largest non-empty
+    logits[2, 0, 0:3, 3:5] = 1.0         # touches the top edge, which lies outside the image
+    logits[3, 1, 3:5, 3:5] = 1.0         # empty small window, fitting middle one
+    points = torch.tensor([[50.0, 50.0], [50.0, 50.0], [50.0, 2.0], [50.0, 50.0]])
+    chosen = clickcrops.smallest_inside(logits, points, sides, (100, 100))
+    assert chosen.tolist() == [1, 2, 0, 1]
+    # In a segmenter, the spec's choice decides; an unknown choice is refused.
+    assert clickcrops.crops_spec()['choice'] == 'smallest_inside'
+    with pytest.raises(ValueError, match='choice must be one of'):
+        clickcrops.crops_spec(choice='largest')
+    torch.manual_seed(1)
+    spec = clickcrops.crops_spec(16, (0.2, 0.6), (4, 4, 8), choice='predicted_iou')
+    seg = clickcrops.ClickCropSegmenter(clickcrops.build_clicknet(spec), spec)
+    seg.set_image(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    pts = torch.tensor([[20.0, 20.0], [40.0, 10.0]])
+    masks, best = seg.masks_for_points(pts)
+    lg, ious, sides = seg.window_logits(pts)
+    for j in range(2):
+        expected = torch.zeros(40, 60, dtype=torch.bool)
+        k = int(ious[j].argmax())
+        clickcrops.paste_window(expected, lg[j, k], pts[j], float(sides[k]))
+        assert torch.equal(masks[j], expected) and best[j] == ious[j, k]
