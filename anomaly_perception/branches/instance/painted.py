@@ -47,7 +47,6 @@ from ...io.files import atomic_write_text
 from ...io.images import read_image_file
 
 SHEET_FRAMES = 6
-PASTE_TRIES = 10
 
 
 def paint_frames(rgbs, seed=0):
@@ -68,12 +67,7 @@ def paint_frames(rgbs, seed=0):
         if i % 2 == 0:
             out.append((rgb, empty, empty))
             continue
-        rng = np.random.default_rng([seed, i])
-        for _ in range(PASTE_TRIES):           # a paste can fall off a small frame
-            painted, void, rim = paster.paste(rgb, rng)
-            if void.any():
-                break
-        out.append((painted, void, rim))
+        out.append(paster.paste_visible(rgb, np.random.default_rng([seed, i])))
     return out
 
 

@@ -48,7 +48,6 @@ from ...training import TrainingError
 
 HELD_OUT_EVERY = 4          # every 4th kept frame validates
 PLACE_STEPS = 600
-PASTE_TRIES = 10
 
 
 def pasted_click_data(images, seed, per_frame=(1, 3), min_region=16,
@@ -68,11 +67,7 @@ def pasted_click_data(images, seed, per_frame=(1, 3), min_region=16,
     for image in images:
         ids = np.zeros(image.shape[:2], np.int16)
         for k in range(1, int(rng.integers(per_frame[0], per_frame[1] + 1)) + 1):
-            for _ in range(PASTE_TRIES):        # a paste can fall off or be too small
-                pasted, void, _ = paster.paste(image, rng)
-                if void.sum() >= min_region:
-                    break
-            image = pasted
+            image, void, _ = paster.paste_visible(image, rng, min_region)
             ids[void] = k
         for k in np.unique(ids):
             if k and (ids == k).sum() < min_region:

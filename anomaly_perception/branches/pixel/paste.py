@@ -294,6 +294,18 @@ class Paster:
         self.bank = bank
         self.options = options or PasteOptions()
 
+    def paste_visible(self, image, rng, min_pixels=1, tries=10):
+        """:meth:`paste`, drawn again (up to ``tries``) until ``min_pixels`` are pasted.
+
+        A paste can fall off a small frame or come out too small to label;
+        the last draw is returned when none reaches ``min_pixels``.
+        """
+        for _ in range(tries):
+            image_out, void, rim = self.paste(image, rng)
+            if void.sum() >= min_pixels:
+                break
+        return image_out, void, rim
+
     def paste(self, image, rng, region=None):
         """Paste onto ``uint8 [H, W, 3]`` (a copy); return ``(image, void, rim)`` masks.
 
