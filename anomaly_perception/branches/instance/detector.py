@@ -207,6 +207,25 @@ class InstanceAnomalySegmenter(Detector):
         return cls(pixel, promptable, manifest=manifest, **options)
 
     @classmethod
+    def from_config(cls, config, model_dir=None):
+        """Load what an :class:`~.config.InstanceNodeConfig` names, with its settings.
+
+        The node, replay, ``score`` and the experiments build their detector
+        here, so that all run the same thresholds. ``model_dir`` overrides
+        ``config.model_dir``; empty directories: the shipped pixel model and
+        no promptable model (``DEFAULT_MODEL``).
+
+        Raises:
+            ModelError: a missing or corrupt model (named).
+
+        """
+        return cls.from_model_dirs(
+            config.pixel_model_dir or None, model_dir or config.model_dir or DEFAULT_MODEL,
+            backend=config.backend, device=config.device, prompt_batch=config.prompt_batch,
+            prompt_fpr=config.prompt_fpr, num_points=config.num_points, nms_iou=config.nms_iou,
+            instance_fpr=config.instance_fpr, peak_ratio=config.component_peak_ratio)
+
+    @classmethod
     def from_model_dir(cls, model_dir, backend='auto', *, pixel_model_dir=None, device='cpu',
                        prompt_batch=64, **options):
         """Load the promptable ``model_dir`` with ``pixel_model_dir`` (the Detector interface).

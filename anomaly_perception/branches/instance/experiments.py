@@ -207,9 +207,10 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
 
     from tqdm import tqdm
 
+    from .config import InstanceNodeConfig
+    from .detector import InstanceAnomalySegmenter
     from .promptable import load_promptable
     from ..pixel.detector import PixelAnomalySegmenter
-    from .config import InstanceNodeConfig
     config = config or ugains.UGainSConfig()
     peak_ratio = InstanceNodeConfig().component_peak_ratio if peak_ratio is None else peak_ratio
     pixel = PixelAnomalySegmenter.from_model_dir(score_model)
@@ -227,9 +228,9 @@ def run_ugains_experiment(score_model, promptable_model, data_dir, out_dir, *, c
     groups = _rows(points)
     # The baseline as the node runs it: regions of the pixel model's own mask, with its
     # hysteresis (InstanceNodeConfig.component_peak_ratio).
+    baseline = InstanceAnomalySegmenter(pixel, None, peak_ratio=peak_ratio)
     mask_config = dataclasses.replace(config, threshold=float(pixel.threshold))
-    min_peak = float(pixel.calibration.threshold_for_fpr(pixel.target_fpr * peak_ratio)) \
-        if peak_ratio < 1.0 else None
+    min_peak = baseline.min_peak
     min_score = None
     if instance_fpr is not None:
         min_score = float(pixel.calibration.threshold_for_fpr(instance_fpr))

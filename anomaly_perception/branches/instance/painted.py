@@ -34,6 +34,7 @@ Writes ``painted.json``, ``painted.md`` and a contact sheet per design
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
+import dataclasses
 from pathlib import Path
 import time
 
@@ -99,6 +100,8 @@ def run_painted_experiment(pixel_model, designs, data_dir, out_dir, *, split='te
     node = InstanceNodeConfig()
     prompt_fpr = node.prompt_fpr if prompt_fpr is None else prompt_fpr
     instance_fpr = node.instance_fpr if instance_fpr is None else instance_fpr
+    node = dataclasses.replace(node, pixel_model_dir=str(pixel_model or ''),
+                               prompt_fpr=prompt_fpr, instance_fpr=instance_fpr)
     data = HazardsDataset(data_dir)
     records = data.records(split, anomalous=False)[::every]
     if limit:
@@ -113,12 +116,7 @@ def run_painted_experiment(pixel_model, designs, data_dir, out_dir, *, split='te
               'prompt_fpr': prompt_fpr, 'instance_fpr': instance_fpr,
               'pixel_model': str(pixel_model), 'designs': {}}
     for name, model in designs.items():
-        seg = InstanceAnomalySegmenter.from_model_dirs(pixel_model, model,
-                                                       prompt_fpr=prompt_fpr,
-                                                       instance_fpr=instance_fpr,
-                                                       num_points=node.num_points,
-                                                       nms_iou=node.nms_iou,
-                                                       peak_ratio=node.component_peak_ratio)
+        seg = InstanceAnomalySegmenter.from_config(node, model)
         ious, extra, false, seconds, sheet = [], [], [], [], []
         for i, (rgb, void, rim) in enumerate(tqdm(frames, desc=f'experiment painted {name}',
                                                   unit='frame', disable=not show_progress,

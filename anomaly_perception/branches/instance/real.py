@@ -45,11 +45,8 @@ from ...io.files import atomic_write_text
 def _segmenter(pixel_dir, model):
     from .config import InstanceNodeConfig
     from .detector import InstanceAnomalySegmenter
-    node = InstanceNodeConfig()
-    return InstanceAnomalySegmenter.from_model_dirs(
-        pixel_dir, model, prompt_fpr=node.prompt_fpr, num_points=node.num_points,
-        nms_iou=node.nms_iou, instance_fpr=node.instance_fpr,
-        peak_ratio=node.component_peak_ratio)
+    return InstanceAnomalySegmenter.from_config(
+        InstanceNodeConfig(pixel_model_dir=str(pixel_dir)), model)
 
 
 def run_real_instances(folder, out_dir, designs, config=None, *, steps=None, train_views=240,

@@ -19,6 +19,7 @@ Per image in ``--out``: ``<stem>.instances.png`` (uint16 ids, 0 = none),
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -43,13 +44,12 @@ def write_scores(model_dir, files, args):
     override the node's defaults.
     """
     out = output_folder(args.out, 'score --branch instance')
-    node = InstanceNodeConfig()         # the node's defaults, so both give the same instances
-    seg = InstanceAnomalySegmenter.from_model_dirs(
-        args.pixel_model, model_dir, backend=args.backend,
-        prompt_fpr=args.prompt_fpr if args.prompt_fpr is not None else node.prompt_fpr,
-        instance_fpr=args.instance_fpr if args.instance_fpr is not None else node.instance_fpr,
-        num_points=node.num_points, nms_iou=node.nms_iou,
-        peak_ratio=node.component_peak_ratio)
+    # The node's defaults, so both give the same instances; the command line's overrides.
+    given = {'prompt_fpr': args.prompt_fpr, 'instance_fpr': args.instance_fpr}
+    node = dataclasses.replace(InstanceNodeConfig(), backend=args.backend,
+                               pixel_model_dir=str(args.pixel_model or ''),
+                               **{k: v for k, v in given.items() if v is not None})
+    seg = InstanceAnomalySegmenter.from_config(node, model_dir)
     print(f"{'image':<40}  {'instances':>9}  {'best score':>10}   (prompts where the pixel "
           f'map >= {seg.config.threshold:.4g}, its threshold at pixel FPR {seg.prompt_fpr:g}; '
           f'{seg.config.num_points} points)')

@@ -129,11 +129,7 @@ class InstanceStream(Pipeline):
         """
         model_dir = model_dir or config.model_dir or DEFAULT_MODEL
         pixel_dir = config.pixel_model_dir or shipped_model_dir(PIXEL_MODEL)
-        detector = InstanceAnomalySegmenter.from_model_dirs(
-            pixel_dir, model_dir, backend=config.backend, device=config.device,
-            prompt_batch=config.prompt_batch, prompt_fpr=config.prompt_fpr,
-            num_points=config.num_points, nms_iou=config.nms_iou,
-            instance_fpr=config.instance_fpr, peak_ratio=config.component_peak_ratio)
+        detector = InstanceAnomalySegmenter.from_config(config, model_dir)
         stream = cls(detector, config)
         stream.model_dir = str(model_dir)
         stream.pixel_model_dir = str(pixel_dir)
