@@ -3,7 +3,9 @@
 Give the camera topic as an argument, for instance:
 
 With ``place:=DIR`` (a directory written by ``train place``) the frame and
-pixel nodes run the place's models, and ``hazard_monitor`` fuses their
+pixel nodes run the place's models (the instance node too, if the place
+has a tuned promptable model and ``instance_model`` is empty), and
+``hazard_monitor`` fuses their
 ``~/score`` into one flag, ``<ns>/hazard_monitor/hazard``.
 
     ros2 launch anomaly_perception ground_robot.launch.py image_topic:=/cam/image_raw \
@@ -48,6 +50,18 @@ def model_of(branch, model):
     """Return the place's ``branch`` model with ``place:=DIR``, else the ``model`` argument."""
     place = LaunchConfiguration('place')
     return PythonExpression(["'", place, f"/{branch}' if '", place, "' else '", model, "'"])
+
+
+def instance_model_of(model):
+    """Return ``instance_model`` if given, else the place's tuned promptable model if any, else ''.
+
+    An empty ``model_dir`` makes the instance node run its baseline (no
+    promptable model).
+    """
+    place = LaunchConfiguration('place')
+    return PythonExpression(["'", model, "' or ('", place, "/instance' if '", place,
+                             "' and __import__('os').path.isdir('", place, "/instance') "
+                             "else '')"])
 
 
 def generate_launch_description():
@@ -132,7 +146,7 @@ def generate_launch_description():
             package='anomaly_perception', executable='instance_anomaly_node',
             name='instance_anomaly', namespace=LaunchConfiguration('namespace'), output='screen',
             parameters=[instance_params, {
-                'model_dir': LaunchConfiguration('instance_model'),
+                'model_dir': instance_model_of(LaunchConfiguration('instance_model')),
                 'pixel_model_dir': model_of('pixel', LaunchConfiguration('pixel_model')),
                 'backend': LaunchConfiguration('backend'),
                 'input_transport': LaunchConfiguration('input_transport'),

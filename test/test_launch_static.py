@@ -128,6 +128,36 @@ def test_a_place_gives_the_nodes_its_models_and_starts_the_monitor_on_their_scor
            'model, "\'"])' in text
 
 
+def _expression_of(path, function, **values):
+    """The Python text the ``PythonExpression`` of ``function`` builds, names replaced."""
+    tree = ast.parse(path.read_text())
+    body = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
+    call = next(n for n in ast.walk(body) if isinstance(n, ast.Call)
+                and getattr(n.func, 'id', None) == 'PythonExpression')
+    return ''.join(values[e.id] if isinstance(e, ast.Name) else e.value
+                   for e in call.args[0].elts)
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+def test_the_instance_node_runs_a_place_s_promptable_model_only_if_it_has_one(path, tmp_path):
+    calls = {kw['executable'].value: kw for kw in _node_calls(path)
+             if kw['package'].value == 'anomaly_perception'}
+    params = next(item for item in calls['instance_anomaly_node']['parameters'].elts
+                  if isinstance(item, ast.Dict))
+    model = dict(zip([k.value for k in params.keys], params.values))['model_dir']
+    assert ast.unparse(model) == "instance_model_of(LaunchConfiguration('instance_model'))"
+    place, bare = tmp_path / 'tuned', tmp_path / 'bare'
+    (place / 'instance').mkdir(parents=True)
+    bare.mkdir()
+
+    def picked(model, place):
+        return eval(_expression_of(path, 'instance_model_of', model=model, place=place))
+    assert picked('', str(place)) == f'{place}/instance'
+    assert picked('/m', str(place)) == '/m'                 # the argument wins
+    assert picked('', str(bare)) == ''                      # no tuned model: the baseline
+    assert picked('', '') == '' and picked('/m', '') == '/m'
+
+
 @pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_parameters_are_declared_by_the_node(path):
     for kwargs in _node_calls(path):

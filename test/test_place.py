@@ -368,3 +368,72 @@ def test_the_monitor_process_exits_0_on_a_signal_and_1_with_one_line_for_a_bad_p
     fatal = [line for line in lines if 'cannot start' in line]
     assert bad.returncode == 1 and 'Traceback' not in bad.stdout + bad.stderr
     assert len(fatal) == 1 and str(tmp_path) in fatal[0]
+
+
+@pytest.fixture(scope='module')
+def tuned_place(place, bags, tiny_void_model):
+    """The same place, plus a tiny click-crops promptable model tuned on its bag."""
+    from anomaly_perception.branches.instance import clickcrops
+    from anomaly_perception.runtime.manifest import write_model_dir
+    from anomaly_perception.training import to_bytes
+    import torch
+    torch.manual_seed(0)
+    spec = clickcrops.crops_spec(24, (0.2, 0.5), (8, 8, 16))
+    init = place.parent / 'crops_init'
+    write_model_dir(init, {'name': 'init', 'branch': 'instance',
+                           'architecture': {'type': 'click_crops', 'spec': spec}},
+                    {'promptable.pt': to_bytes(clickcrops.build_clicknet(spec).state_dict())})
+    # The same work directory: the frame and pixel branches resume from their finished runs.
+    code = main(['train', 'place', '--bag', str(bags / 'normal'), '--out',
+                 str(place.parent / 'tuned'), '--work', str(place.parent / 'work'),
+                 '--init-from', str(tiny_void_model), '--pixel-steps', '2', '--frame-epochs',
+                 '2', '--density-epochs', '4', '--promptable', str(init),
+                 '--promptable-steps', '2'])
+    assert code == 0
+    return place.parent / 'tuned'
+
+
+def test_a_place_can_carry_a_promptable_model_tuned_on_its_bags(place, tuned_place, capsys):
+    from anomaly_perception.runtime.manifest import load_manifest
+    loaded = load_place(tuned_place)
+    assert loaded.instance_dir == tuned_place / 'instance'
+    assert loaded.model_dirs() == {'frame': tuned_place / 'frame', 'pixel': tuned_place / 'pixel',
+                                   'instance': tuned_place / 'instance'}
+    assert load_place(place).instance_dir is None and 'instance' not in \
+        load_place(place).model_dirs()
+    spec = yaml.safe_load((tuned_place / 'place.yaml').read_text())
+    assert spec['branches']['instance'] == 'instance' and spec['provenance']['wall_s']['instance']
+    manifest = load_manifest(tuned_place / 'instance', branch='instance')
+    assert manifest['training']['place'] and manifest['training']['steps'] == 2
+    assert manifest['provenance']['bags'][0]['resolution'] == [80, 60]
+    # Every one of its files is hashed; the frame and pixel weights are the resumed runs'.
+    files = yaml.safe_load((tuned_place / 'manifest.yaml').read_text())['files']
+    assert {'instance/promptable.pt', 'instance/manifest.yaml'} <= set(files)
+    before = yaml.safe_load((place / 'manifest.yaml').read_text())['files']
+    weights = [k for k in before if k.endswith('.pt')]
+    assert weights and all(files[k] == before[k] for k in weights)
+    # The promptable tuning needs a model to tune.
+    assert main(['train', 'place', '--bag', 'x', '--out', 'y', '--promptable-steps', '3']) == 1
+    assert '--promptable' in capsys.readouterr().err
+
+
+def test_replay_with_a_place_runs_its_promptable_model_on_its_pixel_map(
+        place, tuned_place, bags, tmp_path, capsys):
+    import json
+    from anomaly_perception.branches.instance import COMPONENTS
+    for where, expected in ((tuned_place, str(tuned_place / 'instance')),
+                            (place, COMPONENTS)):
+        out = tmp_path / where.name
+        assert main(['replay', str(bags / 'normal'), '--place', str(where), '--pipelines',
+                     'instance', '--out', str(out), '--no-progress']) == 0
+        report = json.loads((out / 'report.json').read_text())
+        part = report['branches']['instance']
+        assert set(report['branches']) == {'frame', 'pixel', 'instance'}
+        # The instance branch thresholds the place's map with the place's pixel model, as the
+        # launch files wire the node (pixel_model_dir = the pixel node's model).
+        assert part['model'] == expected and part['pixel_model'] == str(where / 'pixel')
+        assert report['branches']['pixel']['model'] == str(where / 'pixel')
+    assert main(['replay', str(bags / 'normal'), '--place', str(tuned_place), '--pipelines',
+                 'instance', '--model', f'instance={tuned_place}/instance', '--out',
+                 str(tmp_path / 'clash'), '--no-progress']) == 1
+    assert '--place gives the frame and instance and pixel models' in capsys.readouterr().err

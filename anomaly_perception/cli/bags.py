@@ -104,8 +104,9 @@ def add_replay(sub):
                         'BRANCH=DIR, repeatable')
     p.add_argument('--place', metavar='PLACE',
                    help='a place directory (train place): run its frame and pixel models, '
-                        'plus any other --pipelines, and the hazard monitor that fuses them '
-                        'into <ns>/hazard_monitor/hazard')
+                        'plus any other --pipelines (instance: its tuned promptable model if it '
+                        'has one), and the hazard monitor that fuses them into '
+                        '<ns>/hazard_monitor/hazard')
     p.add_argument('--backend', default='auto', help='torch, onnxruntime, tensorrt, auto')
     p.add_argument('--labels', help="intervals file (YAML) instead of the bag's labels")
     p.add_argument('--params', action='append', default=[], metavar='[BRANCH=]FILE',
@@ -155,11 +156,12 @@ def _run_replay(args):
         raise UsageError(f'--pipelines {args.pipelines!r}: name each branch once.')
     model_dirs = _per_branch(args.model, names, '--model')
     if place is not None:
-        clash = sorted(set(model_dirs) & {'frame', 'pixel'})
+        given = {k: str(v) for k, v in place.model_dirs().items() if k in names}
+        clash = sorted(set(model_dirs) & set(given))
         if clash:
-            raise UsageError(f'--model {",".join(clash)}: --place gives the frame and pixel '
-                             'models.')
-        model_dirs.update({k: str(v) for k, v in place.model_dirs().items()})
+            raise UsageError(f'--model {",".join(clash)}: --place gives the '
+                             f'{" and ".join(sorted(given))} models.')
+        model_dirs.update(given)
     configs = {n: load_config(get_branch(n).config, path)
                for n, path in _per_branch(args.params, names, '--params').items()}
     report = replay(args.bag, args.out, branches, topic=args.topic, model_dirs=model_dirs,

@@ -301,6 +301,12 @@ def add_train(sub):
                     help='false alarms per hour of normal driving the flags are set for, '
                          'measured on the held-out blocks (default 2)')
     add_place_learning_options(pl)
+    pl.add_argument('--promptable', metavar='PROMPTABLE_MODEL',
+                    help='a --design crops promptable model to tune on the same bags with '
+                         'pasted objects, into PLACE/instance (default none: the instance '
+                         'node runs its baseline)')
+    pl.add_argument('--promptable-steps', type=positive_int, default=None,
+                    help="the promptable tuning's optimiser steps (default 600)")
     pl.add_argument('--overwrite', action='store_true')
     pl.set_defaults(run=_run_train_whole_place)
 
@@ -770,6 +776,7 @@ def place_learning_config(args, rate=2.0, topic=None, every=1):
 
 
 def _run_train_whole_place(args):
+    import dataclasses
     from pathlib import Path
 
     from ..branches.frame.train_bags import ExposedSource
@@ -781,16 +788,23 @@ def _run_train_whole_place(args):
     except ValueError as err:
         raise UsageError(f'--exposed: {err}') from None
     config = place_learning_config(args, args.target_alarms_per_hour, args.topic, args.every)
+    if args.promptable_steps and not args.promptable:
+        raise UsageError('--promptable-steps: name the model to tune with --promptable.')
+    if args.promptable_steps:
+        config = dataclasses.replace(config, promptable=dataclasses.replace(
+            config.promptable, steps=args.promptable_steps))
     work = args.work or str(Path('out') / 'train' / Path(args.out).name)
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
     place = train_place_from_bags(args.bag, args.out, work, config, exposed=exposed,
-                                  pixel_init_from=args.init_from, overwrite=args.overwrite,
+                                  pixel_init_from=args.init_from,
+                                  promptable_from=args.promptable, overwrite=args.overwrite,
                                   command=command)
     fusion, wall = place['fusion'], place['provenance']['wall_s']
     w, h = place['camera']['resolution']
+    tuned = f", promptable model {wall['instance']:.0f} s" if 'instance' in wall else ''
     print(f'written {args.out} (work files in {work}): a {w}x{h} camera on '
           f"{place['camera']['topic']}; frame branch {wall['frame']:.0f} s, pixel branch "
-          f"{wall['pixel']:.0f} s, {wall['total']:.0f} s in all")
+          f"{wall['pixel']:.0f} s{tuned}, {wall['total']:.0f} s in all")
     print(f"fused flag: on probability {fusion['on_probability']:.10g} for "
           f"{fusion['target_false_alarms_per_hour']:g} false alarms per hour, fitted on "
           f"{fusion['heldout_frames']} held-out frames")

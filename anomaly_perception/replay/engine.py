@@ -68,6 +68,18 @@ def _collect_label(labels, msg):
     labels[header_stamp_ns(msg)] = msg.results[0].class_id if msg.results else 'normal'
 
 
+def _with_pixel_model(cfg, pixel_dir):
+    """Give a branch that reads the pixel map the pixel pipeline's model, as launched.
+
+    The launch files give the instance node ``pixel_model_dir`` = the pixel
+    node's model (its threshold and calibration must be those of the map it
+    receives); a replay does the same unless the branch's parameters name one.
+    """
+    if pixel_dir and getattr(cfg, 'pixel_model_dir', None) == '':
+        return dataclasses.replace(cfg, pixel_model_dir=str(pixel_dir))
+    return cfg
+
+
 def replay(bag_path, out_dir, pipelines, *, topic=None, model_dir=None, backend='auto',
            labels=None, namespace=None, config=None, batch=32, overwrite=False,
            show_progress=True, model_dirs=None, configs=None, monitor=None):
@@ -108,6 +120,7 @@ def replay(bag_path, out_dir, pipelines, *, topic=None, model_dir=None, backend=
             cfg = configs.get(branch.name) or branch.config()
             md = model_dirs.get(branch.name) or cfg.model_dir or branch.shipped_model_dir()
             cfg = dataclasses.replace(cfg, backend=backend, model_dir=str(md))
+            cfg = _with_pixel_model(cfg, model_dirs.get('pixel'))
             stream = branch.stream.from_config(cfg)
             recorders.append(branch.recorder(branch, stream, cfg, ns, str(md)))
         peers = {r.branch.name: r for r in recorders}

@@ -5,17 +5,21 @@ A place directory holds what a robot needs to patrol one building::
     PLACE/
       frame/          the frame branch learnt from the bags (train frame --bag)
       pixel/          the pixel branch learnt from the same bags (train pixel --bag)
+      instance/       optional (--promptable): a click-crops promptable model tuned
+                      on the same bags (train promptable --design crops --bag)
       place.yaml      the camera, the fused flag's rule and level, provenance
       manifest.yaml   sha256 and size of every other file
 
 :func:`train_place_from_bags` runs both branches' learning on the same
 bags (tagged intervals, ``--exposed``, feed the frame branch), then fits the
 fused flag (:mod:`~...stream.fusion`) on their held-out normal blocks,
-paired frame by frame, for a target of false alarms per hour. Both
-trainings resume from their work directories; the place directory appears
-only when complete. :func:`load_place` refuses a place whose files are
-missing, changed, or whose two models were learnt from different cameras,
-naming the file.
+paired frame by frame, for a target of false alarms per hour. Given a
+click-crops promptable model to start from, it also tunes it on the same
+bags with pasted objects (without one the place has no instance model and
+the instance node runs its baseline). Every training resumes from its work
+directory; the place directory appears only when complete. :func:`load_place`
+refuses a place whose files are missing, changed, or whose models were learnt
+from different cameras, naming the file.
 """
 
 # Copyright 2026 The anomaly_perception Authors
@@ -40,6 +44,9 @@ import yaml
 
 from ..frame.train_bags import BagTrainingConfig
 from ..frame.train_bags import train_frame_from_bags
+from ..instance.place_clickcrops import PLACE_STEPS
+from ..instance.place_clickcrops import tune_clickcrops_on_bags
+from ..instance.train_clickcrops import ClickCropsTrainingConfig
 from ..pixel.place import PlaceTrainingConfig
 from ..pixel.place import train_pixel_from_bags
 from ...data.bag_frames import BagFramesError
@@ -62,6 +69,7 @@ PLACE_FILE = 'place.yaml'
 MANIFEST = 'manifest.yaml'
 FORMAT = 'anomaly_perception.place/1'
 BRANCHES = ('frame', 'pixel')
+OPTIONAL_BRANCHES = ('instance',)
 
 
 class PlaceError(ModelError):
@@ -77,6 +85,9 @@ class PlaceConfig:
     target_false_alarms_per_hour: float = 2.0
     rule: str = 'max_probability'
     hysteresis: float = 0.1
+    promptable: ClickCropsTrainingConfig = dataclasses.field(
+        default_factory=lambda: ClickCropsTrainingConfig(steps=PLACE_STEPS))
+    promptable_every: int = 10
 
 
 @dataclasses.dataclass
@@ -87,6 +98,7 @@ class Place:
     frame_dir: Path
     pixel_dir: Path
     place: dict
+    instance_dir: Path = None
 
     @property
     def fusion(self):
@@ -99,8 +111,11 @@ class Place:
                                'off_probability': f['off_probability']})
 
     def model_dirs(self):
-        """Return ``{branch: model directory}``."""
-        return {'frame': self.frame_dir, 'pixel': self.pixel_dir}
+        """Return ``{branch: model directory}`` (``instance`` only if the place has one)."""
+        dirs = {'frame': self.frame_dir, 'pixel': self.pixel_dir}
+        if self.instance_dir is not None:
+            dirs['instance'] = self.instance_dir
+        return dirs
 
     def monitor_spec(self):
         """Return the replay's :class:`~...replay.monitor.MonitorSpec` of the fused flag."""
@@ -173,12 +188,14 @@ def fit_fusion(frame_manifest, pixel_manifest, config):
 
 
 def train_place_from_bags(bags, place_dir, work_dir, config=None, *, exposed=(),
-                          pixel_init_from=None, overwrite=False, show_progress=True,
-                          command=None):
+                          pixel_init_from=None, promptable_from=None, overwrite=False,
+                          show_progress=True, command=None):
     """``train place``: learn both branches and the fused flag; write ``place_dir``.
 
     ``pixel_init_from``: the pixel model to start from (default the shipped
-    one). Returns the ``place.yaml`` written.
+    one). ``promptable_from``: a click-crops promptable model to tune on the
+    same bags into ``instance/`` (default none: no instance model). Returns
+    the ``place.yaml`` written.
 
     Raises:
         BagError / BagFramesError: unusable bags, or bags of different cameras.
@@ -196,28 +213,41 @@ def train_place_from_bags(bags, place_dir, work_dir, config=None, *, exposed=(),
     topic, (width, height) = check_one_camera(list(bags) + [s.bag for s in exposed],
                                               config.frame.topic)
     work = Path(work_dir)
+    parts = 4 if promptable_from else 3
+    if promptable_from and not Path(promptable_from).is_dir():
+        raise TrainingError(f'Promptable model {str(promptable_from)!r} does not exist.')
     with atomic_directory(place_dir, overwrite=overwrite) as tmp:
-        _say(show_progress, '1/3 the frame branch')
+        _say(show_progress, f'1/{parts} the frame branch')
         t0 = time.perf_counter()
         frame = train_frame_from_bags(bags, tmp / 'frame', work / 'frame', config.frame,
                                       exposed=exposed, show_progress=show_progress,
                                       command=command)
-        _say(show_progress, '2/3 the pixel branch')
+        _say(show_progress, f'2/{parts} the pixel branch')
         t1 = time.perf_counter()
         pixel = train_pixel_from_bags(bags, tmp / 'pixel', work / 'pixel', config.pixel,
                                       init_from=pixel_init_from, show_progress=show_progress,
                                       command=command)
-        _say(show_progress, '3/3 the fused flag')
+        _say(show_progress, f'3/{parts} the fused flag')
         t2 = time.perf_counter()
+        fusion = fit_fusion(frame, pixel, config)
+        branches, wall = {name: name for name in BRANCHES}, {}
+        if promptable_from:
+            _say(show_progress, f'4/{parts} the promptable model (pasted objects)')
+            tune_clickcrops_on_bags(list(bags), promptable_from, tmp / 'instance',
+                                    work / 'instance', config.promptable,
+                                    every=config.promptable_every, topic=topic,
+                                    show_progress=show_progress, command=command)
+            branches['instance'] = 'instance'
+            wall['instance'] = round(time.perf_counter() - t2, 1)
         place = {
             'format': FORMAT, 'name': Path(place_dir).name,
-            'branches': {name: name for name in BRANCHES},
+            'branches': branches,
             'camera': {'topic': topic, 'resolution': [width, height]},
-            'fusion': fit_fusion(frame, pixel, config),
+            'fusion': fusion,
             'provenance': {
                 'command': command, 'bags': [Path(b).name for b in bags],
                 'exposed': [f'{Path(s.bag).name}:{Path(s.intervals).name}' for s in exposed],
-                'wall_s': {'frame': round(t1 - t0, 1), 'pixel': round(t2 - t1, 1),
+                'wall_s': {'frame': round(t1 - t0, 1), 'pixel': round(t2 - t1, 1), **wall,
                            'total': round(time.perf_counter() - started, 1)},
                 **training_environment()}}
         (tmp / PLACE_FILE).write_text(yaml.safe_dump(plain_data(place), sort_keys=False))
@@ -265,8 +295,10 @@ def load_place(path, *, verify=True):
                                  'is corrupt or was changed after the place was written.')
     place = _read_yaml(path / PLACE_FILE, 'the fused flag and the camera')
     dirs = {}
-    for branch in BRANCHES:
+    for branch in BRANCHES + OPTIONAL_BRANCHES:
         sub = (place.get('branches') or {}).get(branch)
+        if not sub and branch in OPTIONAL_BRANCHES:
+            continue
         if not sub:
             raise PlaceError(f'{str(path / PLACE_FILE)!r} names no {branch} model.')
         dirs[branch] = path / sub
@@ -281,7 +313,7 @@ def load_place(path, *, verify=True):
                 f'was learnt from a {size[0]}x{size[1]} camera, {PLACE_FILE} says '
                 f'{place["camera"]["resolution"][0]}x{place["camera"]["resolution"][1]}: the '
                 'parts of this place do not belong together.')
-    return Place(path, dirs['frame'], dirs['pixel'], place)
+    return Place(path, dirs['frame'], dirs['pixel'], place, dirs.get('instance'))
 
 
 def _camera_of_model(manifest):
@@ -289,7 +321,7 @@ def _camera_of_model(manifest):
     prov = manifest.get('provenance') or {}
     if prov.get('resolution'):
         return list(prov['resolution'])
-    bags = (prov.get('data') or {}).get('bags') or []
+    bags = (prov.get('data') or {}).get('bags') or prov.get('bags') or []
     if bags and bags[0].get('resolution'):
         return list(bags[0]['resolution'])
     return None
