@@ -230,3 +230,88 @@ def test_encoding_rejects_wrong_dtype_and_shape(rng):
         numpy_to_image_fields(np.zeros((4, 4), np.uint8), 'bgr8')
     with pytest.raises(ImageMessageError, match='empty'):
         numpy_to_image_fields(np.zeros((0, 4, 3), np.uint8), 'bgr8')
+
+
+def _corrupt_burst(factory, rng, count, decodable=False):
+    """``count`` CompressedImage messages of broken JPEG and PNG bytes.
+
+    None decodes, or with ``decodable`` JPEGs whose tables are damaged: libjpeg
+    still decodes them, with a warning.
+    """
+    picture = cv2.GaussianBlur(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), (5, 5), 2)
+    encoded = {codec: cv2.imencode(f'.{codec}', picture)[1].tobytes()
+               for codec in ('jpeg', 'png')}
+    for i in range(count):
+        codec = 'jpeg' if decodable else ('jpeg', 'png')[i % 2]
+        data = bytearray(encoded[codec])
+        if decodable:
+            data[30:60] = bytes(30)
+        elif codec == 'jpeg' or i % 3 == 0:     # cut short
+            data = data[:int(len(data) * rng.uniform(0.1, 0.9))]
+        elif i % 3 == 1:                        # bit flips past the header
+            for pos in rng.integers(200, len(data), 40):
+                data[pos] ^= 0x5A
+        else:                                   # a damaged header
+            data[30:60] = bytes(30)
+        yield factory.new('sensor_msgs/msg/CompressedImage', header=factory.header(i + 1, 'c'),
+                          format=codec, data=np.frombuffer(bytes(data), np.uint8))
+
+
+def test_a_burst_of_corrupt_frames_is_counted_and_prints_nothing(factory, rng, capfd):
+    from anomaly_perception.io.diagnostics import diagnostics_message
+    from anomaly_perception.stream.flow import MalformedCounter
+    from anomaly_perception.stream.flow import StreamStats
+    from anomaly_perception.stream.pipeline import Pipeline
+    capfd.readouterr()
+    # What a node does with each frame: decode (the same function replay uses), count, log
+    # the line the counter gives (at most one per kind per throttle window).
+    counter, stats = MalformedCounter(period_s=10.0, clock=lambda: 5.0), StreamStats()
+    lines = []
+    for msg in _corrupt_burst(factory, rng, 1000):
+        stats.frame_received()
+        with pytest.raises(ImageMessageError) as err:
+            Pipeline.decode(msg)
+        stats.frame_malformed(str(err.value))
+        lines.append(counter.add(err.value.kind, str(err.value)))
+    # libjpeg's "Corrupt JPEG data" and libpng's errors reach file descriptor 2 directly when
+    # OpenCV decodes; nothing may, so that a camera sending garbage cannot flood the log.
+    out, errors = capfd.readouterr()
+    assert errors == '' and out == ''
+    assert counter.snapshot() == {'undecodable compressed data': 1000}
+    assert [line for line in lines if line] == [lines[0]]
+    assert 'could not be decoded as JPEG or PNG' in lines[0]
+    snapshot = {**stats.snapshot(), 'malformed_by_kind': counter.snapshot()}
+    status = diagnostics_message(factory, 'pixel_anomaly', factory.header(0, 'c'), snapshot,
+                                 {}, 'm').status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert values['malformed'] == values['malformed: undecodable compressed data'] == '1000'
+    # JPEGs that decode despite damage (OpenCV prints "Corrupt JPEG data" for each) are scored,
+    # quietly.
+    for msg in _corrupt_burst(factory, rng, 100, decodable=True):
+        assert Pipeline.decode(msg).shape == (120, 160, 3)
+    assert capfd.readouterr() == ('', '')
+
+
+@pytest.mark.parametrize('case', ['rgb', 'bgra', 'grey', 'grey16', 'palette', 'rgb16'])
+def test_compressed_images_decode_to_what_opencv_gives(rng, case):
+    from anomaly_perception.io.images import decode_image_bytes
+    from PIL import Image
+    import io
+    shapes = {'rgb': (40, 60, 3), 'bgra': (40, 60, 4), 'grey': (40, 60), 'grey16': (40, 60),
+              'palette': (40, 60, 3), 'rgb16': (40, 60, 3)}
+    dtype = np.uint16 if case.endswith('16') else np.uint8
+    image = rng.integers(0, np.iinfo(dtype).max, shapes[case], endpoint=True).astype(dtype)
+    if case == 'palette':
+        buf = io.BytesIO()
+        Image.fromarray(image[..., ::-1].copy()).quantize(16).save(buf, 'PNG')
+        data = buf.getvalue()
+    else:
+        data = cv2.imencode('.png', image)[1].tobytes()
+    expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    got = decode_image_bytes(data)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+    smooth = cv2.GaussianBlur(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (5, 5), 2)
+    jpeg = cv2.imencode('.jpg', smooth)[1].tobytes()
+    np.testing.assert_array_equal(decode_image_bytes(jpeg),
+                                  cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))

@@ -41,9 +41,12 @@ Decoding conventions (:func:`image_to_numpy`):
 # limitations under the License.
 
 import dataclasses
+import io
+from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image as PILImage
 
 from .messages import stamp_to_ns
 from ..errors import ImageMessageError
@@ -291,6 +294,58 @@ def _parse_format(fmt):
     return original, codec
 
 
+# Pillow modes whose pixels map one to one onto OpenCV's IMREAD_UNCHANGED result.
+_PIL_GREY = {'L': np.uint8, 'I;16': np.uint16, 'I;16B': np.uint16}
+_PIL_COLOUR = {'RGB': 3, 'RGBA': 4}
+
+
+def decode_image_bytes(data, *, what='image data'):
+    """Decode JPEG or PNG bytes as OpenCV's ``imdecode(IMREAD_UNCHANGED)`` does, silently.
+
+    Returns ``[H, W]`` (grey, ``uint8`` or ``uint16``) or BGR / BGRA
+    ``[H, W, 3|4]``. libjpeg and libpng, as OpenCV calls them, print a
+    warning to standard error for every corrupt image ("Corrupt JPEG data",
+    "libpng error"), which floods a robot's log when a camera sends
+    thousands. Pillow decodes the same files to the same pixels without
+    printing, and its reason goes into the error, which the nodes count and
+    log once per throttle window. Layouts Pillow cannot hold exactly (16-bit
+    colour, CMYK, grey with alpha...) fall back to OpenCV once Pillow has
+    read them whole.
+
+    Raises:
+        ImageMessageError: the bytes do not decode (kind
+            ``'undecodable compressed data'``), with the decoder's reason.
+
+    """
+    buf = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
+    try:
+        image = PILImage.open(io.BytesIO(buf.tobytes()))
+        # The stored layout (e.g. 'RGB;16B'), known before load() clears the tiles.
+        rawmode = image.tile[0][3] if image.tile and len(image.tile[0]) > 3 else None
+        image.load()
+    except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as err:
+        raise ImageMessageError(f'{what} could not be decoded as JPEG or PNG: '
+                                f'{str(err) or type(err).__name__}.',
+                                'undecodable compressed data') from None
+    exact = not (isinstance(rawmode, str) and rawmode.endswith(('16', '16B')) and
+                 image.mode in _PIL_COLOUR)
+    if exact and image.mode in _PIL_GREY:
+        return np.asarray(image, dtype=_PIL_GREY[image.mode]).astype(
+            _PIL_GREY[image.mode], copy=False)
+    if exact and image.mode == '1':
+        return np.asarray(image.convert('L'))
+    if exact and image.mode in _PIL_COLOUR:
+        return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR if image.mode == 'RGB'
+                            else cv2.COLOR_RGBA2BGRA)
+    if exact and image.mode == 'P' and 'transparency' not in image.info:
+        return cv2.cvtColor(np.asarray(image.convert('RGB')), cv2.COLOR_RGB2BGR)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise ImageMessageError(f'{what} could not be decoded as JPEG or PNG.',
+                                'undecodable compressed data')
+    return decoded
+
+
 def compressed_to_numpy(msg, *, output='rgb'):
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) into a numpy array.
 
@@ -310,11 +365,8 @@ def compressed_to_numpy(msg, *, output='rgb'):
     if buf.size == 0:
         raise ImageMessageError(f'CompressedImage (format {msg.format!r}) has no data.',
                                 'empty image')
-    decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if decoded is None:
-        raise ImageMessageError(
-            f'CompressedImage (format {msg.format!r}, {buf.size} bytes) could not be '
-            'decoded as JPEG or PNG.', 'undecodable compressed data')
+    decoded = decode_image_bytes(buf, what=f'CompressedImage (format {msg.format!r}, '
+                                           f'{buf.size} bytes)')
     if decoded.ndim == 2:
         return decoded
     if output == 'passthrough':
@@ -457,10 +509,19 @@ def read_image_file(path):
         ImageMessageError: the file cannot be read or decoded (named).
 
     """
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageMessageError(f'Cannot decode image {str(path)!r}.', 'undecodable file')
-    return image
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ImageMessageError(f'Cannot read image {str(path)!r}: {err.strerror}.',
+                                'unreadable file') from None
+    try:
+        image = decode_image_bytes(data, what=f'Image file {str(path)!r}')
+    except ImageMessageError as err:
+        raise ImageMessageError(str(err), 'undecodable file') from None
+    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+        return image
+    # Other layouts as cv2.imread(IMREAD_COLOR) gives them: 8-bit BGR.
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 def encode_image(ext, image):
