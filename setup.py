@@ -82,6 +82,8 @@ setup(
             'import-linter>=2.17',
             'pydocstyle>=6',
         ],
+        # evaluate bags: many bags as Ray tasks; the nodes never import it.
+        'fleet': ['ray>=2.9'],
         'rba': ['transformers>=4.30'],
         # The peer row of experiment pixel-place only (anomalib's DRAEM); nothing else uses it.
         'peer': ['anomalib>=2.0'],

@@ -22,6 +22,7 @@ the same weights as an uninterrupted run.
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
+import dataclasses
 import datetime
 import io
 import os
@@ -42,6 +43,89 @@ CHECKPOINT = 'checkpoint.pt'
 
 class TrainingError(AnomalyPerceptionError):
     """Training cannot start or continue (bad data, bad options, bad checkpoint)."""
+
+
+@dataclasses.dataclass
+class Distributed:
+    """This process's place in a ``torchrun`` job (one process alone by default).
+
+    Every process draws the same global batch from the same generators, and
+    trains on its ``shard`` of it under DistributedDataParallel, which
+    averages the gradients: with equal shards, the steps are those of one
+    process on the whole batch. Only the ``main`` process (rank 0) writes
+    checkpoints, samples and the model; every process resumes from the same
+    checkpoint.
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: str = 'cpu'
+    backend: str = ''
+
+    @property
+    def main(self):
+        return self.rank == 0
+
+    def check_batch(self, batch_size):
+        """Raise TrainingError unless ``batch_size`` splits into equal shards."""
+        if batch_size % self.world:
+            raise TrainingError(f'--batch-size {batch_size} (the global batch) must be a '
+                                f'multiple of the {self.world} processes.')
+
+    def shard(self, n):
+        """Return this process's slice of a global batch of ``n``."""
+        per = n // self.world
+        return slice(self.rank * per, (self.rank + 1) * per)
+
+    def wrap(self, model):
+        """Return ``model`` under DistributedDataParallel (itself when alone)."""
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+        ids = [self.local_rank] if self.device.startswith('cuda') else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def mean(self, value):
+        """Return the mean of ``value`` over the processes (a float)."""
+        if self.world == 1:
+            return float(value)
+        import torch.distributed as dist
+        t = torch.tensor([float(value)], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world
+
+    def barrier(self):
+        if self.world > 1:
+            import torch.distributed as dist
+            dist.barrier()
+
+    def close(self):
+        """Leave the process group (after the last collective)."""
+        if self.world > 1:
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def distributed(device='cpu'):
+    """Join the job ``torchrun`` started (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``), if any.
+
+    NCCL on CUDA (each process on GPU ``LOCAL_RANK``), gloo on CPUs. Returns
+    a :class:`Distributed` (one process alone without torchrun).
+    """
+    world = int(os.environ.get('WORLD_SIZE', '1') or 1)
+    if world <= 1:
+        return Distributed(device=str(device))
+    import torch.distributed as dist
+    rank, local = int(os.environ['RANK']), int(os.environ.get('LOCAL_RANK', '0'))
+    backend = 'gloo'
+    if str(device).startswith('cuda'):
+        torch.cuda.set_device(local)
+        device, backend = f'cuda:{local}', 'nccl'
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return Distributed(rank, world, local, str(device), backend)
 
 
 def seed_everything(seed):

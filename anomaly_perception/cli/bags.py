@@ -22,7 +22,6 @@ import json
 
 from .common import positive_int
 from .common import PROG
-from ..errors import UsageError
 
 
 def add_inspect(sub):
@@ -120,54 +119,14 @@ def add_replay(sub):
     p.set_defaults(run=_run_replay)
 
 
-def _per_branch(values, names, option):
-    """``{branch: value}`` of ``[BRANCH=]VALUE`` options (a bare value: the only pipeline)."""
-    out = {}
-    for item in values:
-        name, sep, value = item.partition('=')
-        if not (sep and name in names):
-            if len(names) != 1:
-                raise UsageError(f'{option} {item!r}: with --pipelines {",".join(names)} give '
-                                 'BRANCH=VALUE for one of them.')
-            name, value = names[0], item
-        if name in out:
-            raise UsageError(f'{option}: {name} given twice.')
-        out[name] = value
-    return out
-
-
 def _run_replay(args):
-    from ..branches.registry import get_branch
-    from ..branches.registry import get_branches
-    from ..config import load_config
-    from ..replay.engine import replay
-    pipelines = args.pipelines
-    monitor, place = None, None
-    if args.place:
-        from ..branches.place.place import load_place
-        place = load_place(args.place)
-        asked = [n.strip() for n in pipelines.split(',') if n.strip()]
-        others = [n for n in asked if n not in ('frame', 'pixel')]
-        pipelines = ','.join(['frame', 'pixel'] + others)
-        monitor = place.monitor_spec()
-    branches = get_branches(pipelines)
-    names = [b.name for b in branches]
-    if not names or len(set(names)) != len(names):
-        raise UsageError(f'--pipelines {args.pipelines!r}: name each branch once.')
-    model_dirs = _per_branch(args.model, names, '--model')
-    if place is not None:
-        given = {k: str(v) for k, v in place.model_dirs().items() if k in names}
-        clash = sorted(set(model_dirs) & set(given))
-        if clash:
-            raise UsageError(f'--model {",".join(clash)}: --place gives the '
-                             f'{" and ".join(sorted(given))} models.')
-        model_dirs.update(given)
-    configs = {n: load_config(get_branch(n).config, path)
-               for n, path in _per_branch(args.params, names, '--params').items()}
-    report = replay(args.bag, args.out, branches, topic=args.topic, model_dirs=model_dirs,
-                    backend=args.backend, labels=args.labels, namespace=args.namespace,
-                    configs=configs, batch=args.batch, overwrite=args.overwrite,
-                    show_progress=not args.no_progress, monitor=monitor)
+    from ..fleet.job import ReplayJob
+    job = ReplayJob(pipelines=args.pipelines, models=tuple(args.model),
+                    params=tuple(args.params), place=args.place, backend=args.backend,
+                    topic=args.topic, labels=args.labels, namespace=args.namespace,
+                    batch=args.batch)
+    report = job.run(args.bag, args.out, overwrite=args.overwrite,
+                     show_progress=not args.no_progress)
     print(format_replay(report, args.out))
     return 0
 

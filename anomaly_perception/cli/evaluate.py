@@ -1,4 +1,4 @@
-"""``evaluate``: a frame or pixel model on a labelled dataset split, with plots."""
+"""``evaluate``: a model on a labelled dataset split; ``evaluate bags``: a fleet of bags."""
 
 # Copyright 2026 The anomaly_perception Authors
 #
@@ -51,6 +51,61 @@ def add_evaluate(sub):
                     help='score only the centred crop of this aspect (e.g. 16:9), to compare '
                          'models whose crops differ on the same pixels')
     px.set_defaults(run=_run_evaluate_pixel)
+    add_evaluate_bags(esub)
+
+
+def add_evaluate_bags(esub):
+    from ..branches.registry import branch_names
+    b = esub.add_parser(
+        'bags', help='replay many bags on Ray and pool their metrics (a fleet)',
+        description='Replay every bag through the same pipelines as `replay` (one Ray task per '
+                    'bag, --workers at a time, on a local Ray instance or the cluster at '
+                    '--address), then pool them into OUT/fleet_report.json and OUT/fleet.png: '
+                    'a row per bag; frame AUROC / AP / FPR95 over every labelled frame, pixel '
+                    'AuPRC over every labelled pixel, events, false alarms per hour and flag '
+                    'on-time over all normal driving. Resumable (a bag replayed before is not '
+                    'replayed again); a bag that fails or has no labels is reported with its '
+                    'cause and the others finish (exit code 1). See docs/REPLAY.md.')
+    b.add_argument('bags', nargs='*', metavar='BAG', help='bag directories or files')
+    b.add_argument('--list', metavar='FILE', help='a file of bags, one per line (# comments)')
+    b.add_argument('--out', required=True, help='fleet directory (created; reused to resume)')
+    b.add_argument('--pipelines', default='frame',
+                   help=f'comma-separated branches, of {", ".join(branch_names())} (default '
+                        'frame)')
+    b.add_argument('--model', action='append', default=[], metavar='[BRANCH=]DIR',
+                   help='model directory, as for replay (repeatable)')
+    b.add_argument('--params', action='append', default=[], metavar='[BRANCH=]FILE',
+                   help='node parameter file, as for replay (repeatable)')
+    b.add_argument('--place', metavar='PLACE', help='a place directory, as for replay')
+    b.add_argument('--labels', help='one intervals file for every bag (default: each '
+                                    "bag's label topic)")
+    b.add_argument('--topic', help='image topic (default: the only camera topic of each bag)')
+    b.add_argument('--backend', default='auto', help='torch, onnxruntime, tensorrt, auto')
+    b.add_argument('--batch', type=positive_int, default=32)
+    b.add_argument('--workers', type=positive_int, default=2,
+                   help='bags replayed at once (one CPU each; default 2)')
+    b.add_argument('--address', help='a Ray cluster (ray://HOST:10001 or auto); default: a '
+                                     'local Ray instance of --workers CPUs')
+    b.add_argument('--no-progress', action='store_true')
+    b.set_defaults(run=_run_evaluate_bags)
+
+
+def _run_evaluate_bags(args):
+    from ..errors import UsageError
+    from ..fleet.evaluate import evaluate_bags
+    from ..fleet.evaluate import format_fleet
+    from ..fleet.evaluate import read_bag_list
+    from ..fleet.job import ReplayJob
+    bags = list(args.bags) + (read_bag_list(args.list) if args.list else [])
+    if not bags:
+        raise UsageError('evaluate bags: give bags, or --list FILE.')
+    job = ReplayJob(pipelines=args.pipelines, models=tuple(args.model),
+                    params=tuple(args.params), place=args.place, backend=args.backend,
+                    topic=args.topic, labels=args.labels, batch=args.batch)
+    fleet = evaluate_bags(bags, args.out, job, workers=args.workers, address=args.address,
+                          show_progress=not args.no_progress)
+    print('\n'.join(format_fleet(fleet, args.out)))
+    return 1 if fleet['failed'] else 0
 
 
 def _run_evaluate_pixel(args):

@@ -642,6 +642,8 @@ def _run_train_diffusion(args):
     manifest = train_diffusion_model(args.out, work, config, data=args.data, bags=args.bag,
                                      topic=args.topic, overwrite=args.overwrite,
                                      command=command, device=args.device)
+    if manifest is None:            # another process of a torchrun job: rank 0 reports
+        return 0
     history = manifest['metrics']['history']
     last = history[-1] if history else {}
     print(f"written {args.out}: {manifest['metrics']['parameters'] / 1e6:.1f} M parameters, "

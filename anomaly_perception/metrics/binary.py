@@ -329,6 +329,23 @@ class BinaryScoreAccumulator:
         self._merge(other._keys, other._pos, other._neg[:0], other._neg[:0])
         self._merge(other._keys[:0], other._pos[:0], other._keys, other._neg)
 
+    def state(self):
+        """Return the counts as plain arrays (``shift``, ``keys``, ``pos``, ``neg``), to store."""
+        return {'shift': np.int64(self.shift), 'keys': self._keys, 'pos': self._pos,
+                'neg': self._neg}
+
+    @classmethod
+    def from_state(cls, state, ignore_index=VOID):
+        """Rebuild an accumulator from :meth:`state` (e.g. one bag's, to pool many)."""
+        acc = cls(23 - int(state['shift']), ignore_index)
+        keys, pos, neg = (np.asarray(state[k]) for k in ('keys', 'pos', 'neg'))
+        if not keys.shape == pos.shape == neg.shape or (keys.size and np.any(np.diff(keys) <= 0)):
+            raise ValueError('not an accumulator state: keys, pos and neg must be equal-length '
+                             'arrays with increasing keys')
+        acc._keys, acc._pos, acc._neg = (keys.astype(np.uint32), pos.astype(np.int64),
+                                         neg.astype(np.int64))
+        return acc
+
     @property
     def n_bins(self):
         return int(self._keys.size)

@@ -68,6 +68,10 @@ def _collect_label(labels, msg):
     labels[header_stamp_ns(msg)] = msg.results[0].class_id if msg.results else 'normal'
 
 
+#: Per-frame arrays of a replay that a fleet evaluation pools (numpy .npz, no pickles).
+POOLED_FILE = 'pooled.npz'
+
+
 def _with_pixel_model(cfg, pixel_dir):
     """Give a branch that reads the pixel map the pixel pipeline's model, as launched.
 
@@ -186,8 +190,20 @@ def replay(bag_path, out_dir, pipelines, *, topic=None, model_dir=None, backend=
             report['monitor'] = fused.report()
             if frame_labels is not None:
                 report['monitor'].update(fused.metrics(stamps, frame_labels))
+        _write_pooled(tmp / POOLED_FILE, stamps, frame_labels, recorders)
         atomic_write_json(tmp / 'report.json', report)
     return report
+
+
+def _write_pooled(path, stamps, frame_labels, recorders):
+    """Write what a fleet pools over bags: stamps, labels, each branch's per-frame arrays."""
+    arrays = {'stamps': stamps}
+    if frame_labels is not None:
+        arrays['labels'] = np.array(frame_labels, dtype=str)
+    for r in recorders:
+        arrays.update({f'{r.branch.name}.{k}': v for k, v in r.pooled().items()})
+    with open(path, 'wb') as f:
+        np.savez(f, **arrays)
 
 
 class _Progress:

@@ -212,6 +212,14 @@ class Recorder:
     def metrics(self, frame_labels):
         return {}
 
+    def pooled(self):
+        """Return ``{name: array}`` a fleet pools over bags (default none), one row per frame.
+
+        Written to the replay's ``pooled.npz`` as ``<branch>.<name>``, beside
+        the frames' stamps and labels; see :mod:`~...fleet.pool`.
+        """
+        return {}
+
     def plots(self, out, frame_labels, report):
         """Write the branch's plots into ``out`` (default none)."""
 

@@ -39,6 +39,7 @@ for a backend that is not available is one clear error listing what is.
 import abc
 import importlib.util
 import logging
+import os
 import time
 
 import numpy as np
@@ -96,6 +97,8 @@ class TorchBackend(Backend):
         self.device = str(device)
         if fp16 and not self.device.startswith('cuda'):
             raise BackendError('fp16 with the torch backend needs a CUDA device.')
+        if cpu_threads() and not self.device.startswith('cuda'):
+            torch.set_num_threads(cpu_threads())
         module = module.to(self.device).eval()
         if fp16:
             # A model puts its heavy part in fp16 (half_precision) and keeps what must
@@ -122,6 +125,21 @@ class TorchBackend(Backend):
                 'torch': self.torch.__version__}
 
 
+#: Inference threads on the CPU for every backend of this process (e.g. 1 in each of several
+#: replays sharing a machine; evaluate bags sets it per worker). Unset: the libraries' default
+#: (one per core).
+THREADS_VARIABLE = 'ANOMALY_PERCEPTION_CPU_THREADS'
+
+
+def cpu_threads():
+    """Return ``ANOMALY_PERCEPTION_CPU_THREADS`` as an int (None if unset or not a number >= 1)."""
+    try:
+        value = int(os.environ.get(THREADS_VARIABLE, ''))
+    except ValueError:
+        return None
+    return value if value >= 1 else None
+
+
 class OnnxRuntimeBackend(Backend):
     """ONNX Runtime with providers in order of preference (TensorRT, CUDA, CPU).
 
@@ -142,6 +160,7 @@ class OnnxRuntimeBackend(Backend):
             # core at 30 frames/s for a 0.4 ms model. Without it the node uses 0.14 core,
             # a frame takes ~0.5 ms longer, and replay is as fast (docs/PERFORMANCE.md).
             options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        threads = threads or cpu_threads()
         if threads:
             options.intra_op_num_threads = int(threads)
         try:

@@ -81,6 +81,9 @@ class FrameRecorder(Recorder):
     def metrics(self, frame_labels):
         return _metrics(self, frame_labels)
 
+    def pooled(self):
+        return {'raw': np.asarray(self.raw, np.float64)}
+
     @staticmethod
     def summary(report, part, out):
         lines = []

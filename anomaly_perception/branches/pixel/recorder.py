@@ -166,6 +166,12 @@ class PixelRecorder(Recorder):
                                                   'pixel_target_fpr': self.detector.target_fpr,
                                                   'frame_on_probability': 1.0 - FRAME_FPR}}
 
+    def pooled(self):
+        out = {'raw': np.asarray(self.frame_scores, np.float64)}
+        if self.labelled_frames:
+            out.update({f'pixels.{k}': v for k, v in self.acc.state().items()})
+        return out
+
     def metrics(self, frame_labels):
         out = {}
         labels = np.array([0 if name == 'normal' else 1 for name in frame_labels])

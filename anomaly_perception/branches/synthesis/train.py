@@ -206,8 +206,12 @@ def train_diffusion_model(out_dir, work_dir, config, *, data=None, bags=(), topi
                           overwrite=False, command=None, show_progress=True, device='cpu'):
     """Train the DDPM (resumable from ``work_dir``) and write its model directory.
 
+    Under ``torchrun --nproc_per_node N`` the global batch (``batch_size``)
+    is split into N equal parts, one per process (see
+    :class:`~...training.Distributed`).
+
     Returns:
-        The manifest written.
+        The manifest written (None in the other processes of a torchrun job).
 
     Raises:
         TrainingError: bad options, no normal frames, a checkpoint of other options.
@@ -215,8 +219,12 @@ def train_diffusion_model(out_dir, work_dir, config, *, data=None, bags=(), topi
     """
     from tqdm import tqdm
 
+    from ...training import distributed
     from ...training import training_environment
     config.check()
+    job = distributed(device)
+    job.check_batch(config.batch_size)
+    device = job.device
     out, work = Path(out_dir), Path(work_dir)
     if out.exists() and not overwrite:
         raise TrainingError(f'{str(out)!r} exists; pass --overwrite to replace it.')
@@ -231,6 +239,7 @@ def train_diffusion_model(out_dir, work_dir, config, *, data=None, bags=(), topi
     ema = EpsilonModel(build_unet(arch, shape)).to(device)
     ema.load_state_dict(model.state_dict())
     scheduler = build_scheduler(arch)
+    trained = job.wrap(model)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = {'step': 0, 'history': [], 'train_s': 0.0}
     work.mkdir(parents=True, exist_ok=True)
@@ -245,7 +254,8 @@ def train_diffusion_model(out_dir, work_dir, config, *, data=None, bags=(), topi
     fixed = _fixed_validation(val, scheduler, config.val_frames, config.seed)
     total_t = scheduler.config.num_train_timesteps
     bar = tqdm(total=config.steps, initial=state['step'], unit='step', desc='train diffusion',
-               disable=not show_progress, dynamic_ncols=True)
+               disable=not (show_progress and job.main), dynamic_ncols=True)
+    part = job.shard(config.batch_size)
     running, count, tick = 0.0, 0, time.perf_counter()
     while state['step'] < config.steps:
         step = state['step']
@@ -258,8 +268,9 @@ def train_diffusion_model(out_dir, work_dir, config, *, data=None, bags=(), topi
         x0[flip] = x0[flip].flip(-1)
         noise = torch.randn_like(x0)
         t = torch.randint(0, total_t, (len(idx),))
-        x0, noise, t = x0.to(device), noise.to(device), t.to(device)
-        loss = F.mse_loss(model(scheduler.add_noise(x0, noise, t), t), noise)
+        # Every process draws the whole batch (the same generators), then trains on its part.
+        x0, noise, t = x0[part].to(device), noise[part].to(device), t[part].to(device)
+        loss = F.mse_loss(trained(scheduler.add_noise(x0, noise, t), t), noise)
         if not torch.isfinite(loss):
             raise TrainingError(f'the loss is {loss.item()} at step {step + 1}: lower --lr.')
         opt.zero_grad(set_to_none=True)
@@ -268,25 +279,32 @@ def train_diffusion_model(out_dir, work_dir, config, *, data=None, bags=(), topi
         opt.step()
         _ema_update(ema, model, config.ema_decay if step >= config.warmup_steps else 0.0)
         state['step'] = step + 1
-        running, count = running + loss.item(), count + 1
+        running, count = running + job.mean(loss.item()), count + 1
         bar.update(1)
         bar.set_postfix(loss=f'{running / count:.4f}')
         if state['step'] % config.sample_every == 0 or state['step'] == config.steps:
             row = {'step': state['step'], 'loss': running / count,
-                   'val_loss': validation_loss(ema, fixed)}
+                   'val_loss': validation_loss(ema, fixed) if job.main else None}
             state['history'].append(row)
             running, count = 0.0, 0
-            write_png(work / 'samples' / f'step_{state["step"]:06d}.png',
-                      sample_grid(ema, scheduler, config, shape))
+            if job.main:
+                write_png(work / 'samples' / f'step_{state["step"]:06d}.png',
+                          sample_grid(ema, scheduler, config, shape))
         if state['step'] % config.checkpoint_every == 0 or state['step'] == config.steps:
             now = time.perf_counter()
             state['train_s'] += now - tick
             tick = now
-            save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
-                                   'model': model.state_dict(), 'ema': ema.state_dict(),
-                                   'optimizer': opt.state_dict(), 'rng': rng_state(rng),
-                                   'state': state})
+            if job.main:
+                save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
+                                       'model': model.state_dict(), 'ema': ema.state_dict(),
+                                       'optimizer': opt.state_dict(), 'rng': rng_state(rng),
+                                       'state': state})
+            job.barrier()
     bar.close()
+    if not job.main:
+        job.barrier()           # rank 0 writes the model directory
+        job.close()
+        return None
     weights = {k: (v.half() if config.fp16_weights and v.is_floating_point() else v).cpu()
                for k, v in ema.state_dict().items()}
     png = png_bytes(sample_grid(ema, scheduler, config, shape))
@@ -303,5 +321,10 @@ def train_diffusion_model(out_dir, work_dir, config, *, data=None, bags=(), topi
                        'bags': [str(b) for b in bags], 'command': command,
                        'wall_s': time.perf_counter() - started, **training_environment()},
     }
+    if job.world > 1:
+        manifest['provenance'].update(processes=job.world, backend=job.backend)
     files = {MODEL_FILE: to_bytes({'config': arch, 'state_dict': weights}), SAMPLES: png}
-    return write_model_dir(out, manifest, files, overwrite=overwrite)
+    written = write_model_dir(out, manifest, files, overwrite=overwrite)
+    job.barrier()
+    job.close()
+    return written

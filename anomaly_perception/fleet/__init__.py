@@ -1,0 +1,19 @@
+"""Many bags at once: one replay per bag as tasks of Ray, merged into one fleet report.
+
+Above the branches and below the commands; the nodes never import it (a
+robot that never evaluates a fleet does not load Ray; ``.importlinter``).
+"""
+
+# Copyright 2026 The anomaly_perception Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
