@@ -43,6 +43,8 @@ bench: setup
 	$(PY) benchmarks/bench_frame.py
 	$(PY) benchmarks/bench_pixel.py
 	$(PY) benchmarks/bench_replay.py
+	$(PY) benchmarks/bench_fleet.py
+	$(PY) benchmarks/bench_fleet.py --pipelines frame,pixel
 	$(PY) benchmarks/bench_node_transport.py
 	$(PY) benchmarks/fuzz_node.py --cases 10000
 

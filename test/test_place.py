@@ -16,8 +16,8 @@
 
 import shutil
 
-from anomaly_perception.branches.place.place import load_place
-from anomaly_perception.branches.place.place import PlaceError
+from anomaly_perception.branches.place.directory import load_place
+from anomaly_perception.branches.place.directory import PlaceError
 from anomaly_perception.cli import main
 from anomaly_perception.runtime.manifest import sha256_file
 from anomaly_perception.scoring.calibration import EmpiricalCalibration

@@ -62,6 +62,7 @@ def test_two_minutes_at_10_hz_lose_no_frame_and_grow_no_memory(ros_env, small_pl
     assert camera['sent'] >= 0.9 * 120 * 10 and camera['corrupt'] == camera['sent'] // 100
     for name in ('frame', 'pixel'):
         acc = report['accounting'][name]
-        assert acc['processed'] > 0 and acc['malformed'] == camera['corrupt']
+        assert acc['processed'] > 0 and acc['unaccounted'] == 0
+        assert camera['corrupt'] - acc['dropped'] <= acc['malformed'] <= camera['corrupt']
     assert sum(w['monitor']['n'] for w in report['windows']) > 0     # the fused flag decided
     assert len(report['windows']) >= 4 and (out / 'soak.png').stat().st_size > 0

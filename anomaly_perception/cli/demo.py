@@ -50,7 +50,7 @@ def _run_demo(args):
     from pathlib import Path
     import time
 
-    from ..branches.place.place import load_place
+    from ..branches.place.directory import load_place
     from ..branches.place.place import PlaceConfig
     from ..branches.place.place import train_place_from_bags
     from ..branches.registry import get_branches

@@ -70,7 +70,7 @@ class ReplayJob:
         from ..config import load_config
         pipelines, monitor, place = self.pipelines, None, None
         if self.place:
-            from ..branches.place.place import load_place
+            from ..branches.place.directory import load_place
             place = load_place(self.place)
             asked = [n.strip() for n in pipelines.split(',') if n.strip()]
             others = [n for n in asked if n not in ('frame', 'pixel')]

@@ -317,9 +317,18 @@ def decode_image_bytes(data, *, what='image data'):
             ``'undecodable compressed data'``), with the decoder's reason.
 
     """
+    image, layout = _decode(data, what)
+    if layout in ('rgb', 'rgba'):
+        return cv2.cvtColor(image, cv2.COLOR_RGB2BGR if layout == 'rgb'
+                            else cv2.COLOR_RGBA2BGRA)
+    return image
+
+
+def _decode(data, what):
+    """Decode ``data``; return ``(array, layout)``, layout one of grey, rgb, rgba, bgr, bgra."""
     buf = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
     try:
-        image = PILImage.open(io.BytesIO(buf.tobytes()))
+        image = PILImage.open(io.BytesIO(buf))
         # The stored layout (e.g. 'RGB;16B'), known before load() clears the tiles.
         rawmode = image.tile[0][3] if image.tile and len(image.tile[0]) > 3 else None
         image.load()
@@ -330,20 +339,20 @@ def decode_image_bytes(data, *, what='image data'):
     exact = not (isinstance(rawmode, str) and rawmode.endswith(('16', '16B')) and
                  image.mode in _PIL_COLOUR)
     if exact and image.mode in _PIL_GREY:
-        return np.asarray(image, dtype=_PIL_GREY[image.mode]).astype(
-            _PIL_GREY[image.mode], copy=False)
+        return np.asarray(image, dtype=_PIL_GREY[image.mode]), 'grey'
     if exact and image.mode == '1':
-        return np.asarray(image.convert('L'))
+        return np.asarray(image.convert('L')), 'grey'
     if exact and image.mode in _PIL_COLOUR:
-        return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR if image.mode == 'RGB'
-                            else cv2.COLOR_RGBA2BGRA)
+        return np.asarray(image), image.mode.lower()
     if exact and image.mode == 'P' and 'transparency' not in image.info:
-        return cv2.cvtColor(np.asarray(image.convert('RGB')), cv2.COLOR_RGB2BGR)
+        return np.asarray(image.convert('RGB')), 'rgb'
     decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise ImageMessageError(f'{what} could not be decoded as JPEG or PNG.',
                                 'undecodable compressed data')
-    return decoded
+    if decoded.ndim == 2:
+        return decoded, 'grey'
+    return decoded, 'bgra' if decoded.shape[2] == 4 else 'bgr'
 
 
 def compressed_to_numpy(msg, *, output='rgb'):
@@ -365,18 +374,18 @@ def compressed_to_numpy(msg, *, output='rgb'):
     if buf.size == 0:
         raise ImageMessageError(f'CompressedImage (format {msg.format!r}) has no data.',
                                 'empty image')
-    decoded = decode_image_bytes(buf, what=f'CompressedImage (format {msg.format!r}, '
-                                           f'{buf.size} bytes)')
-    if decoded.ndim == 2:
+    decoded, layout = _decode(buf, f'CompressedImage (format {msg.format!r}, {buf.size} bytes)')
+    if layout == 'grey':
         return decoded
     if output == 'passthrough':
         output = 'rgb' if original.startswith('rgb') else 'bgr'
-    if decoded.shape[2] == 4:
-        code = cv2.COLOR_BGRA2RGB if output == 'rgb' else cv2.COLOR_BGRA2BGR
-        return cv2.cvtColor(decoded, code)
-    if output == 'rgb':
-        cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB, dst=decoded)
-    return decoded
+    # One conversion at most, from the decoder's channel order to the one asked for.
+    if layout == output:
+        return decoded
+    codes = {('rgb', 'bgr'): cv2.COLOR_RGB2BGR, ('bgr', 'rgb'): cv2.COLOR_BGR2RGB,
+             ('rgba', 'rgb'): cv2.COLOR_RGBA2RGB, ('rgba', 'bgr'): cv2.COLOR_RGBA2BGR,
+             ('bgra', 'rgb'): cv2.COLOR_BGRA2RGB, ('bgra', 'bgr'): cv2.COLOR_BGRA2BGR}
+    return cv2.cvtColor(decoded, codes[layout, output])
 
 
 def numpy_to_compressed_fields(array, *, encoding='bgr8', codec='jpeg', quality=90):

@@ -45,7 +45,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 
 from .perception_node import run
 from .rclpy_messages import RclpyMessageFactory
-from ..branches.place.place import load_place
+from ..branches.place.directory import load_place
 from ..errors import AnomalyPerceptionError
 from ..io.messages import stamp_to_ns
 from ..replay.monitor import HAZARD_TYPE

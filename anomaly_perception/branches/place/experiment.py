@@ -50,7 +50,7 @@ import time
 
 import numpy as np
 
-from .place import load_place
+from .directory import load_place
 from .place import PlaceConfig
 from .place import train_place_from_bags
 from ..pixel.place_eval import labelled_batches
