@@ -129,7 +129,7 @@ def test_a_place_gives_the_nodes_its_models_and_starts_the_monitor_on_their_scor
 
 
 def _expression_of(path, function, **values):
-    """The Python text the ``PythonExpression`` of ``function`` builds, names replaced."""
+    """Return the Python text the ``PythonExpression`` of ``function`` builds, names replaced."""
     tree = ast.parse(path.read_text())
     body = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
     call = next(n for n in ast.walk(body) if isinstance(n, ast.Call)

@@ -372,7 +372,7 @@ def test_the_monitor_process_exits_0_on_a_signal_and_1_with_one_line_for_a_bad_p
 
 @pytest.fixture(scope='module')
 def tuned_place(place, bags, tiny_void_model):
-    """The same place, plus a tiny click-crops promptable model tuned on its bag."""
+    """Learn the same place again, plus a tiny click-crops promptable model tuned on its bag."""
     from anomaly_perception.branches.instance import clickcrops
     from anomaly_perception.runtime.manifest import write_model_dir
     from anomaly_perception.training import to_bytes

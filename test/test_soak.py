@@ -31,7 +31,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / 'benchmarks' / 'soak_nodes.py'
 
 @pytest.fixture(scope='module')
 def small_place(tiny_void_model, tmp_path_factory):
-    """A place for the monitor (its fused flag's levels; the nodes run the shipped models)."""
+    """Learn a place for the monitor (its flag's levels; the nodes run the shipped models)."""
     root = tmp_path_factory.mktemp('soak_place')
     rng = np.random.default_rng(0)
     write_image_bag(root / 'normal', [corridor_view(rng, 60, 80, 4 * np.sin(i / 9))
