@@ -63,6 +63,12 @@ def read_replay(path):
     return report, pooled
 
 
+def _frames(pooled, branch):
+    """Return ``(anomalous?, raw score)`` of every frame of ``pooled`` (labelled replays)."""
+    return (np.concatenate([p['labels'] != 'normal' for p in pooled]),
+            np.concatenate([p[f'{branch}.raw'] for p in pooled]))
+
+
 def _frame_metrics(labels, scores):
     usable = np.isfinite(scores)
     y, s = labels[usable], scores[usable]
@@ -135,19 +141,18 @@ def pool(replays):
         have = [(r, p) for r, p in labelled if branch in r['branches']]
         part = {}
         if all(f'{branch}.raw' in p for _, p in have) and branch in SCORED_BRANCHES:
-            labels = np.concatenate([p['labels'] != 'normal' for _, p in have])
-            scores = np.concatenate([p[f'{branch}.raw'] for _, p in have])
-            part['frame'] = _frame_metrics(labels, scores)
+            part['frame'] = _frame_metrics(*_frames([p for _, p in have], branch))
         events = [_branch_events(branch, r['branches'][branch]) for r, _ in have]
         if events and all(events):
             part['events'] = pool_events(events)
         states = [p for _, p in have if f'{branch}.pixels.keys' in p]
         if states:
-            acc = BinaryScoreAccumulator.from_state(
-                {k: states[0][f'{branch}.pixels.{k}'] for k in ('shift', 'keys', 'pos', 'neg')})
-            for p in states[1:]:
-                acc.merge(BinaryScoreAccumulator.from_state(
-                    {k: p[f'{branch}.pixels.{k}'] for k in ('shift', 'keys', 'pos', 'neg')}))
+            accs = [BinaryScoreAccumulator.from_state(
+                {k: p[f'{branch}.pixels.{k}'] for k in ('shift', 'keys', 'pos', 'neg')})
+                for p in states]
+            acc = accs[0]
+            for other in accs[1:]:
+                acc.merge(other)
             curve = acc.curve()
             part['pixels'] = {'bags': len(states), 'auprc': curve.average_precision(),
                               'fpr95': curve.fpr_at_tpr(0.95), 'auroc': curve.auroc()}
@@ -166,8 +171,7 @@ def pooled_curves(replays):
         have = [p for _, r, p in replays if 'labels' in p and f'{branch}.raw' in p]
         if not have:
             continue
-        labels = np.concatenate([p['labels'] != 'normal' for p in have])
-        scores = np.concatenate([p[f'{branch}.raw'] for p in have])
+        labels, scores = _frames(have, branch)
         usable = np.isfinite(scores)
         if labels[usable].any() and (~labels[usable]).any():
             curves[branch] = (labels[usable], scores[usable])
