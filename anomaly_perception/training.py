@@ -78,6 +78,28 @@ class Distributed:
         per = n // self.world
         return slice(self.rank * per, (self.rank + 1) * per)
 
+    def part(self, n):
+        """Return ``(slice, weight)``: this process's part of a global batch of ``n``.
+
+        Any ``n``: the first ``n % world`` processes take one sample more.
+        Multiplying this process's mean loss by ``weight`` (its share of the
+        batch times ``world``) makes DistributedDataParallel's average of the
+        gradients the gradient of the mean over the whole batch. A process
+        left without a sample (``n < world``) takes the first one with weight
+        0, so that every process still joins the gradients' reduction.
+        """
+        per, extra = divmod(n, self.world)
+        size = per + (self.rank < extra)
+        if size == 0:
+            return slice(0, 1), 0.0
+        start = self.rank * per + min(self.rank, extra)
+        return slice(start, start + size), size * self.world / n
+
+    def local(self, n, *tensors):
+        """Return ``(weight, tensors...)``: each tensor's part (:meth:`part`) on the device."""
+        part, weight = self.part(n)
+        return (weight, *(t[part].to(self.device) for t in tensors))
+
     def wrap(self, model):
         """Return ``model`` under DistributedDataParallel (itself when alone)."""
         if self.world == 1:
@@ -85,6 +107,23 @@ class Distributed:
         from torch.nn.parallel import DistributedDataParallel
         ids = [self.local_rank] if self.device.startswith('cuda') else None
         return DistributedDataParallel(model, device_ids=ids)
+
+    def place(self, model):
+        """Move ``model`` to the device; return it.
+
+        Several processes on GPUs share their BatchNorm statistics
+        (SyncBatchNorm), so they normalise over the whole batch as one
+        process would. PyTorch synchronises BatchNorm on GPUs only: on CPU
+        processes (gloo) each normalises its own part of the batch.
+        """
+        model.to(self.device)
+        if self.world > 1 and self.device.startswith('cuda'):
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return model
+
+    def prepare(self, model):
+        """Place ``model`` (:meth:`place`); return the module to train it through."""
+        return self.wrap(self.place(model))
 
     def mean(self, value):
         """Return the mean of ``value`` over the processes (a float)."""
@@ -114,6 +153,9 @@ def distributed(device='cpu'):
     NCCL on CUDA (each process on GPU ``LOCAL_RANK``), gloo on CPUs. Returns
     a :class:`Distributed` (one process alone without torchrun).
     """
+    if str(device).startswith('cuda') and not torch.cuda.is_available():
+        raise TrainingError(f'--device {device}: PyTorch sees no CUDA GPU here (torch '
+                            f'{torch.__version__}); train with --device cpu.')
     world = int(os.environ.get('WORLD_SIZE', '1') or 1)
     if world <= 1:
         return Distributed(device=str(device))
@@ -124,8 +166,24 @@ def distributed(device='cpu'):
         torch.cuda.set_device(local)
         device, backend = f'cuda:{local}', 'nccl'
     if not dist.is_initialized():
-        dist.init_process_group(backend)
+        # Rank 0 alone calibrates and writes after training while the others wait.
+        dist.init_process_group(backend, timeout=datetime.timedelta(hours=2))
     return Distributed(rank, world, local, str(device), backend)
+
+
+def single_process(what):
+    """Raise TrainingError when this process is one of several of a ``torchrun`` job.
+
+    For the trainings that do not split their batches over processes
+    (``what`` names the command in the message).
+    """
+    if int(os.environ.get('WORLD_SIZE', '1') or 1) > 1:
+        raise TrainingError(f'{what} trains in one process: start it without torchrun.')
+
+
+def is_main_process():
+    """Return False in the processes of rank > 0 of a ``torchrun`` job (they write nothing)."""
+    return int(os.environ.get('RANK', '0') or 0) == 0
 
 
 def seed_everything(seed):
@@ -183,12 +241,42 @@ def load_resumable(path, config):
 
 
 def rng_state(gen):
-    return {'numpy': gen.bit_generator.state, 'torch': torch.get_rng_state()}
+    state = {'numpy': gen.bit_generator.state, 'torch': torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state()
+    return state
 
 
 def restore_rng(gen, state):
     gen.bit_generator.state = state['numpy']
     torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state['cuda'])
+
+
+def module_device(module):
+    """Return the device of ``module``'s first parameter (the CPU when it has none)."""
+    for p in module.parameters():
+        return p.device
+    return torch.device('cpu')
+
+
+def cpu_state(module):
+    """Return ``module``'s state dict with every tensor on the CPU (for the files it ships)."""
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+def finish_jobs(wait=True):
+    """Leave a ``torchrun`` job's process group, if this process joined one.
+
+    ``wait``: first wait for the other processes (rank 0 writing); a process
+    that failed leaves at once, so that torchrun stops the job.
+    """
+    dist = sys.modules.get('torch.distributed')
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 def load_erfnet_encoder(pixel_model_dir):

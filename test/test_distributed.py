@@ -1,4 +1,10 @@
-"""Training under torchrun: 2 gloo processes take the steps one process takes on the same batch."""
+"""Training under torchrun: 2 gloo processes take the steps one process takes on the same batch.
+
+Every training command accepts ``--device``; a GPU cannot be tested here
+(no CUDA on the test machines): ``--device cuda`` is checked to fail
+clearly, and the CPU runs check what the device code shares with it (the
+parts of each batch, rank 0 writing, the models back on the CPU).
+"""
 
 # Copyright 2026 The anomaly_perception Authors
 #
@@ -36,32 +42,77 @@ def _run(args, tmp_path, name):
            if k not in ('WORLD_SIZE', 'RANK', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}
     env['OMP_NUM_THREADS'] = '1'
     env['PYTHONPATH'] = os.pathsep.join([str(HERE), env.get('PYTHONPATH', '')])
-    done = subprocess.run(args + [str(HERE / 'ddp_diffusion.py')] + [
-        str(tmp_path / 'data'), str(tmp_path / name), str(tmp_path / f'work_{name}')],
-        env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(args + [str(HERE / 'ddp_train.py'), str(tmp_path / 'data'),
+                                  str(tmp_path / name)],
+                          env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return load_checkpoint(tmp_path / f'work_{name}' / 'checkpoint.pt')
+    return tmp_path / name
+
+
+def _files(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob('*')
+                  if p.is_file() and 'cache' not in p.parts)
+
+
+def _same_weights(one, two):
+    floats = [k for k, v in one.items() if v.is_floating_point()]
+    assert floats
+    for key in floats:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-6, msg=key)
 
 
 def test_two_gloo_processes_take_the_steps_of_one_process(tiny_pixel_data, tmp_path):
-    """The same global batch: the first steps' losses and the weights are equal."""
+    """Check the same global batches: the losses and the weights are equal.
+
+    The DDPM, the autoencoder, Real-NVP+OE and the classifier (their last
+    batches split unevenly); ERFNet (BatchNorm) runs, with rank 0 writing.
+    """
     if not TORCHRUN.exists():
         pytest.skip('torchrun is not installed beside this Python')
     os.symlink(tiny_pixel_data, tmp_path / 'data')
     one = _run([sys.executable], tmp_path, 'one')
     two = _run([str(TORCHRUN), '--standalone', '--nproc_per_node', '2'], tmp_path, 'two')
-    # The same losses (each process's half averaged) and the same weights after 4 steps.
-    losses = [(h['step'], h['loss']) for h in one['state']['history']]
-    assert [s for s, _ in losses] == [2, 4]
-    assert [h['loss'] for h in two['state']['history']] == pytest.approx(
-        [loss for _, loss in losses], rel=1e-5)
-    for key, value in one['model'].items():
-        torch.testing.assert_close(two['model'][key], value, rtol=1e-4, atol=1e-6, msg=key)
-    moved = [k for k, v in one['model'].items() if v.is_floating_point()]
-    assert moved
-    # Only rank 0 wrote the model directory, as one process does.
-    assert sorted(p.name for p in (tmp_path / 'two').iterdir()) == sorted(
-        p.name for p in (tmp_path / 'one').iterdir())
+    ckpt = {name: [load_checkpoint(root / name / 'checkpoint.pt') for root in (one, two)]
+            for name in ('work_diffusion', 'autoencoder', 'density', 'bclass', 'work_pixel')}
+    # The DDPM: the same losses (each process's half averaged) and weights after 4 steps.
+    a, b = ckpt['work_diffusion']
+    assert [h['step'] for h in a['state']['history']] == [2, 4]
+    assert [h['loss'] for h in b['state']['history']] == pytest.approx(
+        [h['loss'] for h in a['state']['history']], rel=1e-5)
+    _same_weights(a['model'], b['model'])
+    # The frame branch: 3 batches an epoch, the last one 5 frames (3 + 2) or 5 embeddings.
+    for name, key, column in (('autoencoder', 'model', 'train_loss'),
+                              ('density', 'flow', 'train_loss'), ('bclass', 'model', 'val_bce')):
+        a, b = ckpt[name]
+        assert len(a['state']['history']) == 2
+        assert [h[column] for h in b['state']['history']] == pytest.approx(
+            [h[column] for h in a['state']['history']], rel=1e-5), name
+        _same_weights(a[key], b[key])
+    # ERFNet normalises each process's part of a batch on CPUs (SyncBatchNorm is GPU-only):
+    # it trains both stages and writes what one process writes.
+    a, b = ckpt['work_pixel']
+    assert b['state']['stage'] == 2 and [h['stage'] for h in b['state']['history']] == [
+        'encoder', 'decoder']
+    # Only rank 0 wrote, the same files as one process.
+    assert _files(two) == _files(one)
+    assert not list(two.rglob('*.partial'))
+
+
+def test_every_training_command_takes_a_device(capsys):
+    from anomaly_perception.cli import build_parser
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._group_actions[0].choices['train']._actions
+                 if a.dest == 'train_command')
+    assert len(train.choices) >= 10
+    for name, sub in train.choices.items():
+        options = {o for a in sub._actions for o in a.option_strings}
+        assert '--device' in options, name
+
+
+def test_a_cuda_device_without_a_gpu_fails_clearly(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(TrainingError, match='--device cuda: PyTorch sees no CUDA GPU'):
+        distributed('cuda')
 
 
 def test_one_process_alone_and_the_shards_of_a_batch(monkeypatch):
@@ -76,3 +127,10 @@ def test_one_process_alone_and_the_shards_of_a_batch(monkeypatch):
     assert job.shard(8) == slice(2, 4) and not job.main
     with pytest.raises(TrainingError, match='multiple of the 4 processes'):
         job.check_batch(6)
+    # Uneven batches: the first n % world processes take one more; the weights sum to world.
+    parts = [Distributed(rank=r, world=4).part(10) for r in range(4)]
+    assert [p for p, _ in parts] == [slice(0, 3), slice(3, 6), slice(6, 8), slice(8, 10)]
+    assert [w for _, w in parts] == pytest.approx([1.2, 1.2, 0.8, 0.8])
+    # Fewer samples than processes: the idle one joins with weight 0.
+    assert Distributed(rank=3, world=4).part(2) == (slice(0, 1), 0.0)
+    assert Distributed(rank=1, world=4).part(2) == (slice(1, 2), 2.0)

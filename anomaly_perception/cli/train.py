@@ -49,6 +49,27 @@ def add_seed_and_run(p, run):
     p.set_defaults(run=run)
 
 
+def add_device_option(p):
+    """Add ``--device`` (every ``train`` subcommand has it)."""
+    p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'),
+                   help='train on the CPU (default) or a CUDA GPU; under torchrun '
+                        '--nproc_per_node N each process takes GPU LOCAL_RANK')
+
+
+def _in_job(run):
+    """Return ``run`` that leaves the ``torchrun`` job (if any) when it is done."""
+    def run_in_job(args):
+        done = False
+        try:
+            code = run(args)
+            done = True
+            return code
+        finally:
+            from ..training import finish_jobs
+            finish_jobs(wait=done)
+    return run_in_job
+
+
 def add_train(sub):
     p = sub.add_parser('train', help='train models (frame and pixel branches)',
                        description='Offline training. Every step checkpoints each epoch into '
@@ -236,8 +257,6 @@ def add_train(sub):
                     help="image embedding grid: 1/8 (ERFNet's own, default) or 1/16 (SAM's)")
     pr.add_argument('--warmup-steps', type=int, default=250,
                     help='batches of linear learning-rate warm-up (default 250)')
-    pr.add_argument('--device', default='cpu', choices=('cpu', 'cuda'),
-                    help='train on the CPU (default) or a CUDA GPU')
     pr.add_argument('--every', type=positive_int, default=None,
                     help='train on every n-th train_set frame (sam: 1, all; crops: 4, the '
                          'frames are kept at their own resolution)')
@@ -336,8 +355,10 @@ def add_train(sub):
     df.add_argument('--sample-every', type=positive_int, default=1000)
     df.add_argument('--fp32-weights', action='store_true',
                     help='ship fp32 weights (default fp16: half the size)')
-    df.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     add_seed_and_run(df, _run_train_diffusion)
+    for command in tsub.choices.values():
+        add_device_option(command)
+        command.set_defaults(run=_in_job(command.get_default('run')))
 
 
 def _frame_data(args, size=64):
@@ -347,15 +368,19 @@ def _frame_data(args, size=64):
 
 def _run_train_autoencoder(args):
     from ..branches.frame.train import train_autoencoder
+    from ..training import is_main_process
     data = _frame_data(args)
     metrics = train_autoencoder(data.train, data.val[data.val_labels == 0], args.out,
-                                ae_config(args))
+                                ae_config(args), device=args.device)
+    if not is_main_process():
+        return 0
     print(f"best epoch {metrics['best_epoch']}: validation loss {metrics['best_val_loss']:.4f}; "
           f'written {args.out}/autoencoder.pt')
     return 0
 
 
 def _run_train_density(args):
+    from ..training import is_main_process
     from ..branches.frame.train import auroc_summary
     from ..branches.frame.train import cached_embeddings
     from ..branches.frame.train import density_scores
@@ -370,7 +395,9 @@ def _run_train_density(args):
     if len(data.exposed):
         z_exp = cached_embeddings(args.autoencoder, data.exposed, 'exposed')
     metrics = train_density(z_train, z_val[data.val_labels == 0], args.out,
-                            density_config(args, args.oe), z_exp)
+                            density_config(args, args.oe), z_exp, device=args.device)
+    if not is_main_process():
+        return 0
     print(f"best epoch {metrics['best_epoch']}: validation NLL {metrics['best_val_nll']:.2f}")
     if (data.val_labels != 0).any():
         scores = density_scores(*load_density(args.out), z_val)
@@ -380,6 +407,7 @@ def _run_train_density(args):
 
 
 def _run_train_bclass(args):
+    from ..training import is_main_process
     from ..branches.frame.train import cached_embeddings
     from ..branches.frame.train import ClassifierConfig
     from ..branches.frame.train import train_bclass
@@ -390,7 +418,10 @@ def _run_train_bclass(args):
     if len(data.exposed):
         z_exp = cached_embeddings(args.autoencoder, data.exposed, 'exposed')
     metrics = train_bclass(z_train, z_exp, z_val, data.val_labels != 0, args.out,
-                           ClassifierConfig(epochs=args.epochs, seed=args.seed))
+                           ClassifierConfig(epochs=args.epochs, seed=args.seed),
+                           device=args.device)
+    if not is_main_process():
+        return 0
     print(f"best epoch {metrics['best_epoch']}: validation BCE {metrics['best_val_bce']:.4f}")
     return 0
 
@@ -415,7 +446,9 @@ def _run_train_frame(args):
                                  exposed=exposed, target_fpr=args.target_fpr,
                                  seed=args.seed)
     manifest = train_frame_model(args.data, args.out, work, config, overwrite=args.overwrite,
-                                 command=command)
+                                 command=command, device=args.device)
+    if manifest is None:            # another process of a torchrun job: rank 0 reports
+        return 0
     v = manifest['validation']
     print(f'written {args.out} (work files in {work})')
     if 'auroc' in v:
@@ -442,7 +475,10 @@ def _run_train_frame_bags(args, work, command):
         exposed_count=args.exposed_count,
         target_false_alarms_per_hour=args.target_alarms_per_hour, seed=args.seed)
     manifest = train_frame_from_bags(args.bag, args.out, work, config, exposed=exposed,
-                                     overwrite=args.overwrite, command=command)
+                                     overwrite=args.overwrite, command=command,
+                                     device=args.device)
+    if manifest is None:
+        return 0
     data, alarms = manifest['provenance']['data'], manifest['alarms']
     t = manifest['provenance']['training']
     print(f"written {args.out} (work files in {work}); {t['wall_s']:.0f} s")
@@ -526,7 +562,9 @@ def _run_train_place(args, work, command):
         raise UsageError(f'--target-fpr must be in (0, 0.5), got {config.target_fpr}.')
     manifest = train_pixel_from_bags(args.bag, args.out, work, config, init_from=args.init_from,
                                      cutouts=args.cutouts, overwrite=args.overwrite,
-                                     command=command)
+                                     command=command, device=args.device)
+    if manifest is None:
+        return 0
     check = manifest['metrics']['held_out']
     prov = manifest['provenance']
     print(f"written {args.out}: learnt from {prov['frames']['train']} frames "
@@ -554,7 +592,10 @@ def _run_train_pixel(args):
     if args.encoder_from and not Path(args.encoder_from).is_file():
         raise UsageError(f'--encoder-from {args.encoder_from!r}: no such checkpoint file.')
     manifest = train_pixel_model(args.data, args.out, work, config, overwrite=args.overwrite,
-                                 command=command, encoder_from=args.encoder_from)
+                                 command=command, encoder_from=args.encoder_from,
+                                 device=args.device)
+    if manifest is None:
+        return 0
     v = manifest['metrics']['validation']
     line = f"validation mIoU {v['miou']:.3f}"
     if 'pixel_auprc' in v:
@@ -579,7 +620,9 @@ def _run_train_maskcls(args):
     work = args.work or str(Path('out') / 'train' / Path(args.out).name)
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
     manifest = train_maskcls_model(args.data, args.out, work, config, overwrite=args.overwrite,
-                                   command=command)
+                                   command=command, device=args.device)
+    if manifest is None:
+        return 0
     v = manifest['metrics']['validation']
     line = f"validation mIoU {v['miou']:.3f}"
     if 'pixel_auprc' in v:
@@ -612,7 +655,10 @@ def _run_train_failure(args):
     work = args.work or str(Path('out') / 'train' / Path(args.out).name)
     command = 'anomaly-perception ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else None
     manifest = train_failure_model(args.pixel_model, args.data, args.out, work, config,
-                                   overwrite=args.overwrite, command=command)
+                                   overwrite=args.overwrite, command=command,
+                                   device=args.device)
+    if manifest is None:
+        return 0
     m = manifest['metrics']
     print(f"written {args.out}: validation AP-Err {m['best_ap_err']:.3f} (epoch "
           f"{m['best_epoch']}), mIoU {m['validation']['miou']:.3f} (before "
@@ -684,6 +730,8 @@ def _run_train_promptable(args):
     manifest = train_promptable_model(args.data, args.out, work, config,
                                       overwrite=args.overwrite, command=command,
                                       device=args.device)
+    if manifest is None:
+        return 0
     m = manifest['metrics']
     print(f'written {args.out}: validation mask IoU from one point per anomaly '
           f"{m['validation_anomaly_iou']:.3f} (epoch {m['best_epoch']})")
@@ -712,6 +760,8 @@ def _run_train_clickcrops(args):
     manifest = train_clickcrops_model(args.data, args.out, work, config,
                                       overwrite=args.overwrite, command=command,
                                       device=args.device)
+    if manifest is None:
+        return 0
     m = manifest['metrics']
     print(f'written {args.out}: validation mask IoU from one point per anomaly '
           f"{m['validation_anomaly_iou']:.3f} (step {m['best_step']})")
@@ -735,6 +785,8 @@ def _run_tune_clickcrops(args, work, command):
     manifest = tune_clickcrops_on_bags(args.bag, args.init_promptable, args.out, work, config,
                                        every=args.every or 10, overwrite=args.overwrite,
                                        command=command, device=args.device)
+    if manifest is None:
+        return 0
     m = manifest['metrics']
     print(f'written {args.out}: held-out pasted objects, mask IoU from one point '
           f"{m['held_out_iou_before']:.3f} before -> {m['validation_anomaly_iou']:.3f} "
@@ -800,7 +852,9 @@ def _run_train_whole_place(args):
     place = train_place_from_bags(args.bag, args.out, work, config, exposed=exposed,
                                   pixel_init_from=args.init_from,
                                   promptable_from=args.promptable, overwrite=args.overwrite,
-                                  command=command)
+                                  command=command, device=args.device)
+    if place is None:
+        return 0
     fusion, wall = place['fusion'], place['provenance']['wall_s']
     w, h = place['camera']['resolution']
     tuned = f", promptable model {wall['instance']:.0f} s" if 'instance' in wall else ''

@@ -44,7 +44,10 @@ from ...io.files import atomic_write_npy
 from ...metrics.binary import binary_curve
 from ...runtime.preprocess import as_shape
 from ...training import CHECKPOINT
+from ...training import cpu_state
+from ...training import distributed
 from ...training import load_checkpoint
+from ...training import module_device
 from ...training import PlateauScheduler
 from ...training import progress
 from ...training import restore_rng
@@ -126,19 +129,24 @@ def _check_images(images, what, size):
                             f'{images.dtype} {list(images.shape)}.')
 
 
-def train_autoencoder(train_images, val_images, out_dir, config=None, show_progress=True):
+def train_autoencoder(train_images, val_images, out_dir, config=None, show_progress=True,
+                      device='cpu'):
     """Train the autoencoder on normal frames; return the metrics dict.
 
     Writes ``autoencoder.pt`` (best validation reconstruction loss),
     ``checkpoint.pt`` (resumable) and ``metrics.json`` into ``out_dir``.
+    On ``device``; under ``torchrun``, each process trains on its part of
+    every batch and rank 0 writes (:class:`~...training.Distributed`).
     """
     config = config or AutoencoderConfig()
     _check_images(train_images, 'normal training frames', config.input_size)
     _check_images(val_images, 'normal validation frames', config.input_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    job = distributed(device)
     rng = seed_everything(config.seed)
     model = ConvAutoencoder(config.width, config.embedding_dim, config.input_size)
+    trained = job.prepare(model)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = PlateauScheduler(opt, factor=0.1, patience=config.plateau_patience)
     augment = Augmenter(config.input_size, rng)
@@ -158,7 +166,7 @@ def train_autoencoder(train_images, val_images, out_dir, config=None, show_progr
         state = saved['state']
     x_train = _to_tensor(train_images)
     x_val = standardize(_to_tensor(val_images))
-    bar = progress(config.epochs, 'autoencoder', show_progress)
+    bar = progress(config.epochs, 'autoencoder', show_progress and job.main)
     bar.update(state['epoch'])
     while state['epoch'] < config.epochs:
         model.train()
@@ -167,13 +175,14 @@ def train_autoencoder(train_images, val_images, out_dir, config=None, show_progr
             batch = x_train[idx]
             if config.augment:
                 batch = augment(batch)
-            batch = standardize(batch)
-            recon, _ = model(batch)
-            loss = losses.reconstruction_loss(recon, batch)
+            # Every process draws the whole batch (the same generators), then trains on its part.
+            weight, batch = job.local(len(idx), standardize(batch))
+            recon, _ = trained(batch)
+            loss = losses.reconstruction_loss(recon, batch) * weight
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += job.mean(loss.item()) * len(idx)
             count += len(idx)
         val = _ae_val_loss(model, x_val)
         sched.step(val)
@@ -182,26 +191,31 @@ def train_autoencoder(train_images, val_images, out_dir, config=None, show_progr
                                  'val_loss': val, 'lr': sched.lr})
         if val < state['best_val']:
             state['best_val'], state['best_epoch'] = val, state['epoch']
-            atomic_write_bytes(out_dir / 'autoencoder.pt', to_bytes(
-                {'config': model.config, 'state_dict': model.state_dict()}))
-        save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': model.state_dict(),
-                               'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
-                               'noise': augment.noise, 'rng': rng_state(rng), 'state': state})
+            if job.main:
+                atomic_write_bytes(out_dir / 'autoencoder.pt', to_bytes(
+                    {'config': model.config, 'state_dict': cpu_state(model)}))
+        if job.main:
+            save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
+                                   'model': cpu_state(model), 'optimizer': opt.state_dict(),
+                                   'scheduler': sched.state_dict(), 'noise': augment.noise,
+                                   'rng': rng_state(rng), 'state': state})
         bar.set_postfix(train=f'{total / count:.4f}', val=f'{val:.4f}', lr=f'{sched.lr:.0e}')
         bar.update(1)
     bar.close()
     metrics = {'config': dataclasses.asdict(config), 'best_epoch': state['best_epoch'],
                'best_val_loss': state['best_val'], 'history': state['history']}
-    atomic_write_json(out_dir / 'metrics.json', metrics)
+    if job.main:
+        atomic_write_json(out_dir / 'metrics.json', metrics)
+    job.barrier()
     return metrics
 
 
 @torch.no_grad()
 def _ae_val_loss(model, x_val, batch=256):
     model.eval()
-    total = 0.0
+    total, device = 0.0, module_device(model)
     for start in range(0, len(x_val), batch):
-        chunk = x_val[start:start + batch]
+        chunk = x_val[start:start + batch].to(device)
         recon, _ = model(chunk)
         total += float(((recon - chunk) ** 2).mean()) * len(chunk)
     return total / len(x_val)
@@ -284,12 +298,25 @@ def _nll(normalizer, flow, z):
     return flow.nll(normalizer(z)) + normalizer.log_scale
 
 
+class _Likelihood(torch.nn.Module):
+    """The NLL of embeddings as one module's forward (what DistributedDataParallel wraps)."""
+
+    def __init__(self, normalizer, flow):
+        super().__init__()
+        self.normalizer, self.flow = normalizer, flow
+
+    def forward(self, z):
+        return _nll(self.normalizer, self.flow, z)
+
+
 def train_density(train_emb, val_emb, out_dir, config=None, anomaly_emb=None,
-                  show_progress=True):
+                  show_progress=True, device='cpu'):
     """Train Real-NVP (+OE when ``config.oe`` and anomalies are given) on embeddings.
 
     The best epoch is chosen on the mean NLL of *normal* validation
     embeddings. Writes ``density.pt``, ``checkpoint.pt``, ``metrics.json``.
+    On ``device``; under ``torchrun`` each process takes its part of the
+    normal batch, all of the exposed anomalies, and rank 0 writes.
     """
     config = config or DensityConfig()
     if train_emb is None or len(train_emb) == 0:
@@ -305,6 +332,7 @@ def train_density(train_emb, val_emb, out_dir, config=None, anomaly_emb=None,
         raise TrainingError('Embeddings contain NaN or inf; the autoencoder is broken.')
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    job = distributed(device)
     rng = seed_everything(config.seed)
     dim = train_emb.shape[1]
     z_train = torch.from_numpy(np.asarray(train_emb, np.float32))
@@ -312,6 +340,7 @@ def train_density(train_emb, val_emb, out_dir, config=None, anomaly_emb=None,
     z_anom = torch.from_numpy(np.asarray(anomaly_emb, np.float32)) if use_oe else None
     normalizer = EmbeddingNormalizer(dim).fit(z_train)
     flow = RealNVP(dim, config.n_couplings, config.hidden)
+    trained = job.prepare(_Likelihood(normalizer, flow))
     opt = torch.optim.Adam(flow.parameters(), lr=config.lr)
     sched = PlateauScheduler(opt, factor=0.1, patience=config.plateau_patience)
     state = {'epoch': 0, 'best_val': float('inf'), 'best_epoch': -1, 'history': []}
@@ -326,40 +355,47 @@ def train_density(train_emb, val_emb, out_dir, config=None, anomaly_emb=None,
         sched.load_state_dict(saved['scheduler'])
         restore_rng(rng, saved['rng'])
         state = saved['state']
-    bar = progress(config.epochs, 'real-nvp+oe' if use_oe else 'real-nvp', show_progress)
+    bar = progress(config.epochs, 'real-nvp+oe' if use_oe else 'real-nvp',
+                   show_progress and job.main)
     bar.update(state['epoch'])
     while state['epoch'] < config.epochs:
         flow.train()
         total, count = 0.0, 0
         for idx in shuffled_batches(rng, len(z_train), config.batch_size):
-            nll_n = _nll(normalizer, flow, z_train[idx])
+            # Each process: its part of the normals, every exposed anomaly (the margin's pairs).
+            weight, z_n = job.local(len(idx), z_train[idx])
             if use_oe:
                 pick = torch.from_numpy(rng.integers(0, len(z_anom), config.anomaly_batch))
-                nll_a = _nll(normalizer, flow, z_anom[pick])
+                nll = trained(torch.cat([z_n, z_anom[pick].to(job.device)]))
+                nll_n, nll_a = nll[:len(z_n)], nll[len(z_n):]
                 loss = losses.outlier_exposure_loss(nll_n, nll_a, config.lam, config.gamma)
             else:
-                loss = losses.nll_loss(nll_n)
+                loss = losses.nll_loss(trained(z_n))
+            loss = loss * weight
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(flow.parameters(), 100.0)
             opt.step()
-            total += loss.item() * len(idx)
+            total += job.mean(loss.item()) * len(idx)
             count += len(idx)
         flow.eval()
         with torch.no_grad():
-            val = float(_nll(normalizer, flow, z_val).mean())
+            val = float(_nll(normalizer, flow, z_val.to(job.device)).mean())
         sched.step(val)
         state['epoch'] += 1
         state['history'].append({'epoch': state['epoch'], 'train_loss': total / count,
                                  'val_nll': val, 'lr': sched.lr})
         if np.isfinite(val) and val < state['best_val']:
             state['best_val'], state['best_epoch'] = val, state['epoch']
-            atomic_write_bytes(out_dir / 'density.pt', to_bytes({
-                'config': flow.config, 'flow': flow.state_dict(),
-                'normalizer': normalizer.state_dict(), 'oe': use_oe}))
-        save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'flow': flow.state_dict(),
-                               'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
-                               'rng': rng_state(rng), 'state': state})
+            if job.main:
+                atomic_write_bytes(out_dir / 'density.pt', to_bytes({
+                    'config': flow.config, 'flow': cpu_state(flow),
+                    'normalizer': cpu_state(normalizer), 'oe': use_oe}))
+        if job.main:
+            save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
+                                   'flow': cpu_state(flow), 'optimizer': opt.state_dict(),
+                                   'scheduler': sched.state_dict(), 'rng': rng_state(rng),
+                                   'state': state})
         bar.set_postfix(train=f'{total / count:.2f}', val_nll=f'{val:.2f}', lr=f'{sched.lr:.0e}')
         bar.update(1)
     bar.close()
@@ -369,7 +405,9 @@ def train_density(train_emb, val_emb, out_dir, config=None, anomaly_emb=None,
                'n_train': len(z_train), 'n_exposed': 0 if z_anom is None else len(z_anom),
                'best_epoch': state['best_epoch'], 'best_val_nll': state['best_val'],
                'history': state['history']}
-    atomic_write_json(out_dir / 'metrics.json', metrics)
+    if job.main:
+        atomic_write_json(out_dir / 'metrics.json', metrics)
+    job.barrier()
     return metrics
 
 
@@ -411,11 +449,12 @@ class ClassifierConfig:
 
 
 def train_bclass(normal_emb, anomaly_emb, val_emb, val_labels, out_dir, config=None,
-                 show_progress=True):
+                 show_progress=True, device='cpu'):
     """Train BCLASS on normal (0) vs exposed anomalous (1) embeddings, balanced batches.
 
     The best epoch is chosen on the binary cross-entropy of the validation
-    embeddings (``val_labels``: 1 = anomaly).
+    embeddings (``val_labels``: 1 = anomaly). On ``device``; under
+    ``torchrun`` each process takes its part of every batch, rank 0 writes.
     """
     config = config or ClassifierConfig()
     if normal_emb is None or len(normal_emb) == 0:
@@ -426,6 +465,7 @@ def train_bclass(normal_emb, anomaly_emb, val_emb, val_labels, out_dir, config=N
         raise TrainingError('No validation embeddings for the classifier.')
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    job = distributed(device)
     rng = seed_everything(config.seed)
     zn = torch.from_numpy(np.asarray(normal_emb, np.float32))
     za = torch.from_numpy(np.asarray(anomaly_emb, np.float32))
@@ -433,6 +473,8 @@ def train_bclass(normal_emb, anomaly_emb, val_emb, val_labels, out_dir, config=N
     yv = torch.from_numpy(np.asarray(val_labels, np.float32))
     normalizer = EmbeddingNormalizer(zn.shape[1]).fit(zn)
     model = EmbeddingClassifier(zn.shape[1])
+    normalizer.to(job.device)
+    trained = job.prepare(model)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = PlateauScheduler(opt, factor=0.1, patience=config.plateau_patience)
     state = {'epoch': 0, 'best_val': float('inf'), 'best_epoch': -1, 'history': []}
@@ -447,7 +489,7 @@ def train_bclass(normal_emb, anomaly_emb, val_emb, val_labels, out_dir, config=N
         restore_rng(rng, saved['rng'])
         state = saved['state']
     half = max(1, config.batch_size // 2)
-    bar = progress(config.epochs, 'bclass', show_progress)
+    bar = progress(config.epochs, 'bclass', show_progress and job.main)
     bar.update(state['epoch'])
     while state['epoch'] < config.epochs:
         model.train()
@@ -455,33 +497,40 @@ def train_bclass(normal_emb, anomaly_emb, val_emb, val_labels, out_dir, config=N
         for start in range(0, len(order), half):
             idx = torch.from_numpy(order[start:start + half])
             pick = torch.from_numpy(rng.integers(0, len(za), len(idx)))
-            x = normalizer(torch.cat([zn[idx], za[pick]]))
+            x = torch.cat([zn[idx], za[pick]])
             y = torch.cat([torch.zeros(len(idx)), torch.ones(len(idx))])
-            loss = losses.binary_classifier_loss(model(x), y)
+            weight, x, y = job.local(len(x), x, y)
+            loss = losses.binary_classifier_loss(trained(normalizer(x)), y) * weight
             opt.zero_grad()
             loss.backward()
             opt.step()
         model.eval()
         with torch.no_grad():
-            val = float(losses.binary_classifier_loss(model(normalizer(zv)), yv))
+            val = float(losses.binary_classifier_loss(model(normalizer(zv.to(job.device))),
+                                                      yv.to(job.device)))
         sched.step(val)
         state['epoch'] += 1
         state['history'].append({'epoch': state['epoch'], 'val_bce': val, 'lr': sched.lr})
         if val < state['best_val']:
             state['best_val'], state['best_epoch'] = val, state['epoch']
-            atomic_write_bytes(out_dir / 'bclass.pt', to_bytes({
-                'config': model.config, 'model': model.state_dict(),
-                'normalizer': normalizer.state_dict()}))
-        save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': model.state_dict(),
-                               'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
-                               'rng': rng_state(rng), 'state': state})
+            if job.main:
+                atomic_write_bytes(out_dir / 'bclass.pt', to_bytes({
+                    'config': model.config, 'model': cpu_state(model),
+                    'normalizer': cpu_state(normalizer)}))
+        if job.main:
+            save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
+                                   'model': cpu_state(model), 'optimizer': opt.state_dict(),
+                                   'scheduler': sched.state_dict(), 'rng': rng_state(rng),
+                                   'state': state})
         bar.set_postfix(val_bce=f'{val:.4f}')
         bar.update(1)
     bar.close()
     metrics = {'config': dataclasses.asdict(config), 'n_normal': len(zn), 'n_exposed': len(za),
                'best_epoch': state['best_epoch'], 'best_val_bce': state['best_val'],
                'history': state['history']}
-    atomic_write_json(out_dir / 'metrics.json', metrics)
+    if job.main:
+        atomic_write_json(out_dir / 'metrics.json', metrics)
+    job.barrier()
     return metrics
 
 

@@ -83,6 +83,7 @@ from ...scoring.calibration import EmpiricalCalibration
 from ...stream.hazard import HazardConfig
 from ...stream.hazard import heldout_sequences
 from ...stream.hazard import on_probability_for_rate
+from ...training import is_main_process
 from ...training import seed_everything
 from ...training import to_bytes
 from ...training import training_environment
@@ -192,8 +193,12 @@ def _cached(path, make):
 
 
 def train_frame_from_bags(bags, model_dir, work_dir, config=None, *, exposed=(),
-                          overwrite=False, show_progress=True, command=None):
+                          overwrite=False, show_progress=True, command=None, device='cpu'):
     """Run the chain of the module docs; write ``model_dir``; return its manifest.
+
+    The autoencoder and the density train on ``device``. Under ``torchrun``
+    every process trains and rank 0 alone calibrates and writes ``model_dir``
+    (the others return None).
 
     Raises:
         BagFramesError / BagError / LabelsError: unusable bags or intervals
@@ -237,7 +242,7 @@ def train_frame_from_bags(bags, model_dir, work_dir, config=None, *, exposed=(),
                 for s in exposed])
     ae_dir, den_dir = work / 'autoencoder', work / 'density'
     ae_metrics = train_autoencoder(frames.images[train_idx], frames.images[val_idx], ae_dir,
-                                   ae_cfg, show_progress)
+                                   ae_cfg, show_progress, device)
     digest = hashlib.sha256((ae_dir / 'autoencoder.pt').read_bytes()).hexdigest()[:12]
     copies = config.augmented_copies
     model = load_autoencoder(ae_dir)
@@ -259,7 +264,9 @@ def train_frame_from_bags(bags, model_dir, work_dir, config=None, *, exposed=(),
         # One density per exposed set, so that several few-shot runs share one work directory.
         ident = hashlib.sha256(ex_images.tobytes() + extra.tobytes()).hexdigest()[:12]
         den_dir = work / f'density_oe_{ident}'
-    den_metrics = train_density(z_train, z_val, den_dir, den_cfg, z_exp, show_progress)
+    den_metrics = train_density(z_train, z_val, den_dir, den_cfg, z_exp, show_progress, device)
+    if not is_main_process():
+        return None             # rank 0 of the torchrun job calibrates and writes
     normalizer, flow = load_density(den_dir)
     val_raw = density_scores(normalizer, flow, z_val)
     calibration = EmpiricalCalibration.fit_tailed(val_raw, config.tail_quantile)

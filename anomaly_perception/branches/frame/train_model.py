@@ -41,6 +41,7 @@ from ...data.hazards import default_cache_dir
 from ...data.hazards import HazardsDataset
 from ...runtime.manifest import write_model_dir
 from ...scoring.calibration import EmpiricalCalibration
+from ...training import is_main_process
 from ...training import to_bytes
 from ...training import training_environment
 from ...training import TrainingError
@@ -123,8 +124,13 @@ def model_config(ae_config, density_config):
 
 
 def train_frame_model(data_dir, model_dir, work_dir, config=None, *, overwrite=False,
-                      cache_dir=None, show_progress=True, command=None):
-    """Run the whole chain; write ``model_dir``; return its manifest."""
+                      cache_dir=None, show_progress=True, command=None, device='cpu'):
+    """Run the whole chain; write ``model_dir``; return its manifest.
+
+    The autoencoder and the density train on ``device``. Under ``torchrun``
+    every process trains and rank 0 alone calibrates and writes ``model_dir``
+    (the others return None).
+    """
     config = config or FrameTrainingConfig()
     ae_cfg = dataclasses.replace(config.autoencoder, seed=config.seed)
     den_cfg = dataclasses.replace(config.density, seed=config.seed,
@@ -134,12 +140,14 @@ def train_frame_model(data_dir, model_dir, work_dir, config=None, *, overwrite=F
     work = Path(work_dir)
     ae_dir, den_dir = work / 'autoencoder', work / 'density'
     ae_metrics = train_autoencoder(data.train, data.val[data.val_labels == 0], ae_dir, ae_cfg,
-                                   show_progress)
+                                   show_progress, device)
     z_train = cached_embeddings(ae_dir, data.train, 'train')
     z_val = cached_embeddings(ae_dir, data.val, 'val')
     z_exp = cached_embeddings(ae_dir, data.exposed, 'exposed') if len(data.exposed) else None
     den_metrics = train_density(z_train, z_val[data.val_labels == 0], den_dir, den_cfg, z_exp,
-                                show_progress)
+                                show_progress, device)
+    if not is_main_process():
+        return None             # rank 0 of the torchrun job calibrates and writes
     normalizer, flow = load_density(den_dir)
     val_scores = density_scores(normalizer, flow, z_val)
     normal_scores = val_scores[data.val_labels == 0]

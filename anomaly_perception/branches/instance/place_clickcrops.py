@@ -42,6 +42,7 @@ from .train_clickcrops import plain_config
 from .train_clickcrops import train_clickcrops_network
 from .train_promptable import RegionData
 from ...runtime.manifest import write_model_dir
+from ...training import is_main_process
 from ...training import to_bytes
 from ...training import training_environment
 from ...training import TrainingError
@@ -95,7 +96,8 @@ def tune_clickcrops_on_bags(bags, init_dir, model_dir, work_dir, config=None, *,
 
     ``config``: the schedule (steps, batch size, learning rate...); its
     network options are ignored: the spec is ``init_dir``'s. Resumable from
-    ``work_dir``. Returns the manifest.
+    ``work_dir``. Returns the manifest (None in the processes of rank > 0
+    of a ``torchrun`` job, which train beside rank 0 and write nothing).
 
     Raises:
         TrainingError: ``init_dir`` is not a click-crops model, or the bags hold
@@ -127,7 +129,9 @@ def tune_clickcrops_on_bags(bags, init_dir, model_dir, work_dir, config=None, *,
     before = _held_out_iou(seg, val)
     net, state, spec = train_clickcrops_network(
         train, val, work_dir, config, show_progress, device,
-        init_state={k: v.to(device) for k, v in seg.net.state_dict().items()})
+        init_state=seg.net.state_dict())
+    if not is_main_process():
+        return None             # rank 0 of the torchrun job writes
     manifest = {
         'name': Path(model_dir).name, 'branch': 'instance',
         'architecture': {'type': ARCHITECTURE, 'spec': spec},

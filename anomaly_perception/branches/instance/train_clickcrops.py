@@ -76,6 +76,9 @@ from ...data.hazards import HazardsDataset
 from ...data.synthetic.catalog import GLOBAL_TYPES
 from ...runtime.manifest import write_model_dir
 from ...training import CHECKPOINT
+from ...training import cpu_state
+from ...training import distributed
+from ...training import is_main_process
 from ...training import load_checkpoint
 from ...training import load_resumable
 from ...training import restore_rng
@@ -270,15 +273,21 @@ def train_clickcrops_network(train, val, work_dir, config, show_progress=True, d
 
     ``init_state``: weights to start from (a model of the same spec), e.g.
     the model a place is tuned from; a checkpoint in ``work_dir`` wins.
+    Under ``torchrun`` each process trains on its part of every batch of
+    clicks and rank 0 writes.
     """
     from tqdm import tqdm
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    job = distributed(device)
+    device = job.device
     rng = seed_everything(config.seed)
     spec = crops_spec(config.crop_size, config.scales, config.widths)
-    net = build_clicknet(spec).to(device)
+    net = build_clicknet(spec)
     if init_state is not None:
         net.load_state_dict(init_state)
+    net = job.place(net)
+    trained = job.wrap(net)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = {'step': 0, 'history': [], 'best_iou': -1.0, 'best_step': -1, 'wall_s': 0.0}
     ckpt = work / CHECKPOINT
@@ -289,7 +298,8 @@ def train_clickcrops_network(train, val, work_dir, config, show_progress=True, d
         restore_rng(rng, saved['rng'])
         state = saved['state']
     bar = tqdm(total=config.steps, initial=state['step'], unit='step',
-               desc='train promptable (crops)', disable=not show_progress, dynamic_ncols=True)
+               desc='train promptable (crops)', disable=not (show_progress and job.main),
+               dynamic_ncols=True)
     val_seg = ClickCropSegmenter(net, spec, device=device, prompt_batch=256)
     total, count, started = 0.0, 0, time.perf_counter()
     while state['step'] < config.steps:
@@ -297,18 +307,19 @@ def train_clickcrops_network(train, val, work_dir, config, show_progress=True, d
         for group in opt.param_groups:
             group['lr'] = _lr(config, state['step'])
         clicks = sample_clicks(train, config.batch_size, config.anomaly_share, rng)
-        x, target, valid, pixel_area, region_area = window_batch(train, clicks, spec, rng,
-                                                                 device)
-        logits, iou = net(x)
+        batch = window_batch(train, clicks, spec, rng, device)
+        # Every process draws every click (the same generators), then trains on its part.
+        weight, x, target, valid, pixel_area, region_area = job.local(len(batch[0]), *batch)
+        logits, iou = trained(x)
         loss, _ = clickcrops_loss(logits, iou, target, valid, pixel_area, region_area, config)
         if not torch.isfinite(loss):
             raise TrainingError(f'train promptable --design crops diverged (loss '
                                 f'{float(loss)}) at step {state["step"] + 1}; lower --lr.')
         opt.zero_grad()
-        loss.backward()
+        (loss * weight).backward()
         opt.step()
         state['step'] += 1
-        total += loss.item()
+        total += job.mean(loss.item() * weight)
         count += 1
         bar.update(1)
         bar.set_postfix(loss=f'{total / count:.3f}')
@@ -319,18 +330,21 @@ def train_clickcrops_network(train, val, work_dir, config, show_progress=True, d
             entry = {'step': state['step'], 'loss': total / count, 'val_anomaly_iou': val_iou,
                      'val_instances': n, 'wall_s': state['wall_s']}
             state['history'].append(entry)
-            if show_progress:
+            if show_progress and job.main:
                 bar.write(f"step {state['step']}: loss {entry['loss']:.3f}, validation mask "
                           f'IoU from one point per anomaly {val_iou:.3f} ({n} instances), '
                           f"{state['wall_s']:.0f} s")
             if np.isfinite(val_iou) and val_iou > state['best_iou']:
                 state['best_iou'], state['best_step'] = val_iou, state['step']
-                save_checkpoint(work / 'best.pt', {'model': net.state_dict()})
-            save_checkpoint(ckpt, {'config': plain_config(config), 'model': net.state_dict(),
-                                   'optimizer': opt.state_dict(), 'rng': rng_state(rng),
-                                   'state': state})
+                if job.main:
+                    save_checkpoint(work / 'best.pt', {'model': cpu_state(net)})
+            if job.main:
+                save_checkpoint(ckpt, {'config': plain_config(config), 'model': cpu_state(net),
+                                       'optimizer': opt.state_dict(), 'rng': rng_state(rng),
+                                       'state': state})
             total, count, started = 0.0, 0, time.perf_counter()
     bar.close()
+    job.barrier()
     if (work / 'best.pt').is_file():
         net.load_state_dict(load_checkpoint(work / 'best.pt')['model'])
     return net.eval(), state, spec
@@ -351,6 +365,8 @@ def train_clickcrops_model(data_dir, model_dir, work_dir, config=None, *, overwr
                           show_progress, limit=config.val_frames)
     net, state, spec = train_clickcrops_network(train, val, work_dir, config, show_progress,
                                                 device)
+    if not is_main_process():
+        return None
     manifest = {
         'name': Path(model_dir).name, 'branch': 'instance',
         'architecture': {'type': ARCHITECTURE, 'spec': spec},

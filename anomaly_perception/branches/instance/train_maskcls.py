@@ -72,6 +72,9 @@ from ..pixel.train import load_segmentation_data
 from ..pixel.train import VOID
 from ..pixel.train import write_pixel_model_dir
 from ...training import CHECKPOINT
+from ...training import cpu_state
+from ...training import distributed
+from ...training import is_main_process
 from ...training import load_checkpoint
 from ...training import load_erfnet_encoder
 from ...training import poly_lr
@@ -216,24 +219,37 @@ def _resume(path, options, net, opt, rng, state, own=lambda saved: saved):
     return saved['state']
 
 
-def _end_epoch(work, ckpt, best_file, improved, net, opt, rng, state, config):
-    """Save the best weights (when ``improved``) and the stage's resumable checkpoint."""
+def _end_epoch(work, ckpt, best_file, improved, net, opt, rng, state, config, job):
+    """Save the best weights (when ``improved``) and the stage's resumable checkpoint.
+
+    Rank 0 of a ``torchrun`` job alone writes.
+    """
+    if not job.main:
+        return
     if improved:
-        save_checkpoint(work / best_file, {'model': net.state_dict()})
-    save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': net.state_dict(),
+        save_checkpoint(work / best_file, {'model': cpu_state(net)})
+    save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': cpu_state(net),
                            'optimizer': opt.state_dict(), 'rng': rng_state(rng),
                            'state': state})
 
 
-def train_maskcls_network(train, val, num_classes, work_dir, config, show_progress=True):
-    """Train (resumable); return ``(best network, state)``."""
+def train_maskcls_network(train, val, num_classes, work_dir, config, show_progress=True,
+                          device='cpu'):
+    """Train (resumable); return ``(best network, state)``.
+
+    On ``device`` (the network stays there); under ``torchrun`` each process
+    trains on its part of every batch and rank 0 writes.
+    """
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    job = distributed(device)
     rng = seed_everything(config.seed)
     net = MaskClassificationNet(num_classes, config.queries, config.dim, config.layers,
                                 config.heads, config.ffn)
     if config.init_from:
         _init_encoder(net, config.init_from)
+    net = job.place(net)
+    trained = job.wrap(net)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ckpt = work / CHECKPOINT
     state = _resume(ckpt, config.stage1(), net, opt, rng,
@@ -245,7 +261,8 @@ def train_maskcls_network(train, val, num_classes, work_dir, config, show_progre
     batches = -(-len(x_train) // config.batch_size)
     from tqdm import tqdm
     bar = tqdm(total=config.epochs * batches, initial=state['epoch'] * batches, unit='batch',
-               desc='train maskcls', disable=not show_progress, dynamic_ncols=True)
+               desc='train maskcls', disable=not (show_progress and job.main),
+               dynamic_ncols=True)
     segmenter = MaskClsSegmenterModel(net, config.score)
     while state['epoch'] < config.epochs:
         lr = set_learning_rate(opt, poly_lr(config.lr, state['epoch'], config.epochs))
@@ -253,16 +270,18 @@ def train_maskcls_network(train, val, num_classes, work_dir, config, show_progre
         total_loss, count, started = 0.0, 0, time.perf_counter()
         for idx in shuffled_batches(rng, len(x_train), config.batch_size):
             images, labels = _augment(x_train[idx], y_train[idx], rng, config.max_translation)
-            cls, masks = net(images.float() / 255.0)
+            # Every process draws the whole batch (the same generators), then its part.
+            weight, images, labels = job.local(len(idx), images, labels)
+            cls, masks = trained(images.float() / 255.0)
             loss = set_loss(cls, masks, _downsample_labels(labels, 4), config)
             if not torch.isfinite(loss):
                 raise TrainingError(f'train maskcls diverged (loss {loss.item()}) at epoch '
                                     f'{state["epoch"] + 1}; lower the learning rate.')
             opt.zero_grad()
-            loss.backward()
+            (loss * weight).backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
-            total_loss += loss.item() * len(idx)
+            total_loss += job.mean(loss.item() * weight) * len(idx)
             count += len(idx)
             bar.update(1)
             bar.set_postfix(epoch=state['epoch'] + 1, loss=f'{total_loss / count:.3f}')
@@ -277,8 +296,9 @@ def train_maskcls_network(train, val, num_classes, work_dir, config, show_progre
         improved = entry['val_miou'] > state['best_miou']
         if improved:
             state['best_miou'], state['best_epoch'] = entry['val_miou'], state['epoch']
-        _end_epoch(work, ckpt, 'best.pt', improved, net, opt, rng, state, config)
+        _end_epoch(work, ckpt, 'best.pt', improved, net, opt, rng, state, config, job)
     bar.close()
+    job.barrier()
     if (work / 'best.pt').is_file():
         net.load_state_dict(load_checkpoint(work / 'best.pt')['model'])
     return net.eval(), state
@@ -303,16 +323,23 @@ OUTLIER = 254       # anomaly pixels while labels are augmented (VOID is padding
 
 
 def finetune_outliers(net, train, outliers, val, num_classes, work_dir, config,
-                      show_progress=True):
-    """Fine-tune for outliers as RbA does (see module docs), resumably; ``(network, state)``."""
+                      show_progress=True, device='cpu'):
+    """Fine-tune for outliers as RbA does (see module docs), resumably; ``(network, state)``.
+
+    On ``device``; under ``torchrun`` each process takes its part of every
+    batch and rank 0 writes.
+    """
     from tqdm import tqdm
 
     from ...scoring.rba import rba_score
     work = Path(work_dir)
+    job = distributed(device)
     rng = seed_everything(config.seed + 1)
+    net = job.place(net)
     frozen = (net.encoder, net.lateral8, net.lateral4, net.mask_features)
     for module in frozen:
         module.requires_grad_(False)
+    trained = job.wrap(net)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.outlier_lr)
     ckpt = work / 'outlier_checkpoint.pt'
@@ -326,8 +353,8 @@ def finetune_outliers(net, train, outliers, val, num_classes, work_dir, config,
     half = max(1, config.batch_size // 2)
     batches = -(-len(x_out) // half)
     bar = tqdm(total=config.outlier_epochs * batches, initial=state['epoch'] * batches,
-               unit='batch', desc='outlier fine-tuning', disable=not show_progress,
-               dynamic_ncols=True)
+               unit='batch', desc='outlier fine-tuning',
+               disable=not (show_progress and job.main), dynamic_ncols=True)
     segmenter = MaskClsSegmenterModel(net, config.score)
     while state['epoch'] < config.outlier_epochs:
         net.train()
@@ -341,7 +368,8 @@ def finetune_outliers(net, train, outliers, val, num_classes, work_dir, config,
             images, labels = _augment(torch.cat([x_out[idx], x_norm[normal]]),
                                       torch.cat([y_out[idx], y_norm[normal]]), rng,
                                       config.max_translation)
-            cls, masks = net(images.float() / 255.0)
+            weight, images, labels = job.local(len(images), images, labels)
+            cls, masks = trained(images.float() / 255.0)
             small = _downsample_labels(labels, 4)
             outlier = small == OUTLIER
             loss = set_loss(cls, masks, torch.where(outlier, VOID, small), config)
@@ -353,11 +381,11 @@ def finetune_outliers(net, train, outliers, val, num_classes, work_dir, config,
                 raise TrainingError(f'outlier fine-tuning diverged (loss {loss.item()}) at '
                                     f'epoch {state["epoch"] + 1}; lower --outlier-lr.')
             opt.zero_grad()
-            loss.backward()
+            (loss * weight).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            total += loss.item() * len(images)
-            count += len(images)
+            total += job.mean(loss.item() * weight) * 2 * len(idx)
+            count += 2 * len(idx)
             bar.update(1)
             bar.set_postfix(epoch=state['epoch'] + 1, loss=f'{total / count:.3f}')
         state['epoch'] += 1
@@ -367,13 +395,16 @@ def finetune_outliers(net, train, outliers, val, num_classes, work_dir, config,
                  'val_pixel_auprc': metrics.get('pixel_auprc', float('nan')),
                  'wall_s': time.perf_counter() - started}
         state['history'].append(entry)
-        bar.write(f"outlier epoch {entry['epoch']}: loss {entry['loss']:.3f}, validation "
-                  f"mIoU {entry['val_miou']:.3f}, pixel AuPRC {entry['val_pixel_auprc']:.3f}")
+        if job.main:
+            bar.write(f"outlier epoch {entry['epoch']}: loss {entry['loss']:.3f}, validation "
+                      f"mIoU {entry['val_miou']:.3f}, pixel AuPRC "
+                      f"{entry['val_pixel_auprc']:.3f}")
         improved = entry['val_pixel_auprc'] > state['best_auprc']
         if improved:
             state['best_auprc'], state['best_epoch'] = entry['val_pixel_auprc'], state['epoch']
-        _end_epoch(work, ckpt, 'outlier_best.pt', improved, net, opt, rng, state, config)
+        _end_epoch(work, ckpt, 'outlier_best.pt', improved, net, opt, rng, state, config, job)
     bar.close()
+    job.barrier()
     if (work / 'outlier_best.pt').is_file():
         net.load_state_dict(load_checkpoint(work / 'outlier_best.pt')['model'])
     for module in frozen:
@@ -382,24 +413,30 @@ def finetune_outliers(net, train, outliers, val, num_classes, work_dir, config,
 
 
 def train_maskcls_model(data_dir, model_dir, work_dir, config=None, *, overwrite=False,
-                        cache_dir=None, show_progress=True, command=None):
-    """Train, calibrate and write a ``maskcls_rba`` model directory; return its manifest."""
+                        cache_dir=None, show_progress=True, command=None, device='cpu'):
+    """Train, calibrate and write a ``maskcls_rba`` model directory; return its manifest.
+
+    On ``device``. Under ``torchrun`` every process trains and rank 0 alone
+    calibrates and writes (the others return None).
+    """
     config = config or MaskClsTrainingConfig()
     started = time.perf_counter()
     data, shape, classes, cache_dir, train, val = load_segmentation_data(
         data_dir, config, cache_dir, show_progress)
     net, state = train_maskcls_network(train, val, len(classes), work_dir, config,
-                                       show_progress)
+                                       show_progress, device)
     if config.outlier_epochs:
         outliers = load_pixel_split(data, 'outliers_set', shape, cache_dir, show_progress)
         if not outliers.anomaly.any():
             raise TrainingError(f'{str(data_dir)!r}: outliers_set has no anomaly pixels.')
         first = {'best_epoch': state['best_epoch'], 'best_miou': state['best_miou']}
         net, outlier_state = finetune_outliers(net, train, outliers, val, len(classes),
-                                               work_dir, config, show_progress)
+                                               work_dir, config, show_progress, device)
         state = dict(state, first_stage=first, outlier_history=outlier_state['history'],
                      outlier_best_epoch=outlier_state['best_epoch'])
-    segmenter = MaskClsSegmenterModel(net, config.score).eval()
+    if not is_main_process():
+        return None
+    segmenter = MaskClsSegmenterModel(net.cpu(), config.score).eval()
     return write_pixel_model_dir(model_dir, segmenter, config.architecture(len(classes)),
                                  MODEL_FILE, classes, val, config, state, provenance={
                                      'data': str(data_dir), 'command': command,

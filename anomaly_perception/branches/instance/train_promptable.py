@@ -87,6 +87,7 @@ from ...training import rng_state
 from ...training import save_checkpoint
 from ...training import seed_everything
 from ...training import set_learning_rate
+from ...training import single_process
 from ...training import training_environment
 from ...training import TrainingError
 
@@ -321,7 +322,13 @@ def _warmup_lr(lr, step, warmup_steps):
 
 
 def train_promptable_network(train, val, work_dir, config, show_progress=True, device='cpu'):
-    """Train (resumable); return ``(best SAM, state, spec)``."""
+    """Train (resumable); return ``(best SAM, state, spec)``.
+
+    One process only: each step decodes the prompts of its images in several
+    rounds, which DistributedDataParallel does not split (``--design crops``
+    trains under ``torchrun``).
+    """
+    single_process('train promptable --design sam')
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     rng = seed_everything(config.seed)

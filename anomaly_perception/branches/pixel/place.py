@@ -79,7 +79,11 @@ from ...stream.hazard import heldout_record
 from ...stream.hazard import heldout_sequences
 from ...stream.hazard import on_probability_for_rate
 from ...training import CHECKPOINT
+from ...training import cpu_state
+from ...training import distributed
+from ...training import is_main_process
 from ...training import load_resumable
+from ...training import module_device
 from ...training import restore_rng
 from ...training import rng_state
 from ...training import save_checkpoint
@@ -180,11 +184,19 @@ def _keep_region(labels, region):
     return out
 
 
-def make_batch(images, rng, paster, teacher, void_index, region, config):
-    """One training batch: augmented, pasted frames and their labels (tensors)."""
+def make_batch(images, rng, paster, teacher, void_index, region, config, part=slice(None)):
+    """One training batch: augmented, pasted frames and their labels (tensors).
+
+    ``part``: the samples this process trains on (all by default). Every
+    sample is drawn, so that the processes of a ``torchrun`` job keep the
+    same generator; the teacher labels this process's part alone. The
+    tensors are on the teacher's device.
+    """
     clean = [_augment(images[i], rng, config.jitter, config.warp) for i in range(len(images))]
+    mine = range(len(clean))[part]
+    device = module_device(teacher)
     with torch.no_grad():
-        logits = teacher(_to_input(clean))
+        logits = teacher(_to_input([clean[k] for k in mine]).to(device)).cpu()
     keep = [c for c in range(logits.shape[1]) if c != void_index]
     prob = torch.softmax(logits[:, keep], 1)
     conf, arg = prob.max(1)
@@ -194,11 +206,13 @@ def make_batch(images, rng, paster, teacher, void_index, region, config):
     for k, image in enumerate(clean):
         if rng.random() < config.paste_share:
             image, void, rim = paster.paste(image, rng, region)
-            labels[k][void] = void_index
-            labels[k][rim] = IGNORE
-        pasted.append(image)
+            if k in mine:
+                labels[k - mine.start][void] = void_index
+                labels[k - mine.start][rim] = IGNORE
+        if k in mine:
+            pasted.append(image)
     labels = _keep_region(labels, region)
-    return _to_input(pasted), torch.from_numpy(labels.astype(np.int64))
+    return _to_input(pasted).to(device), torch.from_numpy(labels.astype(np.int64)).to(device)
 
 
 @torch.no_grad()
@@ -259,16 +273,20 @@ def pasted_validation(segmenter, images, paster, region, seed, count=64):
 
 
 def adapt_to_place(module, void_index, num_classes, train_images, region, work_dir, config,
-                   bank, show_progress=True):
+                   bank, show_progress=True, device='cpu'):
     """Fine-tune ``module``'s ERFNet on a place's frames (resumable); return the run's state.
 
     ``train_images``: letterboxed uint8 ``[N, h, w, 3]``; ``region``: the
-    frame's part of the input.
+    frame's part of the input. On ``device``, the network back on the CPU
+    at the end; under ``torchrun`` each process trains on its part of every
+    batch and rank 0 writes the checkpoints.
     """
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    job = distributed(device)
     rng = seed_everything(config.seed)
     network, _ = _network(module)
+    network = job.place(network)
     teacher = copy.deepcopy(network).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -284,10 +302,12 @@ def adapt_to_place(module, void_index, num_classes, train_images, region, work_d
         state = saved['state']
     weights = torch.ones(int(num_classes))
     weights[void_index] = config.void_weight
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(job.device), ignore_index=IGNORE)
+    trained = job.wrap(network)
+    part, share = job.part(config.batch_size)
     from tqdm import tqdm
     bar = tqdm(total=config.steps, initial=state['step'], unit='step', desc='learn the place',
-               disable=not show_progress, dynamic_ncols=True)
+               disable=not (show_progress and job.main), dynamic_ncols=True)
     running, started = [], time.perf_counter()
     while state['step'] < config.steps:
         network.train()
@@ -296,28 +316,31 @@ def adapt_to_place(module, void_index, num_classes, train_images, region, work_d
         for group in opt.param_groups:
             group['lr'] = lr
         idx = rng.integers(0, len(train_images), config.batch_size)
-        x, y = make_batch(train_images[idx], rng, paster, teacher, void_index, region, config)
-        logits = network(x)
-        loss = loss_fn(logits, y)
+        x, y = make_batch(train_images[idx], rng, paster, teacher, void_index, region, config,
+                          part)
+        loss = loss_fn(trained(x), y)
         if not torch.isfinite(loss):
             raise TrainingError(f'Place training diverged (loss {loss.item()}) at step '
                                 f'{state["step"] + 1}; lower --lr.')
         opt.zero_grad()
-        loss.backward()
+        (loss * share).backward()
         opt.step()
         state['step'] += 1
-        running.append(loss.item())
+        running.append(job.mean(loss.item() * share))
         bar.update(1)
         bar.set_postfix(loss=f'{np.mean(running[-20:]):.4f}')
         if state['step'] % config.checkpoint_every == 0 or state['step'] == config.steps:
             state['history'].append({'step': state['step'], 'loss': float(np.mean(running)),
                                      'lr': lr, 'wall_s': time.perf_counter() - started})
             running, started = [], time.perf_counter()
-            save_checkpoint(ckpt, {'config': _config_key(config, len(train_images)),
-                                   'model': network.state_dict(),
-                                   'optimizer': opt.state_dict(), 'rng': rng_state(rng),
-                                   'state': state})
+            if job.main:
+                save_checkpoint(ckpt, {'config': _config_key(config, len(train_images)),
+                                       'model': cpu_state(network),
+                                       'optimizer': opt.state_dict(), 'rng': rng_state(rng),
+                                       'state': state})
     bar.close()
+    job.barrier()
+    network.cpu()
     network.eval()
     return state
 
@@ -359,7 +382,7 @@ def calibrate_place(segmenter, images, region, config, blocks=None):
 
 def learn_place(start_dir, train_images, cal_images, region, model_dir, work_dir, config=None,
                 *, cutouts=None, provenance=None, overwrite=False, show_progress=True,
-                bank=None, heldout_blocks=None):
+                bank=None, heldout_blocks=None, device='cpu'):
     """Adapt ``start_dir``'s pixel model to a place, calibrate it, write ``model_dir``.
 
     ``train_images`` / ``cal_images``: letterboxed uint8 frames of the place's
@@ -368,6 +391,9 @@ def learn_place(start_dir, train_images, cal_images, region, model_dir, work_dir
     held-out driving in time order, kept for the hazard flag's false-alarm
     rate (:class:`~...stream.hazard.AlarmLevels`); None for frames without
     time (the node then uses its fixed level). Returns the manifest written.
+
+    Trains on ``device``; under ``torchrun`` every process trains and rank 0
+    alone calibrates and writes (the others return None).
     """
     config = config or PlaceTrainingConfig()
     started = time.perf_counter()
@@ -383,7 +409,9 @@ def learn_place(start_dir, train_images, cal_images, region, model_dir, work_dir
                             f'(at least {MIN_CALIBRATION_FRAMES}); give more normal driving.')
     bank = bank or CutoutBank(config.sources, cutouts)
     state = adapt_to_place(module, void_index, arch['num_classes'], train_images, region,
-                           work_dir, config, bank, show_progress)
+                           work_dir, config, bank, show_progress, device)
+    if not is_main_process():
+        return None
     module.eval()
     positions = None if not heldout_blocks else [p for _, p in heldout_blocks]
     offset, calibration, frame_cal, frame_scores = calibrate_place(module, cal_images, region,
@@ -442,8 +470,11 @@ def _alarms(blocks, frame_scores, frame_cal, config):
 
 
 def train_pixel_from_bags(bags, model_dir, work_dir, config=None, *, init_from=None,
-                          cutouts=None, overwrite=False, show_progress=True, command=None):
+                          cutouts=None, overwrite=False, show_progress=True, command=None,
+                          device='cpu'):
     """``train pixel --bag``: learn a place from its normal bags; return the manifest.
+
+    On ``device``; under ``torchrun`` the processes of rank > 0 return None.
 
     Raises:
         BagError: a bag without an image topic or a corrupt bag (named).
@@ -479,8 +510,10 @@ def train_pixel_from_bags(bags, model_dir, work_dir, config=None, *, init_from=N
                   'command': command}
     manifest = learn_place(start, frames.images[train], frames.images[val], region, model_dir,
                            work_dir, config, provenance=provenance, overwrite=overwrite,
-                           show_progress=show_progress, bank=bank, heldout_blocks=heldout)
-    manifest['provenance']['total_wall_s'] = round(time.perf_counter() - started, 1)
+                           show_progress=show_progress, bank=bank, heldout_blocks=heldout,
+                           device=device)
+    if manifest is not None:
+        manifest['provenance']['total_wall_s'] = round(time.perf_counter() - started, 1)
     return manifest
 
 

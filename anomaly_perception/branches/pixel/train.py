@@ -62,8 +62,12 @@ from ...runtime.preprocess import center_crop
 from ...scoring.calibration import EmpiricalCalibration
 from ...scoring.pixel import fit_pixel_calibration
 from ...training import CHECKPOINT
+from ...training import cpu_state
+from ...training import distributed
+from ...training import is_main_process
 from ...training import load_checkpoint
 from ...training import load_resumable
+from ...training import module_device
 from ...training import poly_lr
 from ...training import restore_rng
 from ...training import rng_state
@@ -198,10 +202,10 @@ def _downsample_labels(labels, factor=8):
 def _predict(model, images, batch=16):
     """Logits of uint8 NHWC images (eval mode), as a float32 tensor."""
     model.eval()
-    out = []
+    out, device = [], module_device(model)
     for start in range(0, len(images), batch):
         x = torch.from_numpy(images[start:start + batch]).permute(0, 3, 1, 2).float() / 255.0
-        out.append(model(x))
+        out.append(model(x.to(device)).cpu())
     return torch.cat(out)
 
 
@@ -225,8 +229,11 @@ def _to_tensors(data):
 
 
 def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
-                 encoder_from=None, void_index=None):
-    """Run both stages (resumable); return ``(best ERFNet, state dict of the run)``.
+                 encoder_from=None, void_index=None, device='cpu'):
+    """Run both stages (resumable); return ``(best ERFNet on the CPU, state dict of the run)``.
+
+    On ``device``; under ``torchrun`` each process trains on its part of
+    every batch (:class:`~...training.Distributed`) and rank 0 writes.
 
     ``encoder_from``: the checkpoint of a finished encoder stage (the same
     data and recipe) to start the decoder stage from instead of training the
@@ -235,8 +242,9 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
     """
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    job = distributed(device)
     rng = seed_everything(config.seed)
-    model = ERFNet(num_classes, head=config.head())
+    model = job.place(ERFNet(num_classes, head=config.head()))
     stages = [('encoder', config.encoder_epochs), ('decoder', config.decoder_epochs)]
     state = {'stage': 0, 'epoch': 0, 'history': [], 'best_miou': -1.0, 'best_epoch': -1}
     opt = None
@@ -269,10 +277,14 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
     total = sum(e for _, e in stages) * batches
     done = sum(e for _, e in stages[:state['stage']]) * batches + state['epoch'] * batches
     bar = tqdm(total=total, initial=done, unit='batch', desc='train pixel',
-               disable=not show_progress, dynamic_ncols=True)
+               disable=not (show_progress and job.main), dynamic_ncols=True)
     while state['stage'] < len(stages):
         stage, epochs = stages[state['stage']]
         params = model.encoder.parameters() if stage == 'encoder' else model.parameters()
+        # The encoder stage trains the encoder alone; the decoder stage does not use the
+        # encoder's 1/8 head (DistributedDataParallel reduces the gradients of the rest).
+        model.encoder.head.requires_grad_(stage == 'encoder')
+        trained = job.wrap(model.encoder if stage == 'encoder' else model)
         opt = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.999), eps=1e-8,
                                weight_decay=config.weight_decay)
         if saved is not None and saved.get('optimizer') and saved['state']['stage'] == \
@@ -292,18 +304,20 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
             for idx in shuffled_batches(rng, len(x_train), config.batch_size):
                 images, labels = _augment(x_train[idx], y_train[idx], rng,
                                           config.max_translation)
+                # Every process draws the whole batch (the same generators), then its part.
+                weight, images, labels = job.local(len(idx), images, labels)
                 x = images.float() / 255.0
                 if stage == 'encoder':
-                    loss = loss_fn(model(x, encoder_only=True), _downsample_labels(labels))
+                    loss = loss_fn(trained(x, predict=True), _downsample_labels(labels))
                 else:
-                    loss = loss_fn(model(x), labels)
+                    loss = loss_fn(trained(x), labels)
                 if not torch.isfinite(loss):
                     raise TrainingError(f'The {stage} stage diverged (loss {loss.item()}) at '
                                         f'epoch {state["epoch"] + 1}; lower the learning rate.')
                 opt.zero_grad()
-                loss.backward()
+                (loss * weight).backward()
                 opt.step()
-                total_loss += loss.item() * len(idx)
+                total_loss += job.mean(loss.item() * weight) * len(idx)
                 count += len(idx)
                 bar.update(1)
                 bar.set_postfix(stage=stage, epoch=state['epoch'] + 1,
@@ -315,17 +329,24 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
                 entry['val_miou'], _ = validation_miou(model, val, num_classes, void_index)
                 if entry['val_miou'] > state['best_miou']:
                     state['best_miou'], state['best_epoch'] = entry['val_miou'], state['epoch']
-                    save_checkpoint(work / 'best.pt', {'model': model.state_dict()})
+                    if job.main:
+                        save_checkpoint(work / 'best.pt', {'model': cpu_state(model)})
             state['history'].append(entry)
-            save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
-                                   'model': model.state_dict(), 'optimizer': opt.state_dict(),
-                                   'rng': rng_state(rng), 'state': state})
+            if job.main:
+                save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
+                                       'model': cpu_state(model),
+                                       'optimizer': opt.state_dict(), 'rng': rng_state(rng),
+                                       'state': state})
         state['stage'] += 1
         state['epoch'] = 0
-        save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
-                               'model': model.state_dict(), 'optimizer': None,
-                               'rng': rng_state(rng), 'state': state})
+        if job.main:
+            save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
+                                   'model': cpu_state(model), 'optimizer': None,
+                                   'rng': rng_state(rng), 'state': state})
     bar.close()
+    model.encoder.head.requires_grad_(True)
+    job.barrier()
+    model.cpu()
     if (work / 'best.pt').is_file():
         model.load_state_dict(load_checkpoint(work / 'best.pt')['model'])
     model.eval()
@@ -336,11 +357,11 @@ def evaluate_segmenter(segmenter, data, num_classes, batch=16):
     """mIoU, per-class IoU and pixel AuPRC / FPR95 of a segmenter's anomaly map."""
     cm = ConfusionMatrix(num_classes, ignore_index=VOID)
     acc = BinaryScoreAccumulator()
-    maps = []
+    maps, device = [], module_device(segmenter)
     with torch.no_grad():
         for start in range(0, len(data.images), batch):
-            x = torch.from_numpy(data.images[start:start + batch])
-            anomaly, classes = segmenter(x)[:2]
+            x = torch.from_numpy(data.images[start:start + batch]).to(device)
+            anomaly, classes = (t.cpu() for t in segmenter(x)[:2])
             cm.update(classes.numpy(), data.labels[start:start + batch])
             truth = data.anomaly[start:start + batch].astype(np.uint8)
             acc.update(truth, anomaly.numpy())
@@ -387,8 +408,13 @@ def load_segmentation_data(data_dir, config, cache_dir=None, show_progress=True)
 
 
 def train_pixel_model(data_dir, model_dir, work_dir, config=None, *, overwrite=False,
-                      cache_dir=None, show_progress=True, command=None, encoder_from=None):
-    """Train, calibrate and write a pixel model directory; return its manifest."""
+                      cache_dir=None, show_progress=True, command=None, encoder_from=None,
+                      device='cpu'):
+    """Train, calibrate and write a pixel model directory; return its manifest.
+
+    On ``device``. Under ``torchrun`` every process trains and rank 0 alone
+    calibrates and writes (the others return None).
+    """
     config = config or PixelTrainingConfig()
     losses.PixelLoss(config.loss, config.loss_weights)      # a bad name fails before loading
     if config.void_outliers and config.score != 'void':
@@ -411,7 +437,10 @@ def train_pixel_model(data_dir, model_dir, work_dir, config=None, *, overwrite=F
                           train.names + outliers.names)
     outputs = len(classes) + (void_index is not None)
     network, state = train_stages(train, val, outputs, work_dir, config, show_progress,
-                                  encoder_from=encoder_from, void_index=void_index)
+                                  encoder_from=encoder_from, void_index=void_index,
+                                  device=device)
+    if not is_main_process():
+        return None
     segmenter = PixelSegmenterModel(network, config.score, void_index).eval()
     arch = {'type': 'erfnet_pixel', 'num_classes': outputs, 'head': config.head(),
             'score': config.score, 'void_index': void_index}

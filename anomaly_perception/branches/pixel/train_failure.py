@@ -76,8 +76,12 @@ from ...data.hazards import HazardsDataset
 from ...metrics.binary import BinaryScoreAccumulator
 from ...runtime.manifest import ModelError
 from ...training import CHECKPOINT
+from ...training import cpu_state
+from ...training import distributed
+from ...training import is_main_process
 from ...training import load_checkpoint
 from ...training import load_resumable
+from ...training import module_device
 from ...training import poly_lr
 from ...training import restore_rng
 from ...training import rng_state
@@ -136,11 +140,11 @@ def _labels_with_anomaly(data):
 def failure_scores(model, data, keep, batch=16):
     """Return the failure accumulator (errors positive) of an :class:`FSNet` on ``data``."""
     model.eval()
-    acc = BinaryScoreAccumulator()
+    acc, device = BinaryScoreAccumulator(), module_device(model)
     with torch.no_grad():
         for start in range(0, len(data.images), batch):
             x = torch.from_numpy(data.images[start:start + batch]).permute(0, 3, 1, 2).float()
-            logits, fail = model(x / 255.0)
+            logits, fail = (t.cpu() for t in model(x.to(device) / 255.0))
             pred = logits[:, keep].argmax(1).numpy()
             labels = data.labels[start:start + batch]
             failures, valid = failure_targets(pred, labels, data.anomaly[start:start + batch])
@@ -150,10 +154,15 @@ def failure_scores(model, data, keep, batch=16):
 
 
 def train_failure_network(segmenter, train, val, work_dir, config, epochs,
-                          show_progress=True):
-    """Joint stage (resumable); return ``(FSNet with the best epoch's weights, state)``."""
+                          show_progress=True, device='cpu'):
+    """Joint stage (resumable); return ``(FSNet with the best epoch's weights, state)``.
+
+    On ``device`` (the FSNet back on the CPU at the end); under ``torchrun``
+    each process trains on its part of every batch and rank 0 writes.
+    """
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    job = distributed(device)
     rng = seed_everything(config.seed)
     network = segmenter.network
     outputs = network.num_classes
@@ -167,7 +176,7 @@ def train_failure_network(segmenter, train, val, work_dir, config, epochs,
         except (OSError, RuntimeError, ValueError, KeyError) as err:
             raise TrainingError(f'{config.resnet18_weights!r}: not usable as resnet18 weights '
                                 f'for this head ({err}).') from None
-    model = FSNet(network, head)
+    model = job.place(FSNet(network, head))
     params = [{'params': head.parameters(), 'lr': config.lr}]
     if config.segmenter_lr > 0:
         params.append({'params': network.parameters(), 'lr': config.segmenter_lr})
@@ -190,9 +199,11 @@ def train_failure_network(segmenter, train, val, work_dir, config, epochs,
     class_weight = losses.class_weights([train.labels], outputs)
     ce = losses.PixelLoss('ce', class_weight=class_weight)
     batches = -(-len(x_train) // config.batch_size)
+    trained = job.wrap(model)
     from tqdm import tqdm
     bar = tqdm(total=epochs * batches, initial=state['epoch'] * batches, unit='batch',
-               desc='train failure', disable=not show_progress, dynamic_ncols=True)
+               desc='train failure', disable=not (show_progress and job.main),
+               dynamic_ncols=True)
     while state['epoch'] < epochs:
         scale = poly_lr(1.0, state['epoch'], epochs)
         opt.param_groups[0]['lr'] = config.lr * scale
@@ -204,11 +215,13 @@ def train_failure_network(segmenter, train, val, work_dir, config, epochs,
         totals, count, started = np.zeros(2), 0, time.perf_counter()
         for idx in shuffled_batches(rng, len(x_train), config.batch_size):
             images, labels = _augment(x_train[idx], y_train[idx], rng, config.max_translation)
+            # Every process draws the whole batch (the same generators), then its part.
+            weight, images, labels = job.local(len(idx), images, labels)
             anomaly = labels == ANOMALY
             seg_labels = labels.clone()
             seg_labels[anomaly] = VOID if segmenter.void_index is None else segmenter.void_index
             labels[anomaly] = VOID
-            logits, fail = model(images.float() / 255.0)
+            logits, fail = trained(images.float() / 255.0)
             pred = logits.detach()[:, keep].argmax(1)
             failures, valid = failure_targets(pred, labels, anomaly)
             l1 = ce(logits, seg_labels) if config.segmenter_lr > 0 else logits.sum() * 0
@@ -218,9 +231,10 @@ def train_failure_network(segmenter, train, val, work_dir, config, epochs,
                 raise TrainingError(f'train failure diverged (loss {loss.item()}) at epoch '
                                     f'{state["epoch"] + 1}; lower the learning rates.')
             opt.zero_grad()
-            loss.backward()
+            (loss * weight).backward()
             opt.step()
-            totals += (l1.item() * len(idx), l2.item() * len(idx))
+            totals += (job.mean(l1.item() * weight) * len(idx),
+                       job.mean(l2.item() * weight) * len(idx))
             count += len(idx)
             bar.update(1)
             bar.set_postfix(epoch=state['epoch'] + 1, seg=f'{totals[0] / count:.3f}',
@@ -233,25 +247,34 @@ def train_failure_network(segmenter, train, val, work_dir, config, epochs,
                  'val_ap_err': curve.average_precision(), 'val_miou': miou,
                  'wall_s': time.perf_counter() - started}
         state['history'].append(entry)
-        if show_progress:
+        if show_progress and job.main:
             bar.write(f"epoch {state['epoch']}: AP-Err {entry['val_ap_err']:.4f}, mIoU "
                       f"{miou:.4f} (before {state['miou_before']:.4f}), "
                       f"{entry['wall_s']:.0f} s")
         if entry['val_ap_err'] > state['best_ap_err']:
             state['best_ap_err'], state['best_epoch'] = entry['val_ap_err'], state['epoch']
-            save_checkpoint(work / 'best.pt', {'model': model.state_dict()})
-        save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': model.state_dict(),
-                               'optimizer': opt.state_dict(), 'rng': rng_state(rng),
-                               'state': state})
+            if job.main:
+                save_checkpoint(work / 'best.pt', {'model': cpu_state(model)})
+        if job.main:
+            save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
+                                   'model': cpu_state(model), 'optimizer': opt.state_dict(),
+                                   'rng': rng_state(rng), 'state': state})
     bar.close()
+    job.barrier()
+    model.cpu()
     if (work / 'best.pt').is_file():
         model.load_state_dict(load_checkpoint(work / 'best.pt')['model'])
     return model.eval(), state
 
 
 def train_failure_model(pixel_model, data_dir, model_dir, work_dir, config=None, *,
-                        overwrite=False, cache_dir=None, show_progress=True, command=None):
-    """Train FSNet's joint stage on ``pixel_model`` and write the model directory."""
+                        overwrite=False, cache_dir=None, show_progress=True, command=None,
+                        device='cpu'):
+    """Train FSNet's joint stage on ``pixel_model`` and write the model directory.
+
+    On ``device``. Under ``torchrun`` every process trains and rank 0 alone
+    calibrates and writes (the others return None).
+    """
     config = config or FailureTrainingConfig()
     FailureHeadSpec.from_dict(config.head)             # a bad spec fails before loading data
     segmenter, manifest = load_pixel_network(pixel_model)
@@ -287,7 +310,9 @@ def train_failure_model(pixel_model, data_dir, model_dir, work_dir, config=None,
         raise TrainingError(f'{str(data_dir)!r}: labels exceed the {len(classes)} classes of '
                             f'{str(pixel_model)!r}.')
     model, state = train_failure_network(segmenter, train, val, work_dir, config, epochs,
-                                         show_progress)
+                                         show_progress, device)
+    if not is_main_process():
+        return None
     deployed = PixelFailureModel(segmenter, model.head).eval()
     arch.update({'type': 'erfnet_pixel_fsnet', 'failure_head': dict(config.head)})
 

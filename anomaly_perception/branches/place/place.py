@@ -38,6 +38,7 @@ models were learnt from different cameras, naming the file.
 
 import dataclasses
 from pathlib import Path
+import tempfile
 import time
 
 import yaml
@@ -63,6 +64,7 @@ from ...stream.fusion import paired_heldout
 from ...stream.hazard import HazardConfig
 from ...stream.hazard import heldout_sequences
 from ...stream.hazard import on_probability_for_rate
+from ...training import is_main_process
 from ...training import training_environment
 from ...training import TrainingError
 
@@ -147,13 +149,15 @@ def fit_fusion(frame_manifest, pixel_manifest, config):
 
 def train_place_from_bags(bags, place_dir, work_dir, config=None, *, exposed=(),
                           pixel_init_from=None, promptable_from=None, overwrite=False,
-                          show_progress=True, command=None):
+                          show_progress=True, command=None, device='cpu'):
     """``train place``: learn both branches and the fused flag; write ``place_dir``.
 
     ``pixel_init_from``: the pixel model to start from (default the shipped
     one). ``promptable_from``: a click-crops promptable model to tune on the
     same bags into ``instance/`` (default none: no instance model). Returns
-    the ``place.yaml`` written.
+    the ``place.yaml`` written. Trains on ``device``; under ``torchrun`` the
+    processes of rank > 0 train every model beside rank 0, write nothing
+    and return None.
 
     Raises:
         BagError / BagFramesError: unusable bags, or bags of different cameras.
@@ -174,17 +178,30 @@ def train_place_from_bags(bags, place_dir, work_dir, config=None, *, exposed=(),
     parts = 4 if promptable_from else 3
     if promptable_from and not Path(promptable_from).is_dir():
         raise TrainingError(f'Promptable model {str(promptable_from)!r} does not exist.')
+    if not is_main_process():
+        with tempfile.TemporaryDirectory() as scratch:
+            train_frame_from_bags(bags, Path(scratch) / 'frame', work / 'frame', config.frame,
+                                  exposed=exposed, show_progress=False, device=device)
+            train_pixel_from_bags(bags, Path(scratch) / 'pixel', work / 'pixel', config.pixel,
+                                  init_from=pixel_init_from, show_progress=False,
+                                  device=device)
+            if promptable_from:
+                tune_clickcrops_on_bags(list(bags), promptable_from, Path(scratch) / 'instance',
+                                        work / 'instance', config.promptable,
+                                        every=config.promptable_every, topic=topic,
+                                        show_progress=False, device=device)
+        return None
     with atomic_directory(place_dir, overwrite=overwrite) as tmp:
         _say(show_progress, f'1/{parts} the frame branch')
         t0 = time.perf_counter()
         frame = train_frame_from_bags(bags, tmp / 'frame', work / 'frame', config.frame,
                                       exposed=exposed, show_progress=show_progress,
-                                      command=command)
+                                      command=command, device=device)
         _say(show_progress, f'2/{parts} the pixel branch')
         t1 = time.perf_counter()
         pixel = train_pixel_from_bags(bags, tmp / 'pixel', work / 'pixel', config.pixel,
                                       init_from=pixel_init_from, show_progress=show_progress,
-                                      command=command)
+                                      command=command, device=device)
         _say(show_progress, f'3/{parts} the fused flag')
         t2 = time.perf_counter()
         fusion = fit_fusion(frame, pixel, config)
@@ -194,7 +211,8 @@ def train_place_from_bags(bags, place_dir, work_dir, config=None, *, exposed=(),
             tune_clickcrops_on_bags(list(bags), promptable_from, tmp / 'instance',
                                     work / 'instance', config.promptable,
                                     every=config.promptable_every, topic=topic,
-                                    show_progress=show_progress, command=command)
+                                    show_progress=show_progress, command=command,
+                                    device=device)
             branches['instance'] = 'instance'
             wall['instance'] = round(time.perf_counter() - t2, 1)
         place = {

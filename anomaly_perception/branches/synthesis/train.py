@@ -303,7 +303,6 @@ def train_diffusion_model(out_dir, work_dir, config, *, data=None, bags=(), topi
     bar.close()
     if not job.main:
         job.barrier()           # rank 0 writes the model directory
-        job.close()
         return None
     weights = {k: (v.half() if config.fp16_weights and v.is_floating_point() else v).cpu()
                for k, v in ema.state_dict().items()}
@@ -326,5 +325,4 @@ def train_diffusion_model(out_dir, work_dir, config, *, data=None, bags=(), topi
     files = {MODEL_FILE: to_bytes({'config': arch, 'state_dict': weights}), SAMPLES: png}
     written = write_model_dir(out, manifest, files, overwrite=overwrite)
     job.barrier()
-    job.close()
     return written
