@@ -101,12 +101,17 @@ class Distributed:
         return (weight, *(t[part].to(self.device) for t in tensors))
 
     def wrap(self, model):
-        """Return ``model`` under DistributedDataParallel (itself when alone)."""
+        """Return ``model`` under DistributedDataParallel (itself when alone).
+
+        Parts a training leaves unused (an ERFNet encoder's 1/8 head inside
+        a larger network, a frozen segmenter) are found at each step
+        (``find_unused_parameters``).
+        """
         if self.world == 1:
             return model
         from torch.nn.parallel import DistributedDataParallel
         ids = [self.local_rank] if self.device.startswith('cuda') else None
-        return DistributedDataParallel(model, device_ids=ids)
+        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
     def place(self, model):
         """Move ``model`` to the device; return it.

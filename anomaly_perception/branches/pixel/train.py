@@ -281,9 +281,7 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
     while state['stage'] < len(stages):
         stage, epochs = stages[state['stage']]
         params = model.encoder.parameters() if stage == 'encoder' else model.parameters()
-        # The encoder stage trains the encoder alone; the decoder stage does not use the
-        # encoder's 1/8 head (DistributedDataParallel reduces the gradients of the rest).
-        model.encoder.head.requires_grad_(stage == 'encoder')
+        # The encoder stage trains the encoder alone: the decoder takes no part in it.
         trained = job.wrap(model.encoder if stage == 'encoder' else model)
         opt = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.999), eps=1e-8,
                                weight_decay=config.weight_decay)
@@ -344,7 +342,6 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
                                    'model': cpu_state(model), 'optimizer': None,
                                    'rng': rng_state(rng), 'state': state})
     bar.close()
-    model.encoder.head.requires_grad_(True)
     job.barrier()
     model.cpu()
     if (work / 'best.pt').is_file():
