@@ -2,8 +2,9 @@
 
 ``python ddp_train.py DATA ROOT``: the DDPM on DATA's frames, the frame
 branch's autoencoder, Real-NVP+OE and classifier on seeded random arrays
-(batches that do not split evenly), and ERFNet's two stages, each into its
-own folder of ROOT.
+(batches that do not split evenly), ERFNet's two stages, FSNet's failure
+head on that ERFNet and the mask-classification segmenter with its
+outlier stage, each into its own folder of ROOT.
 """
 
 # Copyright 2026 The anomaly_perception Authors
@@ -29,10 +30,15 @@ from anomaly_perception.branches.frame.train import DensityConfig
 from anomaly_perception.branches.frame.train import train_autoencoder
 from anomaly_perception.branches.frame.train import train_bclass
 from anomaly_perception.branches.frame.train import train_density
+from anomaly_perception.branches.instance.train_maskcls import MaskClsTrainingConfig
+from anomaly_perception.branches.instance.train_maskcls import train_maskcls_model
 from anomaly_perception.branches.pixel.train import PixelTrainingConfig
 from anomaly_perception.branches.pixel.train import train_pixel_model
+from anomaly_perception.branches.pixel.train_failure import FailureTrainingConfig
+from anomaly_perception.branches.pixel.train_failure import train_failure_model
 from anomaly_perception.branches.synthesis.train import DiffusionTrainingConfig
 from anomaly_perception.branches.synthesis.train import train_diffusion_model
+from anomaly_perception.training import distributed
 from anomaly_perception.training import finish_jobs
 import numpy as np
 
@@ -51,6 +57,11 @@ DENSITY = DensityConfig(n_couplings=2, hidden=16, epochs=2, batch_size=16, anoma
 CLASSIFIER = ClassifierConfig(epochs=2, batch_size=10)
 PIXEL = PixelTrainingConfig(input_shape=(32, 56), encoder_epochs=1, decoder_epochs=1,
                             batch_size=8)
+FAILURE = FailureTrainingConfig(epochs=1, train_every=2, head={
+    'inputs': ['x', 'w1', 'w2', 'w3', 'w4', 'se'], 'single_branch': False, 'width': 8,
+    'resnet_width': 4})
+MASKCLS = MaskClsTrainingConfig(input_shape=(32, 56), queries=4, dim=16, layers=1, heads=2,
+                                ffn=32, epochs=1, batch_size=8, outlier_epochs=1)
 
 
 def frame_arrays():
@@ -71,4 +82,9 @@ if __name__ == '__main__':
                  show_progress=False)
     train_pixel_model(data, root / 'pixel', root / 'work_pixel', PIXEL,
                       cache_dir=root / 'cache', show_progress=False)
+    distributed().barrier()         # every process reads the pixel model rank 0 wrote
+    train_failure_model(root / 'pixel', data, root / 'failure', root / 'work_failure', FAILURE,
+                        cache_dir=root / 'cache', show_progress=False)
+    train_maskcls_model(data, root / 'maskcls', root / 'work_maskcls', MASKCLS,
+                        cache_dir=root / 'cache', show_progress=False)
     finish_jobs()

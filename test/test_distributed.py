@@ -65,7 +65,8 @@ def test_two_gloo_processes_take_the_steps_of_one_process(tiny_pixel_data, tmp_p
     """Check the same global batches: the losses and the weights are equal.
 
     The DDPM, the autoencoder, Real-NVP+OE and the classifier (their last
-    batches split unevenly); ERFNet (BatchNorm) runs, with rank 0 writing.
+    batches split unevenly); ERFNet, FSNet and the mask-classification
+    segmenter (BatchNorm, parts left unused) run, with rank 0 writing.
     """
     if not TORCHRUN.exists():
         pytest.skip('torchrun is not installed beside this Python')
@@ -93,6 +94,10 @@ def test_two_gloo_processes_take_the_steps_of_one_process(tiny_pixel_data, tmp_p
     a, b = ckpt['work_pixel']
     assert b['state']['stage'] == 2 and [h['stage'] for h in b['state']['history']] == [
         'encoder', 'decoder']
+    for root in (one, two):
+        assert load_checkpoint(root / 'work_failure' / 'checkpoint.pt')['state']['epoch'] == 1
+        outliers = load_checkpoint(root / 'work_maskcls' / 'outlier_checkpoint.pt')
+        assert outliers['state']['epoch'] == 1
     # Only rank 0 wrote, the same files as one process.
     assert _files(two) == _files(one)
     assert not list(two.rglob('*.partial'))
