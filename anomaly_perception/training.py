@@ -176,16 +176,6 @@ def distributed(device='cpu'):
     return Distributed(rank, world, local, str(device), backend)
 
 
-def single_process(what):
-    """Raise TrainingError when this process is one of several of a ``torchrun`` job.
-
-    For the trainings that do not split their batches over processes
-    (``what`` names the command in the message).
-    """
-    if int(os.environ.get('WORLD_SIZE', '1') or 1) > 1:
-        raise TrainingError(f'{what} trains in one process: start it without torchrun.')
-
-
 def is_main_process():
     """Return False in the processes of rank > 0 of a ``torchrun`` job (they write nothing)."""
     return int(os.environ.get('RANK', '0') or 0) == 0

@@ -3,8 +3,9 @@
 ``python ddp_train.py DATA ROOT``: the DDPM on DATA's frames, the frame
 branch's autoencoder, Real-NVP+OE and classifier on seeded random arrays
 (batches that do not split evenly), ERFNet's two stages, FSNet's failure
-head on that ERFNet and the mask-classification segmenter with its
-outlier stage, each into its own folder of ROOT.
+head on that ERFNet, the mask-classification segmenter with its outlier
+stage and the promptable segmenter (SAM design, one round of corrective
+points), each into its own folder of ROOT.
 """
 
 # Copyright 2026 The anomaly_perception Authors
@@ -32,6 +33,8 @@ from anomaly_perception.branches.frame.train import train_bclass
 from anomaly_perception.branches.frame.train import train_density
 from anomaly_perception.branches.instance.train_maskcls import MaskClsTrainingConfig
 from anomaly_perception.branches.instance.train_maskcls import train_maskcls_model
+from anomaly_perception.branches.instance.train_promptable import PromptableTrainingConfig
+from anomaly_perception.branches.instance.train_promptable import train_promptable_model
 from anomaly_perception.branches.pixel.train import PixelTrainingConfig
 from anomaly_perception.branches.pixel.train import train_pixel_model
 from anomaly_perception.branches.pixel.train_failure import FailureTrainingConfig
@@ -62,6 +65,8 @@ FAILURE = FailureTrainingConfig(epochs=1, train_every=2, head={
     'resnet_width': 4})
 MASKCLS = MaskClsTrainingConfig(input_shape=(32, 56), queries=4, dim=16, layers=1, heads=2,
                                 ffn=32, epochs=1, batch_size=8, outlier_epochs=1)
+PROMPTABLE = PromptableTrainingConfig(image_size=64, prompt_dim=16, epochs=1, batch_size=8,
+                                      prompts_per_image=2, refine_rounds=1, warmup_steps=2)
 
 
 def frame_arrays():
@@ -87,4 +92,6 @@ if __name__ == '__main__':
                         cache_dir=root / 'cache', show_progress=False)
     train_maskcls_model(data, root / 'maskcls', root / 'work_maskcls', MASKCLS,
                         cache_dir=root / 'cache', show_progress=False)
+    train_promptable_model(data, root / 'promptable', root / 'work_promptable', PROMPTABLE,
+                           cache_dir=root / 'cache', show_progress=False)
     finish_jobs()

@@ -29,6 +29,7 @@ from anomaly_perception.training import Distributed
 from anomaly_perception.training import distributed
 from anomaly_perception.training import load_checkpoint
 from anomaly_perception.training import TrainingError
+import numpy as np
 import pytest
 import torch
 
@@ -65,8 +66,9 @@ def test_two_gloo_processes_take_the_steps_of_one_process(tiny_pixel_data, tmp_p
     """Check the same global batches: the losses and the weights are equal.
 
     The DDPM, the autoencoder, Real-NVP+OE and the classifier (their last
-    batches split unevenly); ERFNet, FSNet and the mask-classification
-    segmenter (BatchNorm, parts left unused) run, with rank 0 writing.
+    batches split unevenly); ERFNet, FSNet, the mask-classification
+    segmenter and the promptable segmenter (BatchNorm, parts left unused)
+    run, with rank 0 writing.
     """
     if not TORCHRUN.exists():
         pytest.skip('torchrun is not installed beside this Python')
@@ -98,6 +100,8 @@ def test_two_gloo_processes_take_the_steps_of_one_process(tiny_pixel_data, tmp_p
         assert load_checkpoint(root / 'work_failure' / 'checkpoint.pt')['state']['epoch'] == 1
         outliers = load_checkpoint(root / 'work_maskcls' / 'outlier_checkpoint.pt')
         assert outliers['state']['epoch'] == 1
+        promptable = load_checkpoint(root / 'work_promptable' / 'checkpoint.pt')['state']
+        assert promptable['epoch'] == 1 and np.isfinite(promptable['history'][0]['loss'])
     # Only rank 0 wrote, the same files as one process.
     assert _files(two) == _files(one)
     assert not list(two.rglob('*.partial'))

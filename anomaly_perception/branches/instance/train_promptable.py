@@ -78,6 +78,9 @@ from ...data.hazards import default_cache_dir
 from ...data.hazards import HazardsDataset
 from ...runtime.manifest import write_model_dir
 from ...training import CHECKPOINT
+from ...training import cpu_state
+from ...training import distributed
+from ...training import is_main_process
 from ...training import load_checkpoint
 from ...training import load_erfnet_encoder
 from ...training import load_resumable
@@ -87,7 +90,6 @@ from ...training import rng_state
 from ...training import save_checkpoint
 from ...training import seed_everything
 from ...training import set_learning_rate
-from ...training import single_process
 from ...training import training_environment
 from ...training import TrainingError
 
@@ -317,6 +319,42 @@ def single_point_iou(sam, images, instances, min_region=10):
     return float(np.mean(ious)) if ious else float('nan'), len(ious)
 
 
+class _PromptStep(torch.nn.Module):
+    """One step's loss as one forward (what DistributedDataParallel wraps).
+
+    The image encoder on ``images``, then the prompts decoded on their own
+    frame's embedding in ``1 + refine_rounds`` rounds, each later round
+    adding a corrective point drawn by ``rng`` from the previous mask's
+    error (SAM's iterative prompting). Without prompts (a process whose
+    part of the batch has none) the loss is 0 and the decoder takes no part.
+    """
+
+    def __init__(self, sam, config, size, low):
+        super().__init__()
+        self.sam, self.config, self.size, self.low = sam, config, size, low
+
+    def forward(self, images, owner, coords, targets, rng):
+        sam, config = self.sam, self.config
+        embeddings = sam.image_encoder(sam.preprocess(images))
+        if not len(owner):
+            return embeddings.sum() * 0.0
+        device = embeddings.device
+        labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=device)
+        low_res, iou = decode_prompts(sam, embeddings, owner, coords, labels)
+        loss = promptable_loss(low_res, iou, targets, config)
+        for _ in range(config.refine_rounds):
+            rows = torch.arange(len(iou), device=device)
+            previous = low_res[rows, iou.argmax(dim=1)][:, None].detach()
+            xy, lab = correction_points(previous, targets, rng)
+            scale = self.size / self.low       # the decoder's grid -> model input pixels
+            coords = torch.cat([coords, (torch.from_numpy(xy).to(device)[:, None, :]
+                                         + 0.5) * scale], dim=1)
+            labels = torch.cat([labels, torch.from_numpy(lab).to(device)[:, None]], dim=1)
+            low_res, iou = decode_prompts(sam, embeddings, owner, coords, labels, previous)
+            loss = loss + promptable_loss(low_res, iou, targets, config)
+        return loss / (1 + config.refine_rounds)
+
+
 def _warmup_lr(lr, step, warmup_steps):
     return lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else lr
 
@@ -324,13 +362,16 @@ def _warmup_lr(lr, step, warmup_steps):
 def train_promptable_network(train, val, work_dir, config, show_progress=True, device='cpu'):
     """Train (resumable); return ``(best SAM, state, spec)``.
 
-    One process only: each step decodes the prompts of its images in several
-    rounds, which DistributedDataParallel does not split (``--design crops``
-    trains under ``torchrun``).
+    On ``device``. Under ``torchrun`` every process draws the whole batch
+    and its prompts, then trains on its part of the frames with their
+    prompts, its loss weighted by its share of the batch's prompts; rank 0
+    writes. The corrective points of ``refine_rounds`` are drawn from a
+    generator of the seed, the step and the process.
     """
-    single_process('train promptable --design sam')
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    job = distributed(device)
+    device = job.device
     rng = seed_everything(config.seed)
     spec = small_spec(config.image_size, config.prompt_dim, config.patch_size)
     sam = build_sam(spec)
@@ -347,14 +388,13 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True, d
         sam.image_encoder.encoder.load_state_dict(
             {k: v for k, v in load_erfnet_encoder(config.init_from).state_dict().items()
              if k in own and own[k].shape == v.shape}, strict=False)
-    sam.to(device)
+    sam = job.place(sam)
     opt = torch.optim.AdamW(sam.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = {'epoch': 0, 'history': [], 'best_iou': -1.0, 'best_epoch': -1}
     ckpt = work / CHECKPOINT
     saved = load_resumable(ckpt, dataclasses.asdict(config))
     if saved is not None:
         sam.load_state_dict(saved['model'])
-        sam.to(device)
         opt = torch.optim.AdamW(sam.parameters(), lr=config.lr,
                                 weight_decay=config.weight_decay)
         opt.load_state_dict(saved['optimizer'])
@@ -363,9 +403,11 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True, d
     size = config.image_size
     low = 4 * size // int(spec['encoder']['patch_size'])   # the decoder's masks
     batches = -(-len(train.images) // config.batch_size)
+    trained = job.wrap(_PromptStep(sam, config, size, low))
     from tqdm import tqdm
     bar = tqdm(total=config.epochs * batches, initial=state['epoch'] * batches, unit='batch',
-               desc='train promptable', disable=not show_progress, dynamic_ncols=True)
+               desc='train promptable', disable=not (show_progress and job.main),
+               dynamic_ncols=True)
     while state['epoch'] < config.epochs:
         lr = set_learning_rate(opt, poly_lr(config.lr, state['epoch'], config.epochs))
         sam.train()
@@ -376,7 +418,7 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True, d
             step = state['epoch'] * batches + start // config.batch_size
             for group in opt.param_groups:
                 group['lr'] = _warmup_lr(lr, step, config.warmup_steps)
-            images = torch.from_numpy(train.images[idx]).to(device).permute(0, 3, 1, 2).float()
+            images = torch.from_numpy(train.images[idx]).permute(0, 3, 1, 2).float()
             regions = train.regions[idx]
             if rng.random() < 0.5:
                 images, regions = images.flip(-1), regions[..., ::-1].copy()
@@ -390,35 +432,28 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True, d
             if not owner:
                 bar.update(1)
                 continue
-            embeddings = sam.image_encoder(sam.preprocess(images))
-            masks = torch.from_numpy(np.stack(masks)).to(device).float()
-            h, w = masks.shape[-2:]
-            masks = F.pad(masks, (0, size - w, 0, size - h))[:, None]
-            targets = F.interpolate(masks, size=(low, low), mode='area')
-            owner_t = torch.tensor(owner, device=device)
-            coords = torch.from_numpy(np.concatenate(points)).to(device)[:, None, :]
-            labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=device)
-            low_res, iou = decode_prompts(sam, embeddings, owner_t, coords, labels)
-            loss = promptable_loss(low_res, iou, targets, config)
-            for _ in range(config.refine_rounds):
-                rows = torch.arange(len(iou), device=device)
-                previous = low_res[rows, iou.argmax(dim=1)][:, None].detach()
-                xy, lab = correction_points(previous, targets, rng)
-                scale = size / low             # the decoder's grid -> model input pixels
-                coords = torch.cat([coords, (torch.from_numpy(xy).to(device)[:, None, :]
-                                             + 0.5) * scale], dim=1)
-                labels = torch.cat([labels, torch.from_numpy(lab).to(device)[:, None]], dim=1)
-                low_res, iou = decode_prompts(sam, embeddings, owner_t, coords, labels,
-                                              previous)
-                loss = loss + promptable_loss(low_res, iou, targets, config)
-            loss = loss / (1 + config.refine_rounds)
+            # This process's frames and their prompts, its loss weighted by its share of them.
+            part, share = job.part(len(idx))
+            owner = np.asarray(owner)
+            mine = (owner >= part.start) & (owner < part.stop) & (share > 0)
+            weight = mine.sum() * job.world / len(owner)
+            targets = None
+            if mine.any():
+                masks = torch.from_numpy(np.stack(masks)[mine]).to(device).float()
+                h, w = masks.shape[-2:]
+                masks = F.pad(masks, (0, size - w, 0, size - h))[:, None]
+                targets = F.interpolate(masks, size=(low, low), mode='area')
+            owner_t = torch.from_numpy(owner[mine] - part.start).to(device)
+            coords = torch.from_numpy(np.concatenate(points)[mine]).to(device)[:, None, :]
+            corrections = np.random.default_rng([config.seed, step, job.rank])
+            loss = trained(images[part].to(device), owner_t, coords, targets, corrections)
             if not torch.isfinite(loss):
                 raise TrainingError(f'train promptable diverged (loss {float(loss)}) at epoch '
                                     f'{state["epoch"] + 1}; lower the learning rate.')
             opt.zero_grad()
-            loss.backward()
+            (loss * weight).backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += job.mean(loss.item() * weight) * len(idx)
             count += len(idx)
             bar.update(1)
             bar.set_postfix(epoch=state['epoch'] + 1, loss=f'{total / count:.3f}')
@@ -428,18 +463,21 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True, d
                  'val_anomaly_iou': val_iou, 'val_instances': n,
                  'wall_s': time.perf_counter() - started}
         state['history'].append(entry)
-        if show_progress:
+        if show_progress and job.main:
             bar.write(f"epoch {state['epoch']}: loss {entry['loss']:.3f}, validation mask IoU "
                       f'from one point per anomaly {val_iou:.3f} ({n} instances), '
                       f"{entry['wall_s']:.0f} s")
         if not np.isfinite(val_iou) or val_iou > state['best_iou']:
             state['best_iou'] = val_iou if np.isfinite(val_iou) else state['best_iou']
             state['best_epoch'] = state['epoch']
-            save_checkpoint(work / 'best.pt', {'model': sam.state_dict()})
-        save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': sam.state_dict(),
-                               'optimizer': opt.state_dict(), 'rng': rng_state(rng),
-                               'state': state})
+            if job.main:
+                save_checkpoint(work / 'best.pt', {'model': cpu_state(sam)})
+        if job.main:
+            save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
+                                   'model': cpu_state(sam), 'optimizer': opt.state_dict(),
+                                   'rng': rng_state(rng), 'state': state})
     bar.close()
+    job.barrier()
     if (work / 'best.pt').is_file():
         sam.load_state_dict(load_checkpoint(work / 'best.pt')['model'])
     return sam.eval(), state, spec
@@ -468,6 +506,8 @@ def train_promptable_model(data_dir, model_dir, work_dir, config=None, *, overwr
                            show_progress)
     sam, state, spec = train_promptable_network(train, val, work_dir, config, show_progress,
                                                 device)
+    if not is_main_process():
+        return None
     manifest = {
         'name': Path(model_dir).name, 'branch': 'instance',
         'architecture': {'type': 'sam', 'spec': spec},
