@@ -143,3 +143,24 @@ def test_one_process_alone_and_the_shards_of_a_batch(monkeypatch):
     # Fewer samples than processes: the idle one joins with weight 0.
     assert Distributed(rank=3, world=4).part(2) == (slice(0, 1), 0.0)
     assert Distributed(rank=1, world=4).part(2) == (slice(1, 2), 2.0)
+
+
+def test_a_training_command_under_torchrun(tiny_pixel_data, tmp_path):
+    """Run ``train frame`` from the command line in 2 processes: rank 0 writes and reports."""
+    if not TORCHRUN.exists():
+        pytest.skip('torchrun is not installed beside this Python')
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('WORLD_SIZE', 'RANK', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}
+    env['OMP_NUM_THREADS'] = '1'
+    cli = Path(sys.executable).parent / 'anomaly-perception'
+    done = subprocess.run(
+        [str(TORCHRUN), '--standalone', '--nproc_per_node', '2', '--no-python', str(cli),
+         'train', 'frame', '--data', str(tiny_pixel_data), '--out', str(tmp_path / 'model'),
+         '--work', str(tmp_path / 'work'), '--ae-epochs', '1', '--density-epochs', '2'],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count('written ') == 1
+    from anomaly_perception.runtime.manifest import load_manifest
+    manifest = load_manifest(tmp_path / 'model', branch='frame')
+    assert manifest['provenance']['training']['density_best_epoch'] >= 1
+    assert not list(tmp_path.rglob('*.partial'))
