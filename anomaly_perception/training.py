@@ -130,6 +130,20 @@ class Distributed:
         """Place ``model`` (:meth:`place`); return the module to train it through."""
         return self.wrap(self.place(model))
 
+    def save(self, checkpoint, config, model, optimizer, rng, state, best=None):
+        """Write the resumable ``checkpoint`` (rank 0 alone), and ``best`` first when given.
+
+        ``best``: the path of the best weights so far (``{'model': ...}``),
+        written when this epoch improved on them. Tensors go to the CPU.
+        """
+        if not self.main:
+            return
+        if best is not None:
+            save_checkpoint(best, {'model': cpu_state(model)})
+        save_checkpoint(checkpoint, {'config': config, 'model': cpu_state(model),
+                                     'optimizer': optimizer.state_dict(),
+                                     'rng': rng_state(rng), 'state': state})
+
     def mean(self, value):
         """Return the mean of ``value`` over the processes (a float)."""
         if self.world == 1:

@@ -76,14 +76,11 @@ from ...data.hazards import HazardsDataset
 from ...data.synthetic.catalog import GLOBAL_TYPES
 from ...runtime.manifest import write_model_dir
 from ...training import CHECKPOINT
-from ...training import cpu_state
 from ...training import distributed
 from ...training import is_main_process
 from ...training import load_checkpoint
 from ...training import load_resumable
 from ...training import restore_rng
-from ...training import rng_state
-from ...training import save_checkpoint
 from ...training import seed_everything
 from ...training import to_bytes
 from ...training import training_environment
@@ -334,14 +331,11 @@ def train_clickcrops_network(train, val, work_dir, config, show_progress=True, d
                 bar.write(f"step {state['step']}: loss {entry['loss']:.3f}, validation mask "
                           f'IoU from one point per anomaly {val_iou:.3f} ({n} instances), '
                           f"{state['wall_s']:.0f} s")
-            if np.isfinite(val_iou) and val_iou > state['best_iou']:
+            improved = np.isfinite(val_iou) and val_iou > state['best_iou']
+            if improved:
                 state['best_iou'], state['best_step'] = val_iou, state['step']
-                if job.main:
-                    save_checkpoint(work / 'best.pt', {'model': cpu_state(net)})
-            if job.main:
-                save_checkpoint(ckpt, {'config': plain_config(config), 'model': cpu_state(net),
-                                       'optimizer': opt.state_dict(), 'rng': rng_state(rng),
-                                       'state': state})
+            job.save(ckpt, plain_config(config), net, opt, rng, state,
+                     best=work / 'best.pt' if improved else None)
             total, count, started = 0.0, 0, time.perf_counter()
     bar.close()
     job.barrier()

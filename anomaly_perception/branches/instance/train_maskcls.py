@@ -72,15 +72,12 @@ from ..pixel.train import load_segmentation_data
 from ..pixel.train import VOID
 from ..pixel.train import write_pixel_model_dir
 from ...training import CHECKPOINT
-from ...training import cpu_state
 from ...training import distributed
 from ...training import is_main_process
 from ...training import load_checkpoint
 from ...training import load_erfnet_encoder
 from ...training import poly_lr
 from ...training import restore_rng
-from ...training import rng_state
-from ...training import save_checkpoint
 from ...training import seed_everything
 from ...training import set_learning_rate
 from ...training import shuffled_batches
@@ -219,20 +216,6 @@ def _resume(path, options, net, opt, rng, state, own=lambda saved: saved):
     return saved['state']
 
 
-def _end_epoch(work, ckpt, best_file, improved, net, opt, rng, state, config, job):
-    """Save the best weights (when ``improved``) and the stage's resumable checkpoint.
-
-    Rank 0 of a ``torchrun`` job alone writes.
-    """
-    if not job.main:
-        return
-    if improved:
-        save_checkpoint(work / best_file, {'model': cpu_state(net)})
-    save_checkpoint(ckpt, {'config': dataclasses.asdict(config), 'model': cpu_state(net),
-                           'optimizer': opt.state_dict(), 'rng': rng_state(rng),
-                           'state': state})
-
-
 def train_maskcls_network(train, val, num_classes, work_dir, config, show_progress=True,
                           device='cpu'):
     """Train (resumable); return ``(best network, state)``.
@@ -296,7 +279,8 @@ def train_maskcls_network(train, val, num_classes, work_dir, config, show_progre
         improved = entry['val_miou'] > state['best_miou']
         if improved:
             state['best_miou'], state['best_epoch'] = entry['val_miou'], state['epoch']
-        _end_epoch(work, ckpt, 'best.pt', improved, net, opt, rng, state, config, job)
+        job.save(ckpt, dataclasses.asdict(config), net, opt, rng, state,
+                 best=work / 'best.pt' if improved else None)
     bar.close()
     job.barrier()
     if (work / 'best.pt').is_file():
@@ -402,7 +386,8 @@ def finetune_outliers(net, train, outliers, val, num_classes, work_dir, config,
         improved = entry['val_pixel_auprc'] > state['best_auprc']
         if improved:
             state['best_auprc'], state['best_epoch'] = entry['val_pixel_auprc'], state['epoch']
-        _end_epoch(work, ckpt, 'outlier_best.pt', improved, net, opt, rng, state, config, job)
+        job.save(ckpt, dataclasses.asdict(config), net, opt, rng, state,
+                 best=work / 'outlier_best.pt' if improved else None)
     bar.close()
     job.barrier()
     if (work / 'outlier_best.pt').is_file():

@@ -78,7 +78,6 @@ from ...data.hazards import default_cache_dir
 from ...data.hazards import HazardsDataset
 from ...runtime.manifest import write_model_dir
 from ...training import CHECKPOINT
-from ...training import cpu_state
 from ...training import distributed
 from ...training import is_main_process
 from ...training import load_checkpoint
@@ -86,8 +85,6 @@ from ...training import load_erfnet_encoder
 from ...training import load_resumable
 from ...training import poly_lr
 from ...training import restore_rng
-from ...training import rng_state
-from ...training import save_checkpoint
 from ...training import seed_everything
 from ...training import set_learning_rate
 from ...training import training_environment
@@ -467,15 +464,12 @@ def train_promptable_network(train, val, work_dir, config, show_progress=True, d
             bar.write(f"epoch {state['epoch']}: loss {entry['loss']:.3f}, validation mask IoU "
                       f'from one point per anomaly {val_iou:.3f} ({n} instances), '
                       f"{entry['wall_s']:.0f} s")
-        if not np.isfinite(val_iou) or val_iou > state['best_iou']:
+        improved = not np.isfinite(val_iou) or val_iou > state['best_iou']
+        if improved:
             state['best_iou'] = val_iou if np.isfinite(val_iou) else state['best_iou']
             state['best_epoch'] = state['epoch']
-            if job.main:
-                save_checkpoint(work / 'best.pt', {'model': cpu_state(sam)})
-        if job.main:
-            save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
-                                   'model': cpu_state(sam), 'optimizer': opt.state_dict(),
-                                   'rng': rng_state(rng), 'state': state})
+        job.save(ckpt, dataclasses.asdict(config), sam, opt, rng, state,
+                 best=work / 'best.pt' if improved else None)
     bar.close()
     job.barrier()
     if (work / 'best.pt').is_file():

@@ -323,18 +323,15 @@ def train_stages(train, val, num_classes, work_dir, config, show_progress=True,
             state['epoch'] += 1
             entry = {'stage': stage, 'epoch': state['epoch'], 'loss': total_loss / count,
                      'lr': lr, 'wall_s': time.perf_counter() - started}
+            improved = False
             if stage == 'decoder':
                 entry['val_miou'], _ = validation_miou(model, val, num_classes, void_index)
-                if entry['val_miou'] > state['best_miou']:
+                improved = entry['val_miou'] > state['best_miou']
+                if improved:
                     state['best_miou'], state['best_epoch'] = entry['val_miou'], state['epoch']
-                    if job.main:
-                        save_checkpoint(work / 'best.pt', {'model': cpu_state(model)})
             state['history'].append(entry)
-            if job.main:
-                save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
-                                       'model': cpu_state(model),
-                                       'optimizer': opt.state_dict(), 'rng': rng_state(rng),
-                                       'state': state})
+            job.save(ckpt, dataclasses.asdict(config), model, opt, rng, state,
+                     best=work / 'best.pt' if improved else None)
         state['stage'] += 1
         state['epoch'] = 0
         if job.main:

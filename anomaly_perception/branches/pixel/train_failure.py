@@ -76,7 +76,6 @@ from ...data.hazards import HazardsDataset
 from ...metrics.binary import BinaryScoreAccumulator
 from ...runtime.manifest import ModelError
 from ...training import CHECKPOINT
-from ...training import cpu_state
 from ...training import distributed
 from ...training import is_main_process
 from ...training import load_checkpoint
@@ -84,8 +83,6 @@ from ...training import load_resumable
 from ...training import module_device
 from ...training import poly_lr
 from ...training import restore_rng
-from ...training import rng_state
-from ...training import save_checkpoint
 from ...training import seed_everything
 from ...training import shuffled_batches
 from ...training import TrainingError
@@ -251,14 +248,11 @@ def train_failure_network(segmenter, train, val, work_dir, config, epochs,
             bar.write(f"epoch {state['epoch']}: AP-Err {entry['val_ap_err']:.4f}, mIoU "
                       f"{miou:.4f} (before {state['miou_before']:.4f}), "
                       f"{entry['wall_s']:.0f} s")
-        if entry['val_ap_err'] > state['best_ap_err']:
+        improved = entry['val_ap_err'] > state['best_ap_err']
+        if improved:
             state['best_ap_err'], state['best_epoch'] = entry['val_ap_err'], state['epoch']
-            if job.main:
-                save_checkpoint(work / 'best.pt', {'model': cpu_state(model)})
-        if job.main:
-            save_checkpoint(ckpt, {'config': dataclasses.asdict(config),
-                                   'model': cpu_state(model), 'optimizer': opt.state_dict(),
-                                   'rng': rng_state(rng), 'state': state})
+        job.save(ckpt, dataclasses.asdict(config), model, opt, rng, state,
+                 best=work / 'best.pt' if improved else None)
     bar.close()
     job.barrier()
     model.cpu()
