@@ -57,8 +57,14 @@ def add_device_option(p):
 
 
 def _in_job(run):
-    """Return ``run`` that leaves the ``torchrun`` job (if any) when it is done."""
+    """Return ``run`` that leaves the ``torchrun`` job (if any) when it is done.
+
+    The processes of rank > 0 show no progress bars (rank 0 shows the job's).
+    """
     def run_in_job(args):
+        import os
+        if int(os.environ.get('RANK', '0') or 0) > 0:
+            os.environ['TQDM_DISABLE'] = '1'
         done = False
         try:
             code = run(args)
