@@ -118,10 +118,16 @@ def test_every_training_command_takes_a_device(capsys):
         assert '--device' in options, name
 
 
-def test_a_cuda_device_without_a_gpu_fails_clearly(monkeypatch):
+def test_a_cuda_device_without_a_gpu_fails_clearly(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     with pytest.raises(TrainingError, match='--device cuda: PyTorch sees no CUDA GPU'):
         distributed('cuda')
+    # From the command line: before any data is read (the dataset does not even exist).
+    from anomaly_perception.cli import main
+    assert main(['train', 'autoencoder', '--data', str(tmp_path / 'none'), '--out',
+                 str(tmp_path / 'ae'), '--device', 'cuda']) == 1
+    assert 'PyTorch sees no CUDA GPU here' in capsys.readouterr().err
+    assert not (tmp_path / 'ae').exists()
 
 
 def test_one_process_alone_and_the_shards_of_a_batch(monkeypatch):

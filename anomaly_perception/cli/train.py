@@ -59,11 +59,20 @@ def add_device_option(p):
 def _in_job(run):
     """Return ``run`` that leaves the ``torchrun`` job (if any) when it is done.
 
-    The processes of rank > 0 show no progress bars (rank 0 shows the job's).
+    ``--device cuda`` without a GPU fails before any data is read; the
+    processes of rank > 0 show no progress bars (rank 0 shows the job's).
     """
     def run_in_job(args):
         import os
-        if int(os.environ.get('RANK', '0') or 0) > 0:
+
+        import torch
+
+        from ..training import finish_jobs
+        from ..training import is_main_process
+        if args.device == 'cuda' and not torch.cuda.is_available():
+            raise UsageError('--device cuda: PyTorch sees no CUDA GPU here; train with '
+                             '--device cpu.')
+        if not is_main_process():
             os.environ['TQDM_DISABLE'] = '1'
         done = False
         try:
@@ -71,7 +80,6 @@ def _in_job(run):
             done = True
             return code
         finally:
-            from ..training import finish_jobs
             finish_jobs(wait=done)
     return run_in_job
 
@@ -677,10 +685,6 @@ def _run_train_diffusion(args):
 
     from ..branches.synthesis.train import DiffusionTrainingConfig
     from ..branches.synthesis.train import train_diffusion_model
-    if args.device == 'cuda':
-        import torch
-        if not torch.cuda.is_available():
-            raise UsageError('--device cuda: PyTorch sees no CUDA GPU here.')
     for bag in args.bag:
         if not Path(bag).exists():
             raise UsageError(f'--bag {bag!r}: no such file or directory.')
@@ -710,10 +714,6 @@ def _run_train_promptable(args):
 
     from ..branches.instance.train_promptable import PromptableTrainingConfig
     from ..branches.instance.train_promptable import train_promptable_model
-    if args.device == 'cuda':
-        import torch
-        if not torch.cuda.is_available():
-            raise UsageError('--device cuda: PyTorch sees no CUDA GPU here.')
     if args.design == 'crops':
         return _run_train_clickcrops(args)
     if args.bag:
