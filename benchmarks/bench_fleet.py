@@ -13,7 +13,11 @@ machine busy):
 
 Both run ``--repeats`` times, alternately; the report gives the medians and
 their ratio (the speed-up), and checks that the fleet's per-bag frame AUROC
-equals each serial replay's.
+equals each serial replay's. Where the fleet's time goes, from its report:
+Ray's start, the tasks, and the rest of the command (the process start and
+imports, pooling, the plot, Ray's shutdown at exit). The environment
+reaches the commands: ``RAY_USAGE_STATS_ENABLED=0`` times the local
+instance without Ray's usage report.
 
 Writes ``out/bench/fleet_<pipelines>.json``.
 
@@ -37,6 +41,7 @@ Run: ``python benchmarks/bench_fleet.py [--pipelines frame] [--seconds 15] [--wo
 
 import argparse
 import json
+import os
 from pathlib import Path
 import shutil
 import subprocess
@@ -84,7 +89,7 @@ def main():
     parser.add_argument('--pipelines', default='frame')
     args = parser.parse_args()
     bags = _bags(args.seconds)
-    serial, fleet = [], []
+    serial, fleet, phases = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for r in range(args.repeats):
@@ -96,6 +101,9 @@ def main():
             fleet.append(_run(COMMAND + ['evaluate', 'bags', *map(str, bags), '--pipelines',
                                          args.pipelines, '--out', str(tmp / 'fleet'),
                                          '--workers', str(args.workers), '--no-progress']))
+            done = json.loads((tmp / 'fleet' / 'fleet_report.json').read_text())
+            phases.append({'ray_start_s': done['ray_start_s'], 'tasks_s': done['tasks_s'],
+                           'rest_s': fleet[-1] - done['ray_start_s'] - done['tasks_s']})
             print(f'repeat {r + 1}/{args.repeats}: serial {serial[-1]:.1f} s, fleet '
                   f'{fleet[-1]:.1f} s ({serial[-1] / fleet[-1]:.2f}x)', flush=True)
         report = json.loads((tmp / 'fleet' / 'fleet_report.json').read_text())
@@ -108,6 +116,9 @@ def main():
         'serial_replays_s': {'median': float(np.median(serial)), 'runs': serial},
         'evaluate_bags_s': {'median': float(np.median(fleet)), 'runs': fleet},
         'speedup': float(np.median(serial) / np.median(fleet)),
+        'fleet_phases_s': {key: float(np.median([p[key] for p in phases]))
+                           for key in ('ray_start_s', 'tasks_s', 'rest_s')},
+        'ray_usage_stats': os.environ.get('RAY_USAGE_STATS_ENABLED', "Ray's default"),
         'frames_per_s': {'serial': frames / float(np.median(serial)),
                          'fleet': frames / float(np.median(fleet))},
         # NaN where a bag has no anomalous frame (in both runs).
@@ -120,6 +131,9 @@ def main():
           f"{results['serial_replays_s']['median']:.1f} s, evaluate bags --workers "
           f"{args.workers} {results['evaluate_bags_s']['median']:.1f} s: "
           f"{results['speedup']:.2f}x; per-bag AUROC equal: {results['same_per_bag_auroc']}")
+    p = results['fleet_phases_s']
+    print(f"the fleet's time (medians): Ray's start {p['ray_start_s']:.1f} s, the tasks "
+          f"{p['tasks_s']:.1f} s, the rest {p['rest_s']:.1f} s")
     print(f'written {path}')
 
 

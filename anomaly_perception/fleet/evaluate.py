@@ -148,10 +148,6 @@ def _start_ray(workers, address):
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            # The local instance reports no usage statistics to Ray's servers (a user's own
-            # setting wins): robots' machines are often offline, and the report costs about
-            # 1 s of the start on 2 cores.
-            os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
             ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=False)
     return ray
@@ -161,7 +157,8 @@ def evaluate_bags(bags, out, job, *, workers=2, address=None, show_progress=True
     """Replay ``bags`` with ``job`` on Ray, ``workers`` at a time; write and return the report.
 
     Returns the fleet report (:func:`.pool.pool` plus ``failed``: ``[{name,
-    bag, cause}]``, ``workers``, ``wall_s``).
+    bag, cause}]``, ``workers``, ``wall_s``; ``ray_start_s`` and ``tasks_s``, the
+    parts of ``wall_s`` spent starting or joining Ray and running the tasks).
 
     Raises:
         UsageError: no bags, a bag listed twice, ``workers`` < 1, Ray missing,
@@ -180,9 +177,10 @@ def evaluate_bags(bags, out, job, *, workers=2, address=None, show_progress=True
     todo = [(str(b), n) for b, n in zip(bags, names) if not _complete(dirs[n])]
     progress = _Progress(len(names), len(names) - len(todo), show_progress)
     started = time.perf_counter()
-    summaries = {}
+    summaries, phases = {}, {'ray_start_s': 0.0, 'tasks_s': 0.0}
     if todo:
         ray = _start_ray(workers, address)
+        phases['ray_start_s'] = time.perf_counter() - started
         # One task, one CPU, and so one inference thread: ONNX Runtime would take a thread per
         # core in every worker otherwise, and the workers would fight over the cores.
         task = ray.remote(num_cpus=1, max_retries=0)(_one_thread_replay_task)
@@ -200,6 +198,7 @@ def evaluate_bags(bags, out, job, *, workers=2, address=None, show_progress=True
                     summaries[name] = {'bag': '', 'status': 'failed',
                                        'cause': f'the task failed: {type(err).__name__}: {err}'}
                 progress.update(name, summaries[name])
+        phases['tasks_s'] = time.perf_counter() - started - phases['ray_start_s']
     replays, failed = [], []
     for bag, name in zip(bags, names):
         summary = summaries.get(name, {'status': 'ok'})
@@ -219,7 +218,7 @@ def evaluate_bags(bags, out, job, *, workers=2, address=None, show_progress=True
     fleet = {**pool(replays), 'listed': len(names), 'failed': failed, 'workers': workers,
              'address': address or 'local', 'wall_s': time.perf_counter() - started,
              'replayed_now': len(todo), 'resumed': len(names) - len(todo),
-             'pipelines': job.pipelines, 'place': job.place}
+             'pipelines': job.pipelines, 'place': job.place, **phases}
     atomic_write_json(out / FLEET_REPORT, fleet, indent=1)
     _plot(out / FLEET_PLOT, fleet, replays)
     return fleet
